@@ -1,0 +1,140 @@
+//! Daemons (`flock`, `close`, `open("/dev/null")`): the pieces around the double fork.
+//!
+//! The double fork, `setsid`, `umask` and `chdir` stay in `bin/daemon.rs`, where the lab shows them;
+//! this module holds the pidfile lock and the descriptor clean-up.
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// A pidfile held with `flock(LOCK_EX)` for the daemon's whole life. The lock, not the file's
+/// existence, says "running": the kernel drops it when the process dies, so a pidfile left by a
+/// crash (stale) is recognised and taken over.
+pub struct Pidfile {
+    path: PathBuf,
+    lock: Flock<File>,
+}
+
+/// What a pidfile says about its daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidState {
+    Running(i32),
+    /// No lock is held; `Some(pid)` when a stale file names a dead process.
+    NotRunning(Option<i32>),
+}
+
+impl Pidfile {
+    /// Opens (creating, 0600) and locks `path`, then writes our pid. `Err(Running(pid))`-style
+    /// refusal is returned as `Ok(Err(pid))` so callers can word it.
+    pub fn acquire(path: &Path) -> Result<std::result::Result<Pidfile, i32>> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )
+        .map_err(|e| Error::sys(e, "open", path.display()))?;
+        let file = File::from(fd);
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((mut file, Errno::EWOULDBLOCK)) => return Ok(Err(read_pid(&mut file).unwrap_or(0))),
+            Err((_, e)) => return Err(Error::sys(e, "flock", path.display())),
+        };
+        let pid = format!("{}\n", std::process::id());
+        let w = |e: std::io::Error| Error::io(&e, "write", path.display());
+        lock.set_len(0).map_err(w)?;
+        lock.rewind().map_err(w)?;
+        lock.write_all(pid.as_bytes()).map_err(w)?;
+        Ok(Ok(Pidfile {
+            path: path.to_path_buf(),
+            lock,
+        }))
+    }
+
+    /// Removes the file while still holding the lock, so no other start can slip in between.
+    pub fn remove(self) -> Result<()> {
+        let r = std::fs::remove_file(&self.path).map_err(|e| Error::io(&e, "unlink", self.path.display()));
+        drop(self.lock);
+        r
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.lock.as_raw_fd()
+    }
+}
+
+/// Whether a daemon holds `path`'s lock, without taking it for long.
+pub fn probe(path: &Path) -> Result<PidState> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PidState::NotRunning(None)),
+        Err(e) => return Err(Error::io(&e, "open", path.display())),
+    };
+    let pid = read_pid(&mut file);
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_unlocked_on_drop) => Ok(PidState::NotRunning(pid)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(PidState::Running(pid.unwrap_or(0))),
+        Err((_, e)) => Err(Error::sys(e, "flock", path.display())),
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<i32> {
+    let mut s = String::new();
+    file.read_to_string(&mut s).ok()?;
+    s.trim().parse().ok().filter(|&p: &i32| p > 0)
+}
+
+/// Closes every descriptor above 2 except `keep`: a daemon must not hold its launcher's files
+/// (a terminal, a pipe someone waits on for EOF, a mounted filesystem).
+pub fn close_fds_except(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // Safety: closing descriptors we own; the one read_dir used is already closed (EBADF).
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Points fds 0, 1 and 2 at /dev/null: a daemon has no terminal, and a write to a closed
+/// fd 1 would land in whatever file next gets descriptor 1.
+pub fn stdio_to_dev_null() -> Result<()> {
+    let null = nix::fcntl::open("/dev/null", OFlag::O_RDWR, Mode::empty())
+        .map_err(|e| Error::sys(e, "open", "/dev/null"))?;
+    for target in 0..=2 {
+        // Safety: dup2 onto the standard descriptors, which we mean to replace.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+            return Err(Error::sys(Errno::last(), "dup2", format!("/dev/null -> {target}")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock says "running" while held and "stale" once dropped, whatever the file holds.
+    #[test]
+    fn pidfile_lock_decides_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.pid");
+        assert_eq!(probe(&path).unwrap(), PidState::NotRunning(None));
+        let pf = Pidfile::acquire(&path).unwrap().unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(probe(&path).unwrap(), PidState::Running(me));
+        assert_eq!(Pidfile::acquire(&path).unwrap().err(), Some(me));
+        drop(pf);
+        assert_eq!(probe(&path).unwrap(), PidState::NotRunning(Some(me)));
+        let pf = Pidfile::acquire(&path).unwrap().unwrap();
+        pf.remove().unwrap();
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,12 @@
+//! ipclab: the Unix IPC primitives the labs teach, each a thin layer over nix/libc, and the
+//! tooling (lab specs, walkthroughs) built on them. Primitives never depend on the tooling.
+
+pub mod daemon;
+pub mod error;
+pub mod fifo;
+pub mod inspect;
+pub mod process;
+pub mod shm;
+pub mod signals;
+
+pub use error::{Error, Result};

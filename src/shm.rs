@@ -1,0 +1,160 @@
+//! POSIX shared memory (`shm_open`, `ftruncate`, `mmap`, `shm_unlink`).
+//!
+//! A segment is a file in /dev/shm named by the caller; `mmap` makes the same physical pages
+//! appear in every process that maps it. Only the creator unlinks it.
+
+use crate::error::{Error, Result};
+use memmap2::{MmapMut, MmapOptions};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use std::os::fd::OwnedFd;
+
+/// Name for a name-only object: `/PREFIX-<uid>-<pid>-<random>`, so leak checks can match
+/// `PREFIX*` and two runs never collide.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "/{prefix}-{}-{}-{:08x}",
+        nix::unistd::getuid(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Checks a user-given prefix: shm names are one path component.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 200
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !prefix.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "bad --name-prefix {prefix:?}: use letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// A mapped segment. The creator owns the name and unlinks it on drop.
+pub struct Segment {
+    name: String,
+    map: MmapMut,
+    owner: bool,
+}
+
+impl Segment {
+    /// `shm_open(name, O_CREAT|O_EXCL|O_RDWR, 0600)`, `ftruncate(len)`, `mmap(MAP_SHARED)`.
+    /// On failure after the create, the name is unlinked again.
+    pub fn create(name: &str, len: usize) -> Result<Segment> {
+        let fd = nix::sys::mman::shm_open(
+            name,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        )
+        .map_err(|e| Error::sys(e, "shm_open", name))?;
+        let unlink_on_err = |e: Error| {
+            let _ = nix::sys::mman::shm_unlink(name);
+            e
+        };
+        nix::unistd::ftruncate(&fd, len as libc::off_t)
+            .map_err(|e| unlink_on_err(Error::sys(e, "ftruncate", name)))?;
+        let map = map(&fd, len, name).map_err(unlink_on_err)?;
+        Ok(Segment {
+            name: name.to_string(),
+            map,
+            owner: true,
+        })
+    }
+
+    /// `shm_open(name, O_RDWR)` of an existing segment, mapped whole; does not own the name.
+    pub fn open(name: &str) -> Result<Segment> {
+        let fd = nix::sys::mman::shm_open(name, OFlag::O_RDWR, Mode::empty())
+            .map_err(|e| Error::sys(e, "shm_open", name))?;
+        let st = nix::sys::stat::fstat(&fd).map_err(|e| Error::sys(e, "fstat", name))?;
+        let map = map(&fd, st.st_size as usize, name)?;
+        Ok(Segment {
+            name: name.to_string(),
+            map,
+            owner: false,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Base of the mapping; page-aligned. Other processes write here concurrently, so access
+    /// it only through atomics or under the lab's synchronisation.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+
+    /// `shm_unlink` now, reporting failure; the mapping stays valid until drop.
+    pub fn unlink(&mut self) -> Result<()> {
+        if !self.owner {
+            return Ok(());
+        }
+        self.owner = false;
+        nix::sys::mman::shm_unlink(self.name.as_str())
+            .map_err(|e| Error::sys(e, "shm_unlink", &self.name))
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = self.unlink();
+    }
+}
+
+fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<MmapMut> {
+    // Safety: the segment is shared by design; callers go through atomics or semaphores, never
+    // through `&mut [u8]` views that another process could change underneath.
+    unsafe { MmapOptions::new().len(len).map_mut(fd) }
+        .map_err(|e| Error::io(&e, "mmap", name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// O_EXCL: a second create of the same name fails with EEXIST; drop unlinks.
+    #[test]
+    fn create_is_exclusive_and_drop_unlinks() {
+        let name = unique_name("ipclab-test");
+        let seg = Segment::create(&name, 8192).unwrap();
+        assert_eq!(seg.len(), 8192);
+        let path = format!("/dev/shm{name}");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let err = Segment::create(&name, 8192).err().unwrap();
+        assert!(err.to_string().contains("EEXIST"), "{err}");
+        let other = Segment::open(&name).unwrap();
+        // Safety: both mappings are of this process; no concurrent writer.
+        unsafe {
+            *seg.as_ptr().add(100) = 42;
+            assert_eq!(*other.as_ptr().add(100), 42);
+        }
+        drop(other);
+        assert!(std::path::Path::new(&path).exists(), "non-owner must not unlink");
+        drop(seg);
+        assert!(!std::path::Path::new(&path).exists());
+    }
+
+    #[test]
+    fn prefix_must_be_one_component() {
+        assert!(check_prefix("ipclab-g1").is_ok());
+        for bad in ["", "a/b", "..", "x y"] {
+            assert_eq!(check_prefix(bad).unwrap_err().code(), 2);
+        }
+    }
+}
