@@ -1,6 +1,7 @@
 //! ipclab: the Unix IPC primitives the labs teach, each a thin layer over nix/libc, and the
 //! tooling (lab specs, walkthroughs) built on them. Primitives never depend on the tooling.
 
+pub mod args;
 pub mod daemon;
 pub mod error;
 pub mod fifo;

@@ -176,6 +176,18 @@ pub fn signal(pid: Pid, sig: Signal) -> Result<()> {
     }
 }
 
+/// `pidfd_open(pid)`: a descriptor that becomes readable when the process exits. Unlike a pid,
+/// it cannot be recycled for another process while we hold it.
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
+    // Safety: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(Error::sys(Errno::last(), "pidfd_open", pid));
+    }
+    // Safety: the kernel just gave us this descriptor; nobody else owns it.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
 /// Tag printed in front of stderr lines so output can be compared with `ps`: `[main 4242]`.
 pub fn tag(role: &str) -> String {
     format!("[{role} {}]", std::process::id())
