@@ -4,7 +4,7 @@
 //!
 //! Syscalls, in order: mknodat(S_IFIFO) x2 (mkfifo), pipe2(O_CLOEXEC), clone (fork), execve (in
 //! the child), openat(ping, O_WRONLY) — blocks until the secondary opens it for reading —,
-//! openat(pong, O_RDONLY), then write/read per exchange, wait4, unlinkat x2, exit_group(0).
+//! openat(pong, O_RDONLY), then write/read per exchange, wait4, unlink x2, exit_group(0).
 //!
 //! Try: mkdir -p /tmp/pp && target/debug/pingpong --exchanges 3 --dir /tmp/pp
 //!
@@ -14,7 +14,7 @@
 //!   openat(AT_FDCWD, "DIR/ping", O_WRONLY|O_CLOEXEC) = 3
 //!   write(3, "ping 1\n", 7) = 7
 //!   wait4(PID, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = PID
-//!   unlinkat(AT_FDCWD, "DIR/ping", 0) = 0
+//!   unlink("DIR/ping") = 0
 //!
 //! Faults, for the walkthrough: `--fault no-wait` never reaps the secondary (it stays
 //! `<defunct>` until main exits on Enter or end of stdin); `--fault main-first` exits without

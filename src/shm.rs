@@ -41,6 +41,8 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
 pub struct Segment {
     name: String,
     map: MmapMut,
+    /// Kept open so a survivor can tell whether the name still refers to this very object.
+    fd: OwnedFd,
     owner: bool,
 }
 
@@ -64,6 +66,7 @@ impl Segment {
         Ok(Segment {
             name: name.to_string(),
             map,
+            fd,
             owner: true,
         })
     }
@@ -77,6 +80,7 @@ impl Segment {
         Ok(Segment {
             name: name.to_string(),
             map,
+            fd,
             owner: false,
         })
     }
@@ -107,6 +111,80 @@ impl Segment {
         self.owner = false;
         nix::sys::mman::shm_unlink(self.name.as_str())
             .map_err(|e| Error::sys(e, "shm_unlink", &self.name))
+    }
+}
+
+impl Segment {
+    /// For a survivor whose creator died: unlinks the name only if it still names this segment
+    /// (same inode), so a newer object of the same name is never removed.
+    pub fn unlink_if_same(&mut self) -> Result<bool> {
+        let ours = nix::sys::stat::fstat(&self.fd).map_err(|e| Error::sys(e, "fstat", &self.name))?;
+        let Ok(now) = nix::sys::stat::stat(format!("/dev/shm{}", self.name).as_str()) else {
+            return Ok(false);
+        };
+        if now.st_ino != ours.st_ino || now.st_dev != ours.st_dev {
+            return Ok(false);
+        }
+        self.owner = true;
+        self.unlink().map(|_| true)
+    }
+}
+
+/// A POSIX unnamed semaphore living inside a shared mapping (`sem_init(pshared = 1)`), usable by
+/// every process that maps it. glibc builds it on a futex word: `sem_wait` only enters the kernel
+/// (futex FUTEX_WAIT) when the count is 0, and a post made before the wait is never lost.
+pub struct SharedSem(*mut libc::sem_t);
+
+impl SharedSem {
+    /// `sem_init(ptr, 1, value)`.
+    ///
+    /// # Safety
+    /// `ptr` points into a live shared mapping, suitably aligned, not yet an initialised semaphore
+    /// that another process is using.
+    pub unsafe fn init(ptr: *mut libc::sem_t, value: u32) -> Result<SharedSem> {
+        if libc::sem_init(ptr, 1, value) != 0 {
+            return Err(Error::sys(nix::errno::Errno::last(), "sem_init", ""));
+        }
+        Ok(SharedSem(ptr))
+    }
+
+    /// A semaphore another process initialised.
+    ///
+    /// # Safety
+    /// `ptr` points at a semaphore initialised with `init` in a mapping that outlives this value.
+    pub unsafe fn at(ptr: *mut libc::sem_t) -> SharedSem {
+        SharedSem(ptr)
+    }
+
+    pub fn post(&self) -> Result<()> {
+        // Safety: self.0 is an initialised semaphore (constructor contract).
+        if unsafe { libc::sem_post(self.0) } != 0 {
+            return Err(Error::sys(nix::errno::Errno::last(), "sem_post", ""));
+        }
+        Ok(())
+    }
+
+    /// `sem_timedwait`: true once decremented, false when `timeout` passed. EINTR is retried.
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // Safety: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+        let nanos = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
+        let deadline = libc::timespec {
+            tv_sec: now.tv_sec + timeout.as_secs() as libc::time_t + (nanos / 1_000_000_000) as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        };
+        loop {
+            // Safety: initialised semaphore; deadline is a valid timespec.
+            if unsafe { libc::sem_timedwait(self.0, &deadline) } == 0 {
+                return Ok(true);
+            }
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                nix::errno::Errno::ETIMEDOUT => return Ok(false),
+                e => return Err(Error::sys(e, "sem_timedwait", "")),
+            }
+        }
     }
 }
 
