@@ -3,11 +3,14 @@
 
 pub mod args;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod fifo;
 pub mod inspect;
 pub mod process;
 pub mod shm;
 pub mod signals;
+pub mod spec;
+pub mod walkthrough;
 
 pub use error::{Error, Result};

@@ -10,7 +10,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use signal_hook::SigId;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -39,8 +39,9 @@ impl SignalPipe {
             let reg = |e: std::io::Error| Error::io(&e, "sigaction", sig.as_str());
             // Flag first, then the byte: the loop woken by the byte always sees the flag set.
             ids.push(signal_hook::flag::register(sig as i32, Arc::clone(&flag)).map_err(reg)?);
-            // The write end lives in `self` as long as the handlers: unregistered in drop first.
-            ids.push(signal_hook::low_level::pipe::register_raw(sig as i32, write.as_raw_fd()).map_err(reg)?);
+            // signal-hook owns (and closes on unregister) the write end it is given: one dup each.
+            let w = write.try_clone().map_err(|e| Error::io(&e, "dup", "signal pipe"))?;
+            ids.push(signal_hook::low_level::pipe::register(sig as i32, w).map_err(reg)?);
             flags.push((sig, flag));
         }
         Ok(SignalPipe {

@@ -1,0 +1,120 @@
+//! Lab specs: each `labs/labN-name/spec.toml`, compiled in, is the one source of a lab's facts.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Every lab the toolkit ships, as (directory name, spec.toml text).
+pub const LABS: &[(&str, &str)] = &[
+    ("lab1-shm", include_str!("../labs/lab1-shm/spec.toml")),
+    ("lab2-pingpong", include_str!("../labs/lab2-pingpong/spec.toml")),
+    ("lab5-zombies", include_str!("../labs/lab5-zombies/spec.toml")),
+    ("lab6-daemon", include_str!("../labs/lab6-daemon/spec.toml")),
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub lab: Lab,
+    /// What the grader checks; absent until the lab has a grading contract.
+    pub contract: Option<Contract>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lab {
+    /// N in `make labN` and `ipclab lab N`.
+    pub number: u32,
+    /// Short name: the directory is `labs/lab{number}-{name}`.
+    pub name: String,
+    pub title: String,
+    /// The lab sheet's questions the walkthrough and README answer.
+    pub questions: Vec<String>,
+    /// Reference programs (each a `[[bin]]` of Cargo.toml, with a bin/ header).
+    pub binaries: Vec<String>,
+    /// The libc calls the lab is about, as a student would write them.
+    pub teaches: Vec<String>,
+    /// The same, as syscalls strace prints (both variants where libc may use either).
+    pub strace_filter: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// Arguments appended to the implementation's command; `{N}` and `{DIR}` are substituted.
+    pub args: Vec<String>,
+    /// What stdout must hold, in words.
+    pub stdout: String,
+    /// Wall-clock budget for one run.
+    pub time_budget_ms: u64,
+    /// How long a child may stay a zombie while main lives before it counts as "never reaped".
+    pub zombie_grace_ms: u64,
+    /// Ranges of the random parameters, by name.
+    pub params: BTreeMap<String, Range>,
+    /// Points per check, by stable check name.
+    pub points: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Spec {
+    pub fn dir_name(&self) -> String {
+        format!("lab{}-{}", self.lab.number, self.lab.name)
+    }
+}
+
+/// All specs, parsed; a malformed spec is a build defect, reported with its directory.
+pub fn all() -> Result<Vec<Spec>> {
+    LABS.iter()
+        .map(|(dir, text)| {
+            toml::from_str::<Spec>(text)
+                .map_err(|e| Error::runtime(format!("labs/{dir}/spec.toml: {}", e.message())))
+        })
+        .collect()
+}
+
+/// The spec of lab `n`, or a usage error listing the labs there are.
+pub fn find(n: u32) -> Result<Spec> {
+    let specs = all()?;
+    let numbers: Vec<String> = specs.iter().map(|s| s.lab.number.to_string()).collect();
+    specs
+        .into_iter()
+        .find(|s| s.lab.number == n)
+        .ok_or_else(|| Error::usage(format!("no lab {n}: labs are {}", numbers.join(", "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every spec parses and lives in the directory its number and name say.
+    #[test]
+    fn specs_parse_and_match_their_directory() {
+        let specs = all().unwrap();
+        assert_eq!(specs.len(), LABS.len());
+        for (spec, (dir, _)) in specs.iter().zip(LABS) {
+            assert_eq!(&spec.dir_name(), dir);
+            assert!(!spec.lab.binaries.is_empty() && !spec.lab.teaches.is_empty());
+        }
+        assert_eq!(find(9).unwrap_err().code(), 2);
+    }
+
+    /// Lab 2's contract is the one fixed in the design notes.
+    #[test]
+    fn lab2_contract_has_the_stable_check_names() {
+        let c = find(2).unwrap().contract.unwrap();
+        let names: Vec<&str> = c.points.keys().map(|s| s.as_str()).collect();
+        for check in [
+            "exit-status", "protocol", "named-pipes", "no-zombies", "shutdown-order",
+            "no-leftover-processes", "no-leaked-files", "timeout",
+        ] {
+            assert!(names.contains(&check), "{check} missing");
+        }
+        assert_eq!(c.args, ["--exchanges", "{N}", "--dir", "{DIR}"]);
+    }
+}

@@ -1,0 +1,135 @@
+//! Lab 2 walkthrough: FIFO ping-pong, the shutdown order, and what each wrong order leaves.
+
+use super::{number_after, pid_of_role, Walk};
+use crate::error::Result;
+use crate::fifo;
+use rand::Rng;
+
+pub fn walk(w: &mut Walk) -> Result<()> {
+    let n: u64 = rand::rng().random_range(3..=6);
+    let dir = fifo::private_dir()?;
+    let d = dir.path().display().to_string();
+    let pingpong = w.bin("pingpong");
+
+    w.step("What main creates first: two FIFOs in a private directory");
+    w.say(
+        "A FIFO (named pipe) is a pipe with a name in the file system: mkfifo(path, 0600) makes it,
+         any process allowed by its mode can open it. The directory is private (0700), so no
+         other user can open, replace or delete our FIFOs. `p` in ls -l is the FIFO type.",
+    );
+    {
+        let pair = fifo::FifoPair::create(dir.path(), "ping", "pong")?;
+        let _ = w.shell(&["ls", "-l", &d]);
+        pair.remove()?;
+    }
+
+    w.step(&format!("{n} exchanges, then the clean shutdown (2.a)"));
+    w.say(
+        "main creates the FIFOs, forks and execs the secondary, sends `ping i` through DIR/ping;
+         the secondary answers `pong i` through DIR/pong. Both open ping first, then pong: open()
+         on a FIFO blocks until the other end is opened, so opposite orders would deadlock.
+         After pong N the secondary exits; main, blocked in waitpid, collects its exit status
+         (this is reaping), removes the FIFOs, and exits last.",
+    );
+    let (code, out) = w.shell(&[&pingpong, "--exchanges", &n.to_string(), "--dir", &d])?;
+    let expected: Vec<String> = (1..=n).flat_map(|i| [format!("ping {i}"), format!("pong {i}")]).collect();
+    let got: Vec<&str> = out.lines().filter(|l| !l.starts_with('[')).collect();
+    w.expect(code == 0, "main exited with status 0");
+    w.expect(got == expected, &format!("stdout is exactly ping 1, pong 1 ... pong {n}"));
+    w.expect(out.contains("exited with status 0; reaped"), "main reaped the secondary before exiting");
+    w.expect(is_empty(dir.path()), "DIR is empty again: both FIFOs removed");
+
+    w.step("The same run under strace");
+    w.say(
+        "mknodat(..., S_IFIFO|0600) is mkfifo. clone is fork (glibc's fork uses clone), execve
+         starts the secondary. The openat of DIR/ping by main returns only once the secondary
+         has opened it too. Each ping is one write and one read; wait4 returns the secondary's
+         status; unlink removes each FIFO.",
+    );
+    w.strace(&[&pingpong, "--exchanges", "2", "--dir", &d], Some(dir.path()))?;
+
+    w.step("Fault no-wait: main never waits, the secondary is a zombie (2.b)");
+    w.say(
+        "A zombie is a process that has exited but whose parent has not yet waited for it: the
+         kernel keeps its pid and exit status for the parent. ps shows it as Z / <defunct>.
+         Here main learns of the exit with waitid(WNOWAIT), which leaves the child unreaped.",
+    );
+    let mut live = w.spawn(&[&pingpong, "--exchanges", "2", "--dir", &d, "--fault", "no-wait"])?;
+    let line = live.wait_for("FAULT no-wait")?;
+    let main_pid = live.pid();
+    let sec = number_after(&line, "secondary ").unwrap_or(0);
+    w.ps(&[main_pid, sec]);
+    let z = crate::inspect::info(sec);
+    w.expect(z.as_ref().is_some_and(|p| p.is_zombie() && p.ppid == main_pid), "the secondary is Z, its parent still main");
+    let _ = live.finish()?;
+    w.say("main has exited: its zombie child was re-parented to the walkthrough (a subreaper), which reaps it.");
+    let reaped = w.reap_adopted();
+    w.expect(reaped.iter().any(|r| r.0 == sec) || crate::inspect::info(sec).is_none(), "the zombie is gone once reaped by its new parent");
+
+    w.step("Fault main-first: main exits before the secondary, which is orphaned (2.b)");
+    w.say(
+        "If main exits first, nobody is left to reap the secondary when it ends: it becomes an
+         orphan and the kernel gives it a new parent, the nearest child subreaper (here the
+         walkthrough) or PID 1. The right order is the secondary first, then main.",
+    );
+    let mut live = w.spawn(&[&pingpong, "--exchanges", "2", "--dir", &d, "--fault", "main-first"])?;
+    let line = live.wait_for("I am an orphan")?;
+    let sec = pid_of_role(&line, "secondary").unwrap_or(0);
+    let main_pid = live.pid();
+    let _ = live.child.wait();
+    w.ps(&[sec]);
+    let me = std::process::id() as i32;
+    w.expect(
+        crate::inspect::info(sec).is_some_and(|p| p.ppid == me),
+        &format!("the secondary's parent is now the walkthrough ({me}), not main ({main_pid})"),
+    );
+    // Our Child handle already reaped main; end the orphan by closing its stdin and reap it.
+    let _ = live.finish();
+    let reaped = w.reap_adopted();
+    w.expect(reaped.iter().any(|r| r.0 == sec), "the walkthrough reaped the orphan");
+
+    w.step("A peer killed mid-run: the survivor sees end of file, reaps, cleans up");
+    w.say(
+        "kill -9 the secondary during the exchange: main's read on DIR/pong returns 0 (end of
+         file: no writer left), main reports it, reaps the dead child (its status says SIGKILL),
+         removes the FIFOs and exits 1.",
+    );
+    let mut live = w.spawn(&[&pingpong, "--exchanges", "10000000", "--dir", &d])?;
+    let line = live.wait_for("started secondary")?;
+    let sec = number_after(&line, "started secondary ").unwrap_or(0);
+    live.wait_for("pong 3")?;
+    live.echo = false;
+    println!("   $ kill -9 {sec}");
+    crate::process::signal(nix::unistd::Pid::from_raw(sec), nix::sys::signal::Signal::SIGKILL)?;
+    let (code, out) = quiet_finish(live)?;
+    w.expect(code == 1, "main exited with status 1");
+    w.expect(out.contains("killed by SIGKILL; reaped"), "main reaped the killed secondary");
+    w.expect(is_empty(dir.path()), "DIR is empty: main removed the FIFOs");
+    Ok(())
+}
+
+/// Finishes a run that prints millions of lines: echoes only what is not a ping/pong line.
+fn quiet_finish(mut live: super::Live) -> Result<(i32, String)> {
+    live.echo = false;
+    let mut text = String::new();
+    let mut hidden = 0u64;
+    while let Some(line) = live.next_line()? {
+        let pingpong = line.starts_with("ping ") || line.starts_with("pong ");
+        if pingpong {
+            hidden += 1;
+        } else {
+            println!("   {line}");
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    println!("   ({hidden} ping/pong lines not shown)");
+    let st = live.child.wait().map_err(|e| crate::Error::io(&e, "waitpid", ""))?;
+    let code = st.code().unwrap_or(1);
+    println!("   (exit status {code})");
+    Ok((code, text))
+}
+
+fn is_empty(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).map(|mut r| r.next().is_none()).unwrap_or(false)
+}

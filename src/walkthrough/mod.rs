@@ -1,0 +1,386 @@
+//! Narrated walkthroughs (`ipclab lab N`, `make labN`): each step says what it does, runs the
+//! reference programs as real processes, shows the evidence (`ps`, `ls -l`, strace lines), and
+//! the walkthrough ends by checking that it left nothing behind.
+//!
+//! The walkthrough makes itself a child subreaper, so every orphan its demos create is re-parented
+//! to it and reaped here rather than lingering under PID 1.
+
+mod lab1;
+mod lab2;
+mod lab5;
+mod lab6;
+
+use crate::error::{Error, Result};
+use crate::{inspect, process, spec};
+use std::io::{BufRead, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
+
+/// A program that prints nothing for this long is considered stuck (safety net only).
+const STUCK: Duration = Duration::from_secs(30);
+
+pub struct Walk {
+    pub spec: spec::Spec,
+    step_mode: bool,
+    bins: PathBuf,
+    step_no: u32,
+    shm_before: Vec<String>,
+    problems: Vec<String>,
+    /// What the last `shell` reaped of its adopted descendants: (pid, status).
+    pub adopted: Vec<(i32, i32)>,
+}
+
+/// Runs lab `n`'s walkthrough. Exit status: 0 when every expectation held and the run left
+/// nothing behind, 1 otherwise, 2 for an unknown lab.
+pub fn run(n: u32, step_mode: bool) -> Result<i32> {
+    let spec = spec::find(n)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
+    let bins = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    for b in &spec.lab.binaries {
+        if !bins.join(b).exists() {
+            return Err(Error::runtime(format!(
+                "{} not found beside ipclab: build it first (cargo build --bins)",
+                b
+            ))
+            .with_code(3));
+        }
+    }
+    process::set_child_subreaper()?;
+    let mut walk = Walk {
+        shm_before: inspect::shm_objects(&shm_prefix()),
+        spec,
+        step_mode,
+        bins,
+        step_no: 0,
+        problems: Vec::new(),
+        adopted: Vec::new(),
+    };
+    println!("# Lab {}: {}", walk.spec.lab.number, walk.spec.lab.title);
+    for q in walk.spec.lab.questions.clone() {
+        println!("#   {q}");
+    }
+    let outcome = match n {
+        1 => lab1::walk(&mut walk),
+        2 => lab2::walk(&mut walk),
+        5 => lab5::walk(&mut walk),
+        6 => lab6::walk(&mut walk),
+        _ => Err(Error::usage(format!("lab {n} has no walkthrough yet"))),
+    };
+    if let Err(e) = outcome {
+        walk.problems.push(e.to_string());
+    }
+    walk.finish()
+}
+
+/// Name prefix of this user's shm objects (see `shm::unique_name`).
+pub fn shm_prefix() -> String {
+    format!("ipclab-{}-", nix::unistd::getuid())
+}
+
+impl Walk {
+    /// Path of a reference binary.
+    pub fn bin(&self, name: &str) -> String {
+        self.bins.join(name).display().to_string()
+    }
+
+    /// Starts step k: its title, then (with --step) waits for Enter.
+    pub fn step(&mut self, title: &str) {
+        self.step_no += 1;
+        println!("\n== Step {}: {title} ==", self.step_no);
+        if self.step_mode {
+            print!("   (Enter to run this step) ");
+            std::io::stdout().flush().ok();
+            let _ = std::io::stdin().lock().read_line(&mut String::new());
+        }
+    }
+
+    /// Prose for the student, wrapped as written.
+    pub fn say(&self, text: &str) {
+        for line in text.lines() {
+            println!("   {}", line.trim_start());
+        }
+    }
+
+    /// Records a broken expectation: the walkthrough still goes on, and exits 1 at the end.
+    pub fn expect(&mut self, ok: bool, what: &str) {
+        if ok {
+            println!("   ✓ {what}");
+        } else {
+            println!("   ✗ {what}");
+            self.problems.push(what.to_string());
+        }
+    }
+
+    /// Runs a command to the end, stdout and stderr merged as on a terminal; returns
+    /// (exit status, output).
+    pub fn shell(&mut self, argv: &[&str]) -> Result<(i32, String)> {
+        let live = self.spawn(argv)?;
+        let out = live.finish()?;
+        self.adopted = self.reap_adopted();
+        Ok(out)
+    }
+
+    /// Starts a command whose stdin we hold, to observe it while it runs.
+    pub fn spawn(&self, argv: &[&str]) -> Result<Live> {
+        println!("   $ {}", display_cmd(argv));
+        let (reader, writer) = std::io::pipe().map_err(|e| Error::io(&e, "pipe", ""))?;
+        let w2 = writer.try_clone().map_err(|e| Error::io(&e, "dup", "pipe"))?;
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(w2).stderr(writer);
+        let mut child = cmd.spawn().map_err(|e| Error::io(&e, "exec", argv[0]))?;
+        // The Command's copies of the write end must go, or we would never read end of file.
+        drop(cmd);
+        let stdin = child.stdin.take();
+        Ok(Live {
+            child,
+            stdin,
+            reader,
+            buf: Vec::new(),
+            text: String::new(),
+            echo: true,
+        })
+    }
+
+    /// `ps -o pid,ppid,stat,comm -p PIDS`, as the student would type it.
+    pub fn ps(&mut self, pids: &[i32]) {
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        let argv = ["ps", "-o", "pid,ppid,stat,comm", "-p", &list.join(",")];
+        if Command::new("ps").arg("--version").output().is_ok() {
+            let _ = self.shell(&argv);
+        } else {
+            println!("   (ps not installed; the same from /proc:)");
+            println!("   {}", inspect::HEADER);
+            for p in pids.iter().filter_map(|p| inspect::info(*p)) {
+                println!("   {}", p.row());
+            }
+        }
+    }
+
+    /// Reaps whatever was re-parented to us and has exited, saying so: (pid, shell-style status).
+    pub fn reap_adopted(&self) -> Vec<(i32, i32)> {
+        let reaped = process::reap_all_nohang();
+        for (pid, st) in &reaped {
+            println!("   (walkthrough, a subreaper, reaped adopted {pid}: {})", process::describe(st));
+        }
+        reaped.iter().map(|(p, st)| (p.as_raw(), process::shell_status(st))).collect()
+    }
+
+    /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.
+    /// Skipped, with the reason, where strace is missing or ptrace is not allowed.
+    pub fn strace(&mut self, argv: &[&str], dir: Option<&Path>) -> Result<()> {
+        let out = tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
+        let log = out.path().display().to_string();
+        let filter = self.spec.lab.strace_filter.join(",");
+        let mut full = vec!["strace", "-f", "-qq", "-e", &filter, "-e", "signal=none", "-o", &log];
+        full.extend_from_slice(argv);
+        if let Err(why) = strace_usable() {
+            self.say(&format!("(strace skipped: {why})"));
+            return Ok(());
+        }
+        let (code, _) = self.shell(&full)?;
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        let dir_s = dir.map(|d| d.display().to_string());
+        let mut shown = 0;
+        println!("   strace, the lines that matter:");
+        for line in text.lines().filter(|l| interesting(l, dir_s.as_deref())) {
+            let line = match &dir_s {
+                Some(d) => line.replace(d.as_str(), "DIR"),
+                None => line.to_string(),
+            };
+            println!("   | {}", truncate(&line, 150));
+            shown += 1;
+            if shown == 40 {
+                println!("   | ...");
+                break;
+            }
+        }
+        self.expect(code == 0, "the traced run succeeded");
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<i32> {
+        println!("\n== Clean-up check ==");
+        self.reap_adopted();
+        let me = std::process::id() as i32;
+        let left = inspect::descendants(me);
+        let rows: Vec<String> = left.iter().map(|p| p.row()).collect();
+        self.expect(left.is_empty(), &format!("no process of ours left{}", list(&rows)));
+        let now = inspect::shm_objects(&shm_prefix());
+        let new: Vec<String> = now.into_iter().filter(|n| !self.shm_before.contains(n)).collect();
+        self.expect(new.is_empty(), &format!("no new /dev/shm object{}", list(&new)));
+        if self.problems.is_empty() {
+            println!("\nLab {} walkthrough: all steps behaved as described.", self.spec.lab.number);
+            Ok(0)
+        } else {
+            println!("\nLab {} walkthrough: {} problem(s):", self.spec.lab.number, self.problems.len());
+            for p in &self.problems {
+                println!("  - {p}");
+            }
+            Ok(1)
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", items.join("; "))
+    }
+}
+
+/// Lines worth a student's time: the lab's syscalls, minus the dynamic loader's file traffic.
+fn interesting(line: &str, dir: Option<&str>) -> bool {
+    let mentions = |s: &str| line.contains(s);
+    let about_us = dir.is_some_and(|d| mentions(d))
+        || mentions("/dev/shm/")
+        || mentions("\"ping ")
+        || mentions("\"pong ")
+        || mentions("MAP_SHARED");
+    if line.contains(" write(2, ") {
+        return false;
+    }
+    let noisy = ["openat(", "open(", "read(", "write(", "mmap(", "close(", "dup2(", "dup3(", "poll("];
+    if noisy.iter().any(|n| line.split_whitespace().nth(1).is_some_and(|w| w.starts_with(n))) {
+        return about_us;
+    }
+    !mentions("exited with") && !mentions("+++")
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
+    }
+}
+
+fn display_cmd(argv: &[&str]) -> String {
+    argv.iter()
+        .map(|a| {
+            let short = a.rsplit_once("/target/").map(|(_, rest)| format!("target/{rest}"));
+            short.unwrap_or_else(|| a.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Why strace cannot be used here, if it cannot.
+pub fn strace_usable() -> std::result::Result<String, String> {
+    let v = Command::new("strace").arg("-V").output().map_err(|_| "strace is not installed (apt-get install strace)".to_string())?;
+    let version = String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or("").to_string();
+    let probe = Command::new("strace")
+        .args(["-qq", "-e", "trace=none", "-o", "/dev/null", "true"])
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !probe.status.success() {
+        let err = String::from_utf8_lossy(&probe.stderr);
+        return Err(format!(
+            "strace cannot trace here ({}): ptrace is not permitted (check /proc/sys/kernel/yama/ptrace_scope, or the container's SYS_PTRACE)",
+            err.lines().next().unwrap_or("").trim()
+        ));
+    }
+    Ok(version)
+}
+
+/// A running command: its merged output is read line by line, echoed as it arrives.
+pub struct Live {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    reader: std::io::PipeReader,
+    buf: Vec<u8>,
+    /// Everything read so far.
+    pub text: String,
+    /// Print lines as they arrive.
+    pub echo: bool,
+}
+
+impl Live {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads and echoes lines until one contains `needle`; returns that line.
+    pub fn wait_for(&mut self, needle: &str) -> Result<String> {
+        loop {
+            match self.next_line()? {
+                Some(line) if line.contains(needle) => return Ok(line),
+                Some(_) => continue,
+                None => {
+                    return Err(Error::runtime(format!(
+                        "output ended before a line with {needle:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Next line of output, or None at end of file (every writer closed it).
+    pub fn next_line(&mut self) -> Result<Option<String>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                if self.echo {
+                    println!("   {line}");
+                }
+                self.text.push_str(&line);
+                self.text.push('\n');
+                return Ok(Some(line));
+            }
+            let ready = crate::signals::poll_fds(&[self.reader.as_fd()], Some(STUCK))?;
+            if ready.first() != Some(&true) {
+                return Err(Error::runtime(format!(
+                    "no output for {} s: the program looks stuck",
+                    STUCK.as_secs()
+                )));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.reader.read(&mut chunk).map_err(|e| Error::io(&e, "read", "output pipe"))?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                self.buf.push(b'\n');
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a line to the program's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        if let Some(s) = &mut self.stdin {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+
+    /// Closes stdin (the demos' "press Enter or close stdin").
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Closes stdin, echoes the rest of the output, waits; returns (exit status, all output).
+    pub fn finish(mut self) -> Result<(i32, String)> {
+        self.close_stdin();
+        while self.next_line()?.is_some() {}
+        let st = self.child.wait().map_err(|e| Error::io(&e, "waitpid", self.child.id()))?;
+        let code = st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0));
+        println!("   (exit status {code})");
+        Ok((code, self.text))
+    }
+}
+
+/// First number following `prefix` in `text` (e.g. a pid after "started secondary ").
+pub fn number_after(text: &str, prefix: &str) -> Option<i32> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// The pid inside a `[role PID]` tag.
+pub fn pid_of_role(text: &str, role: &str) -> Option<i32> {
+    number_after(text, &format!("[{role} "))
+}
