@@ -218,8 +218,10 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
         &mut log,
         &format!("{me} started: ppid {ppid}, sid {sid}, tty_nr {tty}, pidfile {}", p.pid.display()),
     );
-    tell(ready.as_ref(), &format!("ok {}\n", std::process::id()));
-    drop(ready);
+    match ready {
+        Some(r) => tell(Some(&r), &format!("ok {}\n", std::process::id())),
+        None => eprintln!("{me} started in the foreground; log {}", p.log.display()),
+    }
     loop {
         for sig in sigs.wait(None)? {
             match sig {

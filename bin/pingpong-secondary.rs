@@ -26,7 +26,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(about = "Lab 2 secondary server (started by pingpong)")]
 struct Args {
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     exchanges: u64,
     /// FIFO main writes pings into.
     #[arg(long)]

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 #[command(about = "Lab 2 main server: ping-pong over two FIFOs, secondary exits first")]
 struct Args {
     /// Number of ping-pong exchanges.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     exchanges: u64,
     /// Existing directory, writable, where the two FIFOs are created.
     #[arg(long, value_name = "DIR")]

@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 #[command(about = "Lab 5: M deaths, one SIGCHLD, M children reaped")]
 struct Args {
     /// Number of children.
-    #[arg(long, value_name = "M", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "M", default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=1000))]
     children: u32,
 }
 

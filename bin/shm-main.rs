@@ -35,7 +35,7 @@ use std::time::Duration;
 #[command(about = "Lab 1 main server: K messages through POSIX shared memory")]
 struct Args {
     /// Number of messages to exchange (or of reads to attempt with --no-sync).
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     messages: u64,
     /// Segment name prefix: the segment is /dev/shm/PREFIX-<uid>-<pid>-<random>.
     #[arg(long, value_name = "P", default_value = "ipclab")]

@@ -1,0 +1,170 @@
+//! Helpers shared by the integration tests: run the real binaries, with a safety-net timeout, and
+//! prove that a test left nothing behind.
+//!
+//! Fork rule: each lab is its own test binary and `make test` runs them with --test-threads=1, so
+//! no test reaps another's children. Tests never fork themselves: std's Command spawns and execs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// Generous: a loaded 2-core machine must pass. Only a safety net, never a synchronisation.
+pub const SAFETY: Duration = Duration::from_secs(120);
+
+pub fn bin(name: &str) -> PathBuf {
+    // Integration tests sit in target/debug/deps; the binaries in target/debug.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p
+}
+
+/// Runs to the end (stdin /dev/null), killing the command if it outlives SAFETY.
+pub fn run(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    finish(child)
+}
+
+/// Waits for a spawned child and collects its output, with the SAFETY net.
+pub fn finish(child: Child) -> Output {
+    let pid = child.id() as i32;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(SAFETY) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            panic!("pid {pid} still running after {:?}", SAFETY);
+        }
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Reads lines from `r` until one contains `needle`; returns everything read.
+pub fn read_until(r: &mut impl BufRead, needle: &str) -> String {
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        let n = r.read_line(&mut line).expect("read");
+        assert!(n > 0, "output ended before {needle:?}; got:\n{all}");
+        all.push_str(&line);
+        if line.contains(needle) {
+            return all;
+        }
+    }
+}
+
+pub fn stderr_reader(child: &mut Child) -> BufReader<std::process::ChildStderr> {
+    BufReader::new(child.stderr.take().expect("stderr piped"))
+}
+
+pub fn drain(mut r: impl Read) -> String {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    s
+}
+
+/// First number after `prefix`.
+pub fn number_after(text: &str, prefix: &str) -> Option<i32> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+}
+
+/// A private directory for one test's IPC objects.
+pub fn private_dir() -> tempfile::TempDir {
+    ipclab::fifo::private_dir().expect("private dir")
+}
+
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A shm name prefix unique to one test, so leak checks look at our objects only.
+pub fn test_prefix() -> String {
+    format!("ipclabtest{:08x}", rand::random::<u32>())
+}
+
+/// The machine state a test must leave as it found it: our descendants and our shm objects.
+pub struct Clean {
+    shm_prefix: String,
+}
+
+impl Clean {
+    pub fn new(shm_prefix: &str) -> Clean {
+        Clean { shm_prefix: shm_prefix.to_string() }
+    }
+
+    /// Reaps what was re-parented to us (tests that are subreapers), then asserts: no process
+    /// of this test left (alive or zombie), no shm object with our prefix.
+    pub fn check(&self) {
+        let _ = ipclab::process::reap_all_nohang();
+        let me = std::process::id() as i32;
+        let left = ipclab::inspect::descendants(me);
+        assert!(left.is_empty(), "processes left behind: {:?}", left.iter().map(|p| p.row()).collect::<Vec<_>>());
+        let shm = ipclab::inspect::shm_objects(&self.shm_prefix);
+        assert!(shm.is_empty(), "/dev/shm objects left behind: {shm:?}");
+    }
+}
+
+/// Root can drop to this uid to test what students see (tests skip, saying why, elsewhere).
+pub const NOBODY: u32 = 65534;
+
+/// `setpriv` command running `program` as NOBODY, or None (with the reason printed) when we
+/// are not root or setpriv is missing: then the tests already run unprivileged.
+pub fn as_nobody(program: &Path) -> Option<Command> {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skip: not root, so this run is already unprivileged");
+        return None;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skip: setpriv (util-linux) not installed");
+        return None;
+    }
+    let mut c = Command::new("setpriv");
+    c.args([
+        &format!("--reuid={NOBODY}"),
+        &format!("--regid={NOBODY}"),
+        "--clear-groups",
+        "--",
+    ])
+    .arg(program);
+    Some(c)
+}
+
+/// Copies the named binaries into a fresh 0755 directory a dropped uid can reach (/work and
+/// target/ may be private); the directory is removed on drop.
+pub fn world_readable_bins(names: &[&str]) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix("ipclab-bins-").tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for n in names {
+        std::fs::copy(bin(n), d.path().join(n)).unwrap();
+    }
+    d
+}
+
+/// A directory owned by NOBODY, mode 0700 (DIR for a dropped-uid run).
+pub fn nobody_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix("ipclab-nobody-").tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    nix::unistd::chown(d.path(), Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
+    d
+}
