@@ -188,6 +188,32 @@ pub fn pidfd_open(pid: Pid) -> Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
 }
 
+/// Waits up to `timeout` for each of our children to exit (a pidfd turns readable when it does),
+/// reaping those that do. Returns (reaped, still running). For a subreaper: an adopted orphan may
+/// have closed its output (we saw end of file) yet not be a zombie yet.
+pub fn reap_children_within(timeout: std::time::Duration) -> (Vec<(Pid, WaitStatus)>, Vec<Pid>) {
+    let deadline = std::time::Instant::now() + timeout;
+    let me = std::process::id() as i32;
+    let mut reaped = reap_all_nohang();
+    let mut running = Vec::new();
+    for child in crate::inspect::children(me) {
+        let pid = Pid::from_raw(child.pid);
+        let Ok(fd) = pidfd_open(pid) else { continue };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let exited = crate::signals::poll_fds(&[std::os::fd::AsFd::as_fd(&fd)], Some(left))
+            .map(|r| r.first() == Some(&true))
+            .unwrap_or(false);
+        if !exited {
+            running.push(pid);
+            continue;
+        }
+        if let Ok(st) = waitpid(pid, None) {
+            reaped.push((pid, st));
+        }
+    }
+    (reaped, running)
+}
+
 /// Tag printed in front of stderr lines so output can be compared with `ps`: `[main 4242]`.
 pub fn tag(role: &str) -> String {
     format!("[{role} {}]", std::process::id())

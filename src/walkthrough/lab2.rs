@@ -84,9 +84,13 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         &format!("the secondary's parent is now the walkthrough ({me}), not main ({main_pid})"),
     );
     // Our Child handle already reaped main; end the orphan by closing its stdin and reap it.
+    // End of file on its output comes before it is a zombie: wait for it, not WNOHANG.
     let _ = live.finish();
-    let reaped = w.reap_adopted();
-    w.expect(reaped.iter().any(|r| r.0 == sec), "the walkthrough reaped the orphan");
+    let st = crate::process::wait_for(nix::unistd::Pid::from_raw(sec));
+    if let Ok(st) = &st {
+        println!("   (walkthrough, a subreaper, reaped adopted {sec}: {})", crate::process::describe(st));
+    }
+    w.expect(st.is_ok(), "the walkthrough reaped the orphan");
 
     w.step("A peer killed mid-run: the survivor sees end of file, reaps, cleans up");
     w.say(

@@ -50,6 +50,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let me = std::process::id() as i32;
     let (_, out) = w.shell(&[&orphan])?;
     w.expect(out.contains(&format!("my parent is now {me} ")), "the walkthrough adopted the child");
+    w.settle();
 
     w.step("An orphan with no subreaper above it: PID 1 adopts it");
     w.say(

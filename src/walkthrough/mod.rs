@@ -167,6 +167,20 @@ impl Walk {
         reaped.iter().map(|(p, st)| (p.as_raw(), process::shell_status(st))).collect()
     }
 
+    /// Waits (10 s at most) for adopted processes that are still exiting, and reaps them; what
+    /// is still running then is a real leftover: reported, killed, reaped.
+    pub fn settle(&mut self) {
+        let (reaped, running) = process::reap_children_within(Duration::from_secs(10));
+        for (pid, st) in &reaped {
+            println!("   (walkthrough, a subreaper, reaped adopted {pid}: {})", process::describe(st));
+        }
+        for pid in running {
+            self.problems.push(format!("process {pid} was still running: killed"));
+            let _ = process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = process::wait_for(pid);
+        }
+    }
+
     /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.
     /// Skipped, with the reason, where strace is missing or ptrace is not allowed.
     pub fn strace(&mut self, argv: &[&str], dir: Option<&Path>) -> Result<()> {
@@ -202,7 +216,7 @@ impl Walk {
 
     fn finish(mut self) -> Result<i32> {
         println!("\n== Clean-up check ==");
-        self.reap_adopted();
+        self.settle();
         let me = std::process::id() as i32;
         let left = inspect::descendants(me);
         let rows: Vec<String> = left.iter().map(|p| p.row()).collect();

@@ -114,7 +114,13 @@ impl Clean {
     /// Reaps what was re-parented to us (tests that are subreapers), then asserts: no process
     /// of this test left (alive or zombie), no shm object with our prefix.
     pub fn check(&self) {
-        let _ = ipclab::process::reap_all_nohang();
+        // Adopted orphans may still be exiting: give them time (a safety net), reap them.
+        let (_, running) = ipclab::process::reap_children_within(std::time::Duration::from_secs(10));
+        for pid in &running {
+            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = ipclab::process::wait_for(*pid);
+        }
+        assert!(running.is_empty(), "still running 10 s after the test: {running:?}");
         let me = std::process::id() as i32;
         let left = ipclab::inspect::descendants(me);
         assert!(left.is_empty(), "processes left behind: {:?}", left.iter().map(|p| p.row()).collect::<Vec<_>>());

@@ -1,0 +1,100 @@
+//! The `ipclab` command: list, walkthroughs end to end (also as a student), doctor, clean.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn ipclab() -> Command {
+    Command::new(bin("ipclab"))
+}
+
+/// `list` names every lab with a spec and its programs.
+#[test]
+fn cli_list_names_every_lab() {
+    let out = run(ipclab().arg("list"));
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for spec in ipclab::spec::all().unwrap() {
+        assert!(s.contains(&format!("lab {}  {}", spec.lab.number, spec.lab.name)), "{s}");
+        for b in &spec.lab.binaries {
+            assert!(s.contains(b.as_str()));
+        }
+    }
+}
+
+/// An unknown lab or a bad argument: one line, exit 2.
+#[test]
+fn cli_unknown_lab_is_exit_2() {
+    for args in [vec!["lab", "9"], vec!["lab", "two"], vec!["frobnicate"]] {
+        let out = run(ipclab().args(&args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}: {}", text(&out.stderr));
+    }
+}
+
+/// Every walkthrough runs to the end, checks its own expectations, and leaves nothing behind.
+#[test]
+fn cli_walkthroughs_run_to_the_end_clean() {
+    for spec in ipclab::spec::all().unwrap() {
+        let n = spec.lab.number.to_string();
+        let out = run(ipclab().args(["lab", &n]));
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "lab {n}:\n{s}\n{}", text(&out.stderr));
+        assert!(s.contains(&format!("Lab {n} walkthrough: all steps behaved as described.")), "{s}");
+        assert!(!s.contains("✗"), "{s}");
+    }
+    Clean::new(&ipclab::walkthrough::shm_prefix()).check();
+}
+
+/// The walkthroughs also run for an unprivileged uid, as students will run them.
+#[test]
+fn cli_walkthroughs_run_as_unprivileged_user() {
+    let mut names: Vec<&str> = vec!["ipclab"];
+    let specs = ipclab::spec::all().unwrap();
+    for s in &specs {
+        names.extend(s.lab.binaries.iter().map(|b| b.as_str()));
+    }
+    let bins = world_readable_bins(&names);
+    for spec in &specs {
+        let Some(mut cmd) = as_nobody(&bins.path().join("ipclab")) else { return };
+        let n = spec.lab.number.to_string();
+        // A dropped uid cannot write root's TMPDIR, if one is set.
+        let out = run(cmd.env("TMPDIR", "/tmp").args(["lab", &n]));
+        let s = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "lab {n} as uid {NOBODY}:\n{s}\n{}", text(&out.stderr));
+    }
+}
+
+/// doctor: every capability the labs need is present on this machine.
+#[test]
+fn cli_doctor_reports_this_machine_usable() {
+    let out = run(ipclab().arg("doctor"));
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    for what in ["/dev/shm", "FIFOs", "PR_SET_CHILD_SUBREAPER", "pidfd_open", "strace"] {
+        assert!(s.contains(what), "{what} not reported: {s}");
+    }
+}
+
+/// clean removes our objects whose creator is dead, and only those.
+#[test]
+fn cli_clean_removes_only_orphaned_objects() {
+    let uid = nix::unistd::getuid();
+    let dead = {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let tag = format!("{:08x}", rand::random::<u32>());
+    let stale = format!("/dev/shm/ipclab-{uid}-{dead}-{tag}");
+    let live = format!("/dev/shm/ipclab-{uid}-{}-{tag}", std::process::id());
+    std::fs::write(&stale, b"").unwrap();
+    std::fs::write(&live, b"").unwrap();
+    let out = run(ipclab().arg("clean"));
+    let kept = std::path::Path::new(&live).exists();
+    let _ = std::fs::remove_file(&live);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!std::path::Path::new(&stale).exists(), "{}", text(&out.stdout));
+    assert!(kept, "an object whose creator lives must be kept");
+}
