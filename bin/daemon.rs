@@ -131,13 +131,24 @@ fn start(p: &Paths, foreground: bool) -> Result<i32> {
     let _ = File::from(ready_r).read_to_string(&mut answer);
     match answer.strip_prefix("ok ") {
         Some(pid) => {
-            println!("{me} daemon {} started; log {}", pid.trim(), p.log.display());
+            println!(
+                "{me} daemon {} started; log {}",
+                pid.trim(),
+                p.log.display()
+            );
             Ok(0)
         }
         None if answer.is_empty() => Err(Error::runtime("daemon died while starting")),
         None => {
-            let code = if answer.contains("already running") { 2 } else { 1 };
-            Err(Error::runtime(answer.trim_start_matches("ERROR ").trim().to_string()).with_code(code))
+            let code = if answer.contains("already running") {
+                2
+            } else {
+                1
+            };
+            Err(
+                Error::runtime(answer.trim_start_matches("ERROR ").trim().to_string())
+                    .with_code(code),
+            )
         }
     }
 }
@@ -163,10 +174,7 @@ fn detach(p: &Paths, ready: OwnedFd) -> ! {
     if let Err(e) = daemon::stdio_to_dev_null() {
         report_and_exit(&ready, &e);
     }
-    let code = match serve(p, Some(ready)) {
-        Ok(code) => code,
-        Err(_) => 1,
-    };
+    let code = serve(p, Some(ready)).unwrap_or(1);
     // Safety: _exit from a forked process.
     unsafe { libc::_exit(code) }
 }
@@ -213,10 +221,15 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
     };
     let me = tag("daemon");
     let info = ipclab::inspect::info(std::process::id() as i32);
-    let (ppid, sid, tty) = info.map(|i| (i.ppid, i.session, i.tty_nr)).unwrap_or_default();
+    let (ppid, sid, tty) = info
+        .map(|i| (i.ppid, i.session, i.tty_nr))
+        .unwrap_or_default();
     log_line(
         &mut log,
-        &format!("{me} started: ppid {ppid}, sid {sid}, tty_nr {tty}, pidfile {}", p.pid.display()),
+        &format!(
+            "{me} started: ppid {ppid}, sid {sid}, tty_nr {tty}, pidfile {}",
+            p.pid.display()
+        ),
     );
     match ready {
         Some(r) => tell(Some(&r), &format!("ok {}\n", std::process::id())),
@@ -234,7 +247,10 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
                     log_line(&mut log, &format!("{me} SIGHUP: log reopened"));
                 }
                 _ => {
-                    log_line(&mut log, &format!("{me} {}: removing pidfile, exiting", sig.as_str()));
+                    log_line(
+                        &mut log,
+                        &format!("{me} {}: removing pidfile, exiting", sig.as_str()),
+                    );
                     pidfile.remove()?;
                     return Ok(0);
                 }
@@ -318,14 +334,20 @@ fn status(p: &Paths) -> Result<i32> {
                 println!("daemon running: pid {pid} (not visible in /proc here)");
                 return Ok(0);
             };
-            let parent = ipclab::inspect::info(i.ppid).map(|p| p.comm).unwrap_or_default();
+            let parent = ipclab::inspect::info(i.ppid)
+                .map(|p| p.comm)
+                .unwrap_or_default();
             println!(
                 "daemon running: pid {pid}, ppid {} ({parent}), sid {}, session leader: {}, \
                  controlling terminal: {}",
                 i.ppid,
                 i.session,
                 if i.session == pid { "yes" } else { "no" },
-                if i.tty_nr == 0 { "none".to_string() } else { format!("tty_nr {}", i.tty_nr) }
+                if i.tty_nr == 0 {
+                    "none".to_string()
+                } else {
+                    format!("tty_nr {}", i.tty_nr)
+                }
             );
             Ok(0)
         }

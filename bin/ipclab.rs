@@ -83,7 +83,10 @@ fn clean() -> i32 {
     let mut removed = 0;
     for name in ipclab::inspect::shm_objects(&prefix) {
         let path = format!("/dev/shm/{name}");
-        let pid: Option<i32> = name[prefix.len()..].split('-').next().and_then(|p| p.parse().ok());
+        let pid: Option<i32> = name[prefix.len()..]
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok());
         let ours = std::fs::metadata(&path).is_ok_and(|m| m.uid() == uid);
         let Some(pid) = pid else { continue };
         if !ours || ipclab::inspect::info(pid).is_some() {

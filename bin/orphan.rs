@@ -13,8 +13,8 @@
 //!
 //! strace shows:
 //!   prctl(PR_SET_CHILD_SUBREAPER, 1) = 0
-//!   pidfd_open(PID, 0) = 4
-//!   poll([{fd=4, events=POLLIN}], 1, -1) = 1 ([{fd=4, revents=POLLIN}])
+//!   pidfd_open(PID, 0) = 3
+//!   poll([{fd=3, events=POLLIN}], 1, -1) = 1 ([{fd=3, revents=POLLIN}])
 //!   getppid() = PID
 //!   wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = PID
 
@@ -49,11 +49,15 @@ fn run(args: &Args) -> Result<()> {
     }
     println!(
         "{me} child subreaper: {}",
-        if process::is_child_subreaper() { "yes" } else { "no" }
+        if process::is_child_subreaper() {
+            "yes"
+        } else {
+            "no"
+        }
     );
     // Both descendants inherit the write end; EOF on the read end = both have exited.
-    let (done_r, done_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys(e, "pipe2", ""))?;
+    let (done_r, done_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(e, "pipe2", ""))?;
     std::io::stdout().flush().ok();
 
     // Safety: single-threaded; the forked parent runs `parent` and _exits.
@@ -122,7 +126,9 @@ fn child_role(before: Pid, parent_fd: OwnedFd, _done_w: OwnedFd) -> ! {
         process::die_in_child(&e, 1);
     }
     let now = getppid();
-    let comm = ipclab::inspect::info(now.as_raw()).map(|p| p.comm).unwrap_or_default();
+    let comm = ipclab::inspect::info(now.as_raw())
+        .map(|p| p.comm)
+        .unwrap_or_default();
     let who = if now.as_raw() == 1 {
         "PID 1 (no subreaper above me)"
     } else {

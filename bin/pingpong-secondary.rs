@@ -53,7 +53,11 @@ fn run(args: &Args) -> Result<i32> {
     let me = tag("secondary");
     let parent = getppid();
     // Opened first, before main can exit, so the fd names that very process.
-    let parent_fd = if args.linger { Some(process::pidfd_open(parent)?) } else { None };
+    let parent_fd = if args.linger {
+        Some(process::pidfd_open(parent)?)
+    } else {
+        None
+    };
     ipclab::signals::ignore_sigpipe()?;
 
     let from_main = fifo::open_read(&args.ping)?;
@@ -75,7 +79,10 @@ fn run(args: &Args) -> Result<i32> {
             return Ok(orphan_cleanup(args, &from_main, &to_main));
         }
         if line.trim_end() != format!("ping {i}") {
-            return Err(Error::runtime(format!("expected \"ping {i}\", got {:?}", line.trim_end())));
+            return Err(Error::runtime(format!(
+                "expected \"ping {i}\", got {:?}",
+                line.trim_end()
+            )));
         }
         if !args.quiet {
             writeln!(stdout, "pong {i}")
@@ -115,7 +122,9 @@ fn linger(me: &str, parent: Pid, parent_fd: std::os::fd::OwnedFd) -> Result<()> 
     use std::os::fd::AsFd;
     ipclab::signals::poll_fds(&[parent_fd.as_fd()], None)?;
     let now = getppid();
-    let comm = ipclab::inspect::info(now.as_raw()).map(|p| p.comm).unwrap_or_default();
+    let comm = ipclab::inspect::info(now.as_raw())
+        .map(|p| p.comm)
+        .unwrap_or_default();
     eprintln!(
         "{me} main ({parent}) exited before me: I am an orphan, my parent is now {now} ({comm}) \
          (press Enter or close stdin)"

@@ -77,7 +77,11 @@ fn run(args: &Args) -> Result<i32> {
         }
     })?;
     let me = tag("main");
-    eprintln!("{me} created FIFOs {} and {}", pair.ping().display(), pair.pong().display());
+    eprintln!(
+        "{me} created FIFOs {} and {}",
+        pair.ping().display(),
+        pair.pong().display()
+    );
 
     // Everything the child needs is built before fork: it only calls execv.
     let path = process::sibling_binary("pingpong-secondary")?;
@@ -135,7 +139,11 @@ fn run(args: &Args) -> Result<i32> {
             eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
             pair.remove()?;
             eprintln!("{me} removed the FIFOs; exiting");
-            Ok(if st == WaitStatus::Exited(child, 0) { 0 } else { 1 })
+            Ok(if st == WaitStatus::Exited(child, 0) {
+                0
+            } else {
+                1
+            })
         }
         Some(Fault::NoWait) => {
             // WNOWAIT: learn that the child has exited without reaping it, so it stays a zombie.
@@ -163,7 +171,11 @@ fn exchange(args: &Args, pair: &FifoPair, child: Pid) -> Result<Vec<Duration>> {
     let mut to_secondary = fifo::open_write(pair.ping())?;
     let mut from_secondary = BufReader::new(fifo::open_read(pair.pong())?);
     let mut stdout = std::io::stdout().lock();
-    let mut rtts = Vec::with_capacity(if args.stats { args.exchanges as usize } else { 0 });
+    let mut rtts = Vec::with_capacity(if args.stats {
+        args.exchanges as usize
+    } else {
+        0
+    });
     let mut msg = String::new();
     let mut line = String::new();
     for i in 1..=args.exchanges {
@@ -177,7 +189,11 @@ fn exchange(args: &Args, pair: &FifoPair, child: Pid) -> Result<Vec<Duration>> {
         let _ = writeln!(msg, "ping {i}");
         let t0 = Instant::now();
         to_secondary.write_all(msg.as_bytes()).map_err(|e| {
-            Error::io(&e, "write", format!("{} (secondary {child} gone?)", pair.ping().display()))
+            Error::io(
+                &e,
+                "write",
+                format!("{} (secondary {child} gone?)", pair.ping().display()),
+            )
         })?;
         line.clear();
         let n = from_secondary

@@ -10,10 +10,10 @@
 //! Try: target/debug/reaper --children 5
 //!
 //! strace shows:
-//!   rt_sigprocmask(SIG_BLOCK, [CHLD], [], 8) = 0
+//!   rt_sigprocmask(SIG_BLOCK, [CHLD], NULL, 8) = 0
 //!   --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, ...} ---
 //!   wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], WNOHANG, NULL) = PID
-//!   wait4(-1, NULL, WNOHANG, NULL) = -1 ECHILD (No child processes)
+//!   wait4(-1, ADDR, WNOHANG, NULL) = -1 ECHILD (No child processes)
 
 use clap::Parser;
 use ipclab::error::{exit_with, Error, Result};
@@ -48,7 +48,10 @@ fn run(args: &Args) -> Result<i32> {
     chld.add(Signal::SIGCHLD);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None)
         .map_err(|e| Error::sys(e, "sigprocmask", "SIG_BLOCK SIGCHLD"))?;
-    println!("{me} SIGCHLD blocked; forking {} children that exit at once", args.children);
+    println!(
+        "{me} SIGCHLD blocked; forking {} children that exit at once",
+        args.children
+    );
     std::io::stdout().flush().ok();
 
     let mut pids = Vec::new();
@@ -75,19 +78,33 @@ fn run(args: &Args) -> Result<i32> {
     println!(
         "{me} all {} children are zombies; SIGCHLD pending: {}; handler has run {} times",
         pids.len(),
-        if pending.contains(Signal::SIGCHLD) { "yes, once" } else { "no" },
+        if pending.contains(Signal::SIGCHLD) {
+            "yes, once"
+        } else {
+            "no"
+        },
         deliveries.load(Ordering::SeqCst)
     );
 
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None)
         .map_err(|e| Error::sys(e, "sigprocmask", "SIG_UNBLOCK SIGCHLD"))?;
     let n = deliveries.load(Ordering::SeqCst);
-    println!("{me} SIGCHLD unblocked: delivered {n} time(s) for {} deaths", pids.len());
+    println!(
+        "{me} SIGCHLD unblocked: delivered {n} time(s) for {} deaths",
+        pids.len()
+    );
 
     let reaped = process::reap_all_nohang();
-    println!("{me} waitpid(-1, WNOHANG) loop reaped {} children", reaped.len());
+    println!(
+        "{me} waitpid(-1, WNOHANG) loop reaped {} children",
+        reaped.len()
+    );
     let all = pids.iter().all(|p| reaped.iter().any(|(r, _)| r == p));
-    Ok(if n == 1 && all && reaped.len() == pids.len() { 0 } else { 1 })
+    Ok(if n == 1 && all && reaped.len() == pids.len() {
+        0
+    } else {
+        1
+    })
 }
 
 /// `sigpending`: the blocked signals waiting for delivery (nix has no wrapper).

@@ -69,7 +69,10 @@ fn run(args: &Args) -> Result<i32> {
             SharedSem::init(std::ptr::addr_of_mut!((*h).reply), 0)?,
         )
     };
-    eprintln!("{me} created /dev/shm{name} ({} bytes)", layout::SEGMENT_LEN);
+    eprintln!(
+        "{me} created /dev/shm{name} ({} bytes)",
+        layout::SEGMENT_LEN
+    );
 
     let path = process::sibling_binary("shm-secondary")?;
     let path_str = path.display().to_string();
@@ -113,11 +116,21 @@ fn run(args: &Args) -> Result<i32> {
     eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
     seg.unlink()?;
     eprintln!("{me} unlinked /dev/shm{name}; exiting");
-    Ok(if st == WaitStatus::Exited(child, 0) { 0 } else { 1 })
+    Ok(if st == WaitStatus::Exited(child, 0) {
+        0
+    } else {
+        1
+    })
 }
 
 /// K messages, one at a time: write, post `request`, wait `reply`, check the uppercase answer.
-fn exchange(args: &Args, seg: &Segment, request: &SharedSem, reply: &SharedSem, child: Pid) -> Result<()> {
+fn exchange(
+    args: &Args,
+    seg: &Segment,
+    request: &SharedSem,
+    reply: &SharedSem,
+    child: Pid,
+) -> Result<()> {
     let (len_word, quit, _) = layout::atomics(seg);
     let data = layout::data(seg);
     let mut rng = rand::rng();
@@ -125,7 +138,9 @@ fn exchange(args: &Args, seg: &Segment, request: &SharedSem, reply: &SharedSem, 
     let mut msg = vec![0u8; layout::DATA_LEN];
     for i in 1..=args.messages {
         let len = rng.random_range(1..=layout::DATA_LEN);
-        msg[..len].iter_mut().for_each(|b| *b = rng.random_range(b'a'..=b'z'));
+        msg[..len]
+            .iter_mut()
+            .for_each(|b| *b = rng.random_range(b'a'..=b'z'));
         // Safety: the secondary touches `data` only between our post(request) and its
         // post(reply); the semaphores order these copies (they are full barriers).
         unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), data, len) };
@@ -134,8 +149,14 @@ fn exchange(args: &Args, seg: &Segment, request: &SharedSem, reply: &SharedSem, 
         wait_peer(reply, child)?;
         // Safety: as above; the secondary posted `reply` after its last write.
         let answer = unsafe { std::slice::from_raw_parts(data, len) };
-        if !answer.iter().zip(&msg[..len]).all(|(a, m)| *a == m.to_ascii_uppercase()) {
-            return Err(Error::runtime(format!("reply to message {i} is not its uppercase copy")));
+        if !answer
+            .iter()
+            .zip(&msg[..len])
+            .all(|(a, m)| *a == m.to_ascii_uppercase())
+        {
+            return Err(Error::runtime(format!(
+                "reply to message {i} is not its uppercase copy"
+            )));
         }
         if !args.quiet {
             writeln!(stdout, "message {i}: {len} bytes, reply verified")
@@ -151,7 +172,9 @@ fn wait_peer(sem: &SharedSem, child: Pid) -> Result<()> {
     while !sem.wait_timeout(Duration::from_millis(200))? {
         let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
         if !matches!(waitid(Id::Pid(child), flags), Ok(WaitStatus::StillAlive)) {
-            return Err(Error::runtime(format!("secondary {child} died without answering")));
+            return Err(Error::runtime(format!(
+                "secondary {child} died without answering"
+            )));
         }
     }
     Ok(())
@@ -167,8 +190,10 @@ fn race(seg: &Segment, child: Pid) -> Result<()> {
         for w in words {
             w.store(g, Ordering::Relaxed);
         }
-        if g % 256 == 0 && !ipclab::inspect::is_alive(child) {
-            return Err(Error::runtime(format!("secondary {child} died before it was done")));
+        if g.is_multiple_of(256) && !ipclab::inspect::is_alive(child) {
+            return Err(Error::runtime(format!(
+                "secondary {child} died before it was done"
+            )));
         }
     }
     eprintln!("{} wrote {g} generations", tag("main"));

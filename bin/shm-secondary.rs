@@ -50,7 +50,12 @@ fn run(args: &Args) -> Result<i32> {
     let parent = getppid();
     let mut seg = Segment::open(&args.name)?;
     if seg.len() != layout::SEGMENT_LEN {
-        return Err(Error::runtime(format!("{} is {} bytes, not {}", args.name, seg.len(), layout::SEGMENT_LEN)));
+        return Err(Error::runtime(format!(
+            "{} is {} bytes, not {}",
+            args.name,
+            seg.len(),
+            layout::SEGMENT_LEN
+        )));
     }
     eprintln!("{me} mapped /dev/shm{}", args.name);
     if args.no_sync {

@@ -41,7 +41,9 @@ impl Pidfile {
         let file = File::from(fd);
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
-            Err((mut file, Errno::EWOULDBLOCK)) => return Ok(Err(read_pid(&mut file).unwrap_or(0))),
+            Err((mut file, Errno::EWOULDBLOCK)) => {
+                return Ok(Err(read_pid(&mut file).unwrap_or(0)))
+            }
             Err((_, e)) => return Err(Error::sys(e, "flock", path.display())),
         };
         let pid = format!("{}\n", std::process::id());
@@ -57,7 +59,8 @@ impl Pidfile {
 
     /// Removes the file while still holding the lock, so no other start can slip in between.
     pub fn remove(self) -> Result<()> {
-        let r = std::fs::remove_file(&self.path).map_err(|e| Error::io(&e, "unlink", self.path.display()));
+        let r = std::fs::remove_file(&self.path)
+            .map_err(|e| Error::io(&e, "unlink", self.path.display()));
         drop(self.lock);
         r
     }
@@ -71,7 +74,9 @@ impl Pidfile {
 pub fn probe(path: &Path) -> Result<PidState> {
     let mut file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PidState::NotRunning(None)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(PidState::NotRunning(None))
+        }
         Err(e) => return Err(Error::io(&e, "open", path.display())),
     };
     let pid = read_pid(&mut file);
@@ -111,7 +116,11 @@ pub fn stdio_to_dev_null() -> Result<()> {
     for target in 0..=2 {
         // Safety: dup2 onto the standard descriptors, which we mean to replace.
         if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
-            return Err(Error::sys(Errno::last(), "dup2", format!("/dev/null -> {target}")));
+            return Err(Error::sys(
+                Errno::last(),
+                "dup2",
+                format!("/dev/null -> {target}"),
+            ));
         }
     }
     Ok(())

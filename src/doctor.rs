@@ -13,16 +13,34 @@ pub fn examine() -> Vec<Finding> {
     let mut push = |level, what: String| out.push(Finding { level, what });
 
     let uid = nix::unistd::getuid();
-    push("ok", format!("running as uid {uid}{}", if uid.is_root() { " (root: students will not be; run the labs as another user too)" } else { "" }));
+    push(
+        "ok",
+        format!(
+            "running as uid {uid}{}",
+            if uid.is_root() {
+                " (root: students will not be; run the labs as another user too)"
+            } else {
+                ""
+            }
+        ),
+    );
 
     let name = shm::unique_name("ipclab-doctor");
     match shm::Segment::create(&name, 4096) {
-        Ok(_seg) => push("ok", "/dev/shm: shm_open(O_CREAT|O_EXCL, 0600) and shm_unlink work".into()),
+        Ok(_seg) => push(
+            "ok",
+            "/dev/shm: shm_open(O_CREAT|O_EXCL, 0600) and shm_unlink work".into(),
+        ),
         Err(e) => push("FAIL", format!("/dev/shm: {e}")),
     }
 
-    match fifo::private_dir().and_then(|d| fifo::FifoPair::create(d.path(), "ping", "pong").map(|_| ())) {
-        Ok(()) => push("ok", "FIFOs: mkfifo 0600 in a private 0700 directory works".into()),
+    match fifo::private_dir()
+        .and_then(|d| fifo::FifoPair::create(d.path(), "ping", "pong").map(|_| ()))
+    {
+        Ok(()) => push(
+            "ok",
+            "FIFOs: mkfifo 0600 in a private 0700 directory works".into(),
+        ),
         Err(e) => push("FAIL", format!("FIFOs: {e}")),
     }
 
@@ -44,9 +62,17 @@ pub fn examine() -> Vec<Finding> {
 
     match crate::walkthrough::strace_usable() {
         Ok(v) => push("ok", format!("strace: {v}, ptrace allowed")),
-        Err(why) => push("warn", format!("strace: {why}; walkthroughs skip their strace steps")),
+        Err(why) => push(
+            "warn",
+            format!("strace: {why}; walkthroughs skip their strace steps"),
+        ),
     }
-    let pid1 = crate::inspect::info(1).map(|p| p.comm).unwrap_or_else(|| "?".into());
-    push("ok", format!("PID 1 is {pid1}: orphans not under a subreaper go to it"));
+    let pid1 = crate::inspect::info(1)
+        .map(|p| p.comm)
+        .unwrap_or_else(|| "?".into());
+    push(
+        "ok",
+        format!("PID 1 is {pid1}: orphans not under a subreaper go to it"),
+    );
     out
 }

@@ -94,7 +94,11 @@ fn open(path: &Path, read: bool) -> Result<File> {
         match r {
             Ok(f) => {
                 if !f.metadata().map(|m| m.file_type()).is_ok_and(is_fifo) {
-                    return Err(Error::sys(Errno::EINVAL, "open (not a FIFO)", path.display()));
+                    return Err(Error::sys(
+                        Errno::EINVAL,
+                        "open (not a FIFO)",
+                        path.display(),
+                    ));
                 }
                 return Ok(f);
             }
@@ -125,13 +129,16 @@ pub fn unlink_if_same(path: &Path, opened: &File) -> Result<bool> {
 
 /// Checks that `dir` exists, is a directory and is writable by us; the error names the problem.
 pub fn check_dir(dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::io(&e, "stat", dir.display()).into_usage())?;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::io(&e, "stat", dir.display()).into_usage())?;
     if !meta.is_dir() {
         return Err(Error::sys(Errno::ENOTDIR, "stat", dir.display()).into_usage());
     }
-    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
-        .map_err(|e| Error::sys(e, "access (need write)", dir.display()).into_usage())
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(|e| Error::sys(e, "access (need write)", dir.display()).into_usage())
 }
 
 /// A fresh 0700 directory with a short path (Unix socket paths stop at 108 bytes), removed on drop.
@@ -153,7 +160,10 @@ mod tests {
     #[test]
     fn pair_creates_0600_fifos_and_removes_them() {
         let dir = private_dir().unwrap();
-        assert_eq!(dir.path().metadata().unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            dir.path().metadata().unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let pair = FifoPair::create(dir.path(), "ping", "pong").unwrap();
         for p in [pair.ping(), pair.pong()] {
             let m = std::fs::metadata(p).unwrap();
@@ -170,7 +180,11 @@ mod tests {
         let dir = private_dir().unwrap();
         std::fs::write(dir.path().join("pong"), b"mine").unwrap();
         let err = FifoPair::create(dir.path(), "ping", "pong").unwrap_err();
-        assert!(err.to_string().starts_with("ERROR [EEXIST File exists] mkfifo "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("ERROR [EEXIST File exists] mkfifo "),
+            "{err}"
+        );
         assert!(!dir.path().join("ping").exists());
         assert_eq!(std::fs::read(dir.path().join("pong")).unwrap(), b"mine");
     }

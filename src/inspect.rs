@@ -31,7 +31,10 @@ impl ProcInfo {
         } else {
             self.comm.clone()
         };
-        format!("{:>7} {:>7} {:<4} {}", self.pid, self.ppid, self.state, comm)
+        format!(
+            "{:>7} {:>7} {:<4} {}",
+            self.pid, self.ppid, self.state, comm
+        )
     }
 }
 

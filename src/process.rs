@@ -30,8 +30,9 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 pub fn argv<S: AsRef<str>>(args: &[S]) -> Result<Vec<CString>> {
     args.iter()
         .map(|a| {
-            CString::new(a.as_ref())
-                .map_err(|_| Error::usage(format!("argument contains a NUL byte: {:?}", a.as_ref())))
+            CString::new(a.as_ref()).map_err(|_| {
+                Error::usage(format!("argument contains a NUL byte: {:?}", a.as_ref()))
+            })
         })
         .collect()
 }
@@ -85,7 +86,11 @@ impl ExecGate {
             return Ok(());
         }
         let _ = wait_for(child);
-        Err(Error::sys(Errno::from_raw(i32::from_ne_bytes(buf)), "execv", path))
+        Err(Error::sys(
+            Errno::from_raw(i32::from_ne_bytes(buf)),
+            "execv",
+            path,
+        ))
     }
 }
 
@@ -134,7 +139,11 @@ pub fn describe(status: &WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, code) => format!("exited with status {code}"),
         WaitStatus::Signaled(_, sig, core) => {
-            format!("killed by {}{}", sig.as_str(), if *core { " (core dumped)" } else { "" })
+            format!(
+                "killed by {}{}",
+                sig.as_str(),
+                if *core { " (core dumped)" } else { "" }
+            )
         }
         WaitStatus::Stopped(_, sig) => format!("stopped by {}", sig.as_str()),
         WaitStatus::Continued(_) => "continued".to_string(),
@@ -227,7 +236,13 @@ mod tests {
     fn describe_names_signals_symbolically() {
         let p = Pid::from_raw(1);
         assert_eq!(describe(&WaitStatus::Exited(p, 3)), "exited with status 3");
-        assert_eq!(describe(&WaitStatus::Signaled(p, Signal::SIGKILL, false)), "killed by SIGKILL");
-        assert_eq!(shell_status(&WaitStatus::Signaled(p, Signal::SIGKILL, false)), 137);
+        assert_eq!(
+            describe(&WaitStatus::Signaled(p, Signal::SIGKILL, false)),
+            "killed by SIGKILL"
+        );
+        assert_eq!(
+            shell_status(&WaitStatus::Signaled(p, Signal::SIGKILL, false)),
+            137
+        );
     }
 }

@@ -118,7 +118,8 @@ impl Segment {
     /// For a survivor whose creator died: unlinks the name only if it still names this segment
     /// (same inode), so a newer object of the same name is never removed.
     pub fn unlink_if_same(&mut self) -> Result<bool> {
-        let ours = nix::sys::stat::fstat(&self.fd).map_err(|e| Error::sys(e, "fstat", &self.name))?;
+        let ours =
+            nix::sys::stat::fstat(&self.fd).map_err(|e| Error::sys(e, "fstat", &self.name))?;
         let Ok(now) = nix::sys::stat::stat(format!("/dev/shm{}", self.name).as_str()) else {
             return Ok(false);
         };
@@ -166,12 +167,17 @@ impl SharedSem {
 
     /// `sem_timedwait`: true once decremented, false when `timeout` passed. EINTR is retried.
     pub fn wait_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
-        let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // Safety: clock_gettime writes into the timespec we own.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
         let nanos = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
         let deadline = libc::timespec {
-            tv_sec: now.tv_sec + timeout.as_secs() as libc::time_t + (nanos / 1_000_000_000) as libc::time_t,
+            tv_sec: now.tv_sec
+                + timeout.as_secs() as libc::time_t
+                + (nanos / 1_000_000_000) as libc::time_t,
             tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
         };
         loop {
@@ -197,8 +203,7 @@ impl Drop for Segment {
 fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<MmapMut> {
     // Safety: the segment is shared by design; callers go through atomics or semaphores, never
     // through `&mut [u8]` views that another process could change underneath.
-    unsafe { MmapOptions::new().len(len).map_mut(fd) }
-        .map_err(|e| Error::io(&e, "mmap", name))
+    unsafe { MmapOptions::new().len(len).map_mut(fd) }.map_err(|e| Error::io(&e, "mmap", name))
 }
 
 #[cfg(test)]
@@ -213,7 +218,10 @@ mod tests {
         assert_eq!(seg.len(), 8192);
         let path = format!("/dev/shm{name}");
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let err = Segment::create(&name, 8192).err().unwrap();
         assert!(err.to_string().contains("EEXIST"), "{err}");
         let other = Segment::open(&name).unwrap();
@@ -223,7 +231,10 @@ mod tests {
             assert_eq!(*other.as_ptr().add(100), 42);
         }
         drop(other);
-        assert!(std::path::Path::new(&path).exists(), "non-owner must not unlink");
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "non-owner must not unlink"
+        );
         drop(seg);
         assert!(!std::path::Path::new(&path).exists());
     }

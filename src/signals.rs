@@ -40,7 +40,9 @@ impl SignalPipe {
             // Flag first, then the byte: the loop woken by the byte always sees the flag set.
             ids.push(signal_hook::flag::register(sig as i32, Arc::clone(&flag)).map_err(reg)?);
             // signal-hook owns (and closes on unregister) the write end it is given: one dup each.
-            let w = write.try_clone().map_err(|e| Error::io(&e, "dup", "signal pipe"))?;
+            let w = write
+                .try_clone()
+                .map_err(|e| Error::io(&e, "dup", "signal pipe"))?;
             ids.push(signal_hook::low_level::pipe::register(sig as i32, w).map_err(reg)?);
             flags.push((sig, flag));
         }
@@ -91,11 +93,16 @@ impl Drop for SignalPipe {
 pub fn poll_fds(fds: &[BorrowedFd<'_>], timeout: Option<Duration>) -> Result<Vec<bool>> {
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     loop {
-        let mut pfds: Vec<PollFd> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        let mut pfds: Vec<PollFd> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
         let left = match deadline {
             None => PollTimeout::NONE,
             Some(d) => {
-                let ms = d.saturating_duration_since(std::time::Instant::now()).as_millis();
+                let ms = d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis();
                 PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };

@@ -7,8 +7,14 @@ use std::collections::BTreeMap;
 /// Every lab the toolkit ships, as (directory name, spec.toml text).
 pub const LABS: &[(&str, &str)] = &[
     ("lab1-shm", include_str!("../labs/lab1-shm/spec.toml")),
-    ("lab2-pingpong", include_str!("../labs/lab2-pingpong/spec.toml")),
-    ("lab5-zombies", include_str!("../labs/lab5-zombies/spec.toml")),
+    (
+        "lab2-pingpong",
+        include_str!("../labs/lab2-pingpong/spec.toml"),
+    ),
+    (
+        "lab5-zombies",
+        include_str!("../labs/lab5-zombies/spec.toml"),
+    ),
     ("lab6-daemon", include_str!("../labs/lab6-daemon/spec.toml")),
 ];
 
@@ -110,8 +116,14 @@ mod tests {
         let c = find(2).unwrap().contract.unwrap();
         let names: Vec<&str> = c.points.keys().map(|s| s.as_str()).collect();
         for check in [
-            "exit-status", "protocol", "named-pipes", "no-zombies", "shutdown-order",
-            "no-leftover-processes", "no-leaked-files", "timeout",
+            "exit-status",
+            "protocol",
+            "named-pipes",
+            "no-zombies",
+            "shutdown-order",
+            "no-leftover-processes",
+            "no-leaked-files",
+            "timeout",
         ] {
             assert!(names.contains(&check), "{check} missing");
         }

@@ -15,7 +15,10 @@ fn cli_list_names_every_lab() {
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     for spec in ipclab::spec::all().unwrap() {
-        assert!(s.contains(&format!("lab {}  {}", spec.lab.number, spec.lab.name)), "{s}");
+        assert!(
+            s.contains(&format!("lab {}  {}", spec.lab.number, spec.lab.name)),
+            "{s}"
+        );
         for b in &spec.lab.binaries {
             assert!(s.contains(b.as_str()));
         }
@@ -28,7 +31,12 @@ fn cli_unknown_lab_is_exit_2() {
     for args in [vec!["lab", "9"], vec!["lab", "two"], vec!["frobnicate"]] {
         let out = run(ipclab().args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(text(&out.stderr).lines().count(), 1, "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -39,8 +47,18 @@ fn cli_walkthroughs_run_to_the_end_clean() {
         let n = spec.lab.number.to_string();
         let out = run(ipclab().args(["lab", &n]));
         let s = text(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "lab {n}:\n{s}\n{}", text(&out.stderr));
-        assert!(s.contains(&format!("Lab {n} walkthrough: all steps behaved as described.")), "{s}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lab {n}:\n{s}\n{}",
+            text(&out.stderr)
+        );
+        assert!(
+            s.contains(&format!(
+                "Lab {n} walkthrough: all steps behaved as described."
+            )),
+            "{s}"
+        );
         assert!(!s.contains("✗"), "{s}");
     }
     Clean::new(&ipclab::walkthrough::shm_prefix()).check();
@@ -56,12 +74,19 @@ fn cli_walkthroughs_run_as_unprivileged_user() {
     }
     let bins = world_readable_bins(&names);
     for spec in &specs {
-        let Some(mut cmd) = as_nobody(&bins.path().join("ipclab")) else { return };
+        let Some(mut cmd) = as_nobody(&bins.path().join("ipclab")) else {
+            return;
+        };
         let n = spec.lab.number.to_string();
         // A dropped uid cannot write root's TMPDIR, if one is set.
         let out = run(cmd.env("TMPDIR", "/tmp").args(["lab", &n]));
         let s = text(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "lab {n} as uid {NOBODY}:\n{s}\n{}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "lab {n} as uid {NOBODY}:\n{s}\n{}",
+            text(&out.stderr)
+        );
     }
 }
 
@@ -71,7 +96,13 @@ fn cli_doctor_reports_this_machine_usable() {
     let out = run(ipclab().arg("doctor"));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
-    for what in ["/dev/shm", "FIFOs", "PR_SET_CHILD_SUBREAPER", "pidfd_open", "strace"] {
+    for what in [
+        "/dev/shm",
+        "FIFOs",
+        "PR_SET_CHILD_SUBREAPER",
+        "pidfd_open",
+        "strace",
+    ] {
         assert!(s.contains(what), "{what} not reported: {s}");
     }
 }
@@ -95,6 +126,10 @@ fn cli_clean_removes_only_orphaned_objects() {
     let kept = std::path::Path::new(&live).exists();
     let _ = std::fs::remove_file(&live);
     assert_eq!(out.status.code(), Some(0));
-    assert!(!std::path::Path::new(&stale).exists(), "{}", text(&out.stdout));
+    assert!(
+        !std::path::Path::new(&stale).exists(),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(kept, "an object whose creator lives must be kept");
 }

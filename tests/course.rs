@@ -14,7 +14,12 @@ fn cargo_bins() -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["name"].as_str().unwrap().to_string(), b["path"].as_str().unwrap().to_string()))
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["path"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -25,7 +30,11 @@ fn course_specs_and_binaries_agree() {
     let specs = ipclab::spec::all().unwrap();
     for s in &specs {
         for b in &s.lab.binaries {
-            assert!(bins.iter().any(|(n, _)| n == b), "lab {}: {b} is not a [[bin]]", s.lab.number);
+            assert!(
+                bins.iter().any(|(n, _)| n == b),
+                "lab {}: {b} is not a [[bin]]",
+                s.lab.number
+            );
         }
     }
     for (name, _) in &bins {
@@ -43,7 +52,10 @@ fn course_bin_headers_are_complete() {
         assert!(!header.is_empty(), "{path}: no //! header");
         let joined = header.join("\n");
         if name != "ipclab" {
-            assert!(header[0].contains("Lab "), "{path}: the first line names the lab");
+            assert!(
+                header[0].contains("Lab "),
+                "{path}: the first line names the lab"
+            );
         }
         assert!(joined.contains("Try:"), "{path}: no Try: line");
         let strace: Vec<&&str> = header
@@ -52,7 +64,11 @@ fn course_bin_headers_are_complete() {
             .skip(1)
             .take_while(|l| l.starts_with("//!   "))
             .collect();
-        assert!((3..=6).contains(&strace.len()), "{path}: {} strace lines, want 3-6", strace.len());
+        assert!(
+            (3..=6).contains(&strace.len()),
+            "{path}: {} strace lines, want 3-6",
+            strace.len()
+        );
     }
 }
 
@@ -67,9 +83,18 @@ fn course_lab_directories_are_complete() {
         for f in ["README.md", "README.fr.md"] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
             for b in &s.lab.binaries {
-                assert!(text.contains(b.as_str()), "{}/{f} never mentions {b}", s.dir_name());
+                assert!(
+                    text.contains(b.as_str()),
+                    "{}/{f} never mentions {b}",
+                    s.dir_name()
+                );
             }
-            assert!(text.contains(&format!("make lab{}", s.lab.number)), "{}/{f}: no `make lab{}`", s.dir_name(), s.lab.number);
+            assert!(
+                text.contains(&format!("make lab{}", s.lab.number)),
+                "{}/{f}: no `make lab{}`",
+                s.dir_name(),
+                s.lab.number
+            );
         }
     }
 }

@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 
 fn shm_main(k: impl ToString, prefix: &str) -> Command {
     let mut c = Command::new(bin("shm-main"));
-    c.arg("--messages").arg(k.to_string()).arg("--name-prefix").arg(prefix);
+    c.arg("--messages")
+        .arg(k.to_string())
+        .arg("--name-prefix")
+        .arg(prefix);
     c
 }
 
@@ -25,10 +28,16 @@ fn lab1_messages_are_answered_and_segment_unlinked() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len() as u64, k);
     for (i, l) in lines.iter().enumerate() {
-        assert!(l.starts_with(&format!("message {}: ", i + 1)) && l.ends_with("reply verified"), "{l}");
+        assert!(
+            l.starts_with(&format!("message {}: ", i + 1)) && l.ends_with("reply verified"),
+            "{l}"
+        );
     }
     let err = text(&out.stderr);
-    assert!(err.contains(&format!("answered {k} messages; exiting first")), "{err}");
+    assert!(
+        err.contains(&format!("answered {k} messages; exiting first")),
+        "{err}"
+    );
     assert!(err.find("exiting first").unwrap() < err.find("reaped").unwrap());
     assert!(err.contains(&format!("/dev/shm/{prefix}-")));
     Clean::new(&prefix).check();
@@ -85,7 +94,10 @@ fn lab1_secondary_killed_main_cleans_up() {
     let rest = drain(err);
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(1), "{rest}");
-    assert!(rest.contains("died without answering") && rest.contains("killed by SIGKILL; reaped"), "{rest}");
+    assert!(
+        rest.contains("died without answering") && rest.contains("killed by SIGKILL; reaped"),
+        "{rest}"
+    );
     Clean::new(&prefix).check();
 }
 
@@ -107,9 +119,15 @@ fn lab1_main_killed_secondary_unlinks_segment() {
     child.kill().unwrap();
     child.wait().unwrap();
     let st = ipclab::process::wait_for(Pid::from_raw(sec)).unwrap();
-    assert_eq!(st, nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 1));
+    assert_eq!(
+        st,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 1)
+    );
     let rest = drain(err);
-    assert!(rest.contains("died after") && rest.contains("left by main"), "{rest}");
+    assert!(
+        rest.contains("died after") && rest.contains("left by main"),
+        "{rest}"
+    );
     Clean::new(&prefix).check();
 }
 
@@ -117,7 +135,9 @@ fn lab1_main_killed_secondary_unlinks_segment() {
 #[test]
 fn lab1_runs_as_unprivileged_user() {
     let bins = world_readable_bins(&["shm-main", "shm-secondary"]);
-    let Some(mut cmd) = as_nobody(&bins.path().join("shm-main")) else { return };
+    let Some(mut cmd) = as_nobody(&bins.path().join("shm-main")) else {
+        return;
+    };
     let prefix = test_prefix();
     let out = run(cmd.args(["--messages", "5", "--name-prefix", &prefix]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -15,7 +15,10 @@ fn subreaper() {
 
 fn pingpong(n: impl ToString, dir: &std::path::Path) -> Command {
     let mut c = Command::new(bin("pingpong"));
-    c.arg("--exchanges").arg(n.to_string()).arg("--dir").arg(dir);
+    c.arg("--exchanges")
+        .arg(n.to_string())
+        .arg("--dir")
+        .arg(dir);
     c
 }
 
@@ -86,19 +89,33 @@ fn lab2_existing_fifo_path_is_refused_and_kept() {
     let out = run(&mut pingpong(3, dir.path()));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.starts_with("ERROR [EEXIST File exists] mkfifo "), "{err}");
+    assert!(
+        err.starts_with("ERROR [EEXIST File exists] mkfifo "),
+        "{err}"
+    );
     assert_eq!(dir_entries(dir.path()), ["ping"]);
-    assert_eq!(std::fs::read_to_string(dir.path().join("ping")).unwrap(), payload);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ping")).unwrap(),
+        payload
+    );
 }
 
 /// A DIR the user cannot write: exit 2 (run as an unprivileged uid; root could write anywhere).
 #[test]
 fn lab2_unwritable_dir_is_refused_for_a_student() {
     let bins = world_readable_bins(&["pingpong", "pingpong-secondary"]);
-    let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else { return };
+    let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else {
+        return;
+    };
     let root_only = private_dir();
-    std::fs::set_permissions(root_only.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = run(cmd.args(["--exchanges", "2", "--dir"]).arg(root_only.path()));
+    std::fs::set_permissions(
+        root_only.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = run(cmd
+        .args(["--exchanges", "2", "--dir"])
+        .arg(root_only.path()));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("EACCES"), "{err}");
@@ -109,10 +126,14 @@ fn lab2_unwritable_dir_is_refused_for_a_student() {
 #[test]
 fn lab2_runs_as_unprivileged_user() {
     let bins = world_readable_bins(&["pingpong", "pingpong-secondary"]);
-    let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else { return };
+    let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else {
+        return;
+    };
     let dir = nobody_dir();
     let n: u64 = rand::rng().random_range(1..=20);
-    let out = run(cmd.args(["--exchanges", &n.to_string(), "--dir"]).arg(dir.path()));
+    let out = run(cmd
+        .args(["--exchanges", &n.to_string(), "--dir"])
+        .arg(dir.path()));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), expected(n));
     assert!(dir_entries(dir.path()).is_empty());
@@ -138,7 +159,10 @@ fn lab2_secondary_killed_main_cleans_up() {
     let res = finish(child);
     let err = text(&res.stderr);
     assert_eq!(res.status.code(), Some(1), "{err}");
-    assert!(err.contains("end of file on") && err.contains("killed by SIGKILL; reaped"), "{err}");
+    assert!(
+        err.contains("end of file on") && err.contains("killed by SIGKILL; reaped"),
+        "{err}"
+    );
     assert!(dir_entries(dir.path()).is_empty());
     Clean::new("ipclab-none").check();
 }
@@ -162,10 +186,20 @@ fn lab2_main_killed_secondary_cleans_up() {
     std::thread::spawn(move || drain(out));
     // The orphaned secondary is now our child (we are its nearest subreaper).
     let st = ipclab::process::wait_for(Pid::from_raw(sec)).unwrap();
-    assert_eq!(st, nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 1));
+    assert_eq!(
+        st,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 1)
+    );
     let err = drain(child.stderr.take().unwrap());
-    assert!(err.contains("[secondary") && err.contains("end of file on"), "{err}");
-    assert!(dir_entries(dir.path()).is_empty(), "{:?}", dir_entries(dir.path()));
+    assert!(
+        err.contains("[secondary") && err.contains("end of file on"),
+        "{err}"
+    );
+    assert!(
+        dir_entries(dir.path()).is_empty(),
+        "{:?}",
+        dir_entries(dir.path())
+    );
     Clean::new("ipclab-none").check();
 }
 
@@ -185,12 +219,19 @@ fn lab2_fault_no_wait_leaves_a_zombie_while_main_lives() {
     let seen = read_until(&mut err, "FAULT no-wait");
     let sec = number_after(&seen, "no-wait: secondary ").unwrap();
     let info = ipclab::inspect::info(sec).unwrap();
-    assert!(info.is_zombie() && info.ppid == child.id() as i32, "{}", info.row());
+    assert!(
+        info.is_zombie() && info.ppid == child.id() as i32,
+        "{}",
+        info.row()
+    );
     child.stdin.take().unwrap().write_all(b"\n").unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     // Main is gone: its zombie was re-parented to us; reaping it ends it.
     let st = ipclab::process::wait_for(Pid::from_raw(sec)).unwrap();
-    assert_eq!(st, nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 0));
+    assert_eq!(
+        st,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 0)
+    );
     Clean::new("ipclab-none").check();
 }
 
@@ -215,7 +256,10 @@ fn lab2_fault_main_first_orphans_the_secondary() {
     assert_eq!(ipclab::inspect::info(sec).unwrap().ppid, me);
     drop(child.stdin.take());
     let st = ipclab::process::wait_for(Pid::from_raw(sec)).unwrap();
-    assert_eq!(st, nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 0));
+    assert_eq!(
+        st,
+        nix::sys::wait::WaitStatus::Exited(Pid::from_raw(sec), 0)
+    );
     assert!(dir_entries(dir.path()).is_empty());
     let _ = err.lines().count();
     Clean::new("ipclab-none").check();
@@ -226,10 +270,15 @@ fn lab2_fault_main_first_orphans_the_secondary() {
 fn lab2_exec_failure_is_reported_and_cleaned_up() {
     let bins = world_readable_bins(&["pingpong"]);
     let dir = private_dir();
-    let out = run(Command::new(bins.path().join("pingpong")).args(["--exchanges", "2", "--dir"]).arg(dir.path()));
+    let out = run(Command::new(bins.path().join("pingpong"))
+        .args(["--exchanges", "2", "--dir"])
+        .arg(dir.path()));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("ENOENT") && err.contains("pingpong-secondary"), "{err}");
+    assert!(
+        err.contains("ENOENT") && err.contains("pingpong-secondary"),
+        "{err}"
+    );
     assert!(dir_entries(dir.path()).is_empty());
     Clean::new("ipclab-none").check();
 }

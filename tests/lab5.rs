@@ -13,9 +13,16 @@ fn lab5_zombie_is_z_until_reaped_and_ignores_sigkill() {
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let child = number_after(&s, "forked child ").unwrap();
-    let rows: Vec<&str> = s.lines().filter(|l| l.contains(&format!(": {child} "))).collect();
+    let rows: Vec<&str> = s
+        .lines()
+        .filter(|l| l.contains(&format!(": {child} ")))
+        .collect();
     assert_eq!(rows.len(), 2, "{s}");
-    assert!(rows.iter().all(|r| r.contains(" Z ") && r.contains("<defunct>")), "{s}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(" Z ") && r.contains("<defunct>")),
+        "{s}"
+    );
     assert!(s.contains(&format!("no /proc/{child} (gone)")), "{s}");
     assert!(ipclab::inspect::info(child).is_none());
     Clean::new("ipclab-none").check();
@@ -28,8 +35,16 @@ fn lab5_reaper_one_sigchld_for_m_deaths_reaps_all() {
     let out = run(Command::new(bin("reaper")).args(["--children", &m.to_string()]));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
-    assert!(s.contains(&format!("all {m} children are zombies; SIGCHLD pending: yes, once")), "{s}");
-    assert!(s.contains(&format!("delivered 1 time(s) for {m} deaths")), "{s}");
+    assert!(
+        s.contains(&format!(
+            "all {m} children are zombies; SIGCHLD pending: yes, once"
+        )),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!("delivered 1 time(s) for {m} deaths")),
+        "{s}"
+    );
     assert!(s.contains(&format!("reaped {m} children")), "{s}");
     Clean::new("ipclab-none").check();
 }
@@ -43,7 +58,12 @@ fn lab5_orphan_adopted_by_launcher_subreaper() {
     let launcher = number_after(&s, "[launcher ").unwrap();
     let child = number_after(&s, "[child ").unwrap();
     assert!(s.contains(&format!("my parent is now {launcher} ")), "{s}");
-    assert!(s.contains(&format!("reaped adopted orphan {child}: exited with status 0")), "{s}");
+    assert!(
+        s.contains(&format!(
+            "reaped adopted orphan {child}: exited with status 0"
+        )),
+        "{s}"
+    );
     Clean::new("ipclab-none").check();
 }
 

@@ -28,7 +28,9 @@ fn reap(pid: i32) -> WaitStatus {
 }
 
 fn link(pid: i32, what: &str) -> String {
-    std::fs::read_link(format!("/proc/{pid}/{what}")).map(|p| p.display().to_string()).unwrap_or_default()
+    std::fs::read_link(format!("/proc/{pid}/{what}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// start: a daemon that is no session leader, has no terminal, runs in /, umask 0, stdio on
@@ -40,7 +42,11 @@ fn lab6_start_status_stop_life_cycle() {
     let info = ipclab::inspect::info(pid).unwrap();
     assert_ne!(info.session, pid, "must not be a session leader");
     assert_eq!(info.tty_nr, 0, "must have no controlling terminal");
-    assert_eq!(info.ppid, std::process::id() as i32, "re-parented to the nearest subreaper");
+    assert_eq!(
+        info.ppid,
+        std::process::id() as i32,
+        "re-parented to the nearest subreaper"
+    );
     assert_eq!(link(pid, "cwd"), "/");
     for fd in 0..=2 {
         assert_eq!(link(pid, &format!("fd/{fd}")), "/dev/null");
@@ -48,7 +54,10 @@ fn lab6_start_status_stop_life_cycle() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("Umask:\t0000"), "{status}");
     let pidfile = dir.path().join("daemon.pid");
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        pid.to_string()
+    );
 
     let out = run(&mut daemon("status", dir.path()));
     assert_eq!(out.status.code(), Some(0));
@@ -59,9 +68,15 @@ fn lab6_start_status_stop_life_cycle() {
     assert_eq!(reap(pid), WaitStatus::Exited(Pid::from_raw(pid), 0));
     assert!(!pidfile.exists());
     let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
-    assert!(log.contains("started") && log.contains("SIGTERM: removing pidfile"), "{log}");
+    assert!(
+        log.contains("started") && log.contains("SIGTERM: removing pidfile"),
+        "{log}"
+    );
 
-    assert_eq!(run(&mut daemon("status", dir.path())).status.code(), Some(3));
+    assert_eq!(
+        run(&mut daemon("status", dir.path())).status.code(),
+        Some(3)
+    );
     let out = run(&mut daemon("stop", dir.path()));
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("not running"));
@@ -77,7 +92,10 @@ fn lab6_second_start_is_refused() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.lines().count(), 1);
-    assert!(err.contains(&format!("already running (pid {pid}")), "{err}");
+    assert!(
+        err.contains(&format!("already running (pid {pid}")),
+        "{err}"
+    );
     assert!(ipclab::inspect::is_alive(Pid::from_raw(pid)));
     assert_eq!(run(&mut daemon("stop", dir.path())).status.code(), Some(0));
     reap(pid);
@@ -113,7 +131,10 @@ fn lab6_sighup_reopens_the_log() {
     assert_eq!(run(&mut daemon("stop", dir.path())).status.code(), Some(0));
     reap(pid);
     let new = std::fs::read_to_string(&log).unwrap();
-    assert!(new.contains("SIGHUP: log reopened") && new.contains("SIGTERM"), "{new}");
+    assert!(
+        new.contains("SIGHUP: log reopened") && new.contains("SIGTERM"),
+        "{new}"
+    );
     let old = std::fs::read_to_string(dir.path().join("daemon.log.1")).unwrap();
     assert!(old.contains("started") && !old.contains("SIGTERM"), "{old}");
     Clean::new("ipclab-none").check();
@@ -134,7 +155,11 @@ fn lab6_foreground_runs_attached_and_stops_on_sigterm() {
     read_until(&mut err, "started in the foreground");
     let out = run(&mut daemon("status", dir.path()));
     assert!(text(&out.stdout).contains(&format!("pid {}", child.id())));
-    ipclab::process::signal(Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    ipclab::process::signal(
+        Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(!dir.path().join("daemon.pid").exists());
     let _ = err.lines().count();
@@ -146,7 +171,10 @@ fn lab6_bad_directory_is_exit_2() {
     let dir = private_dir();
     let file = dir.path().join("f");
     std::fs::write(&file, b"").unwrap();
-    for (d, what) in [(dir.path().join("missing"), "ENOENT"), (file.clone(), "ENOTDIR")] {
+    for (d, what) in [
+        (dir.path().join("missing"), "ENOENT"),
+        (file.clone(), "ENOTDIR"),
+    ] {
         for action in ["start", "stop", "status"] {
             let out = run(&mut daemon(action, &d));
             let err = text(&out.stderr);
@@ -156,7 +184,11 @@ fn lab6_bad_directory_is_exit_2() {
     }
     let bins = world_readable_bins(&["daemon"]);
     if let Some(mut cmd) = as_nobody(&bins.path().join("daemon")) {
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let out = run(cmd.arg("start").arg("--dir").arg(dir.path()));
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
@@ -170,7 +202,9 @@ fn lab6_bad_directory_is_exit_2() {
 fn lab6_runs_as_unprivileged_user() {
     let bins = world_readable_bins(&["daemon"]);
     let exe = bins.path().join("daemon");
-    let Some(mut cmd) = as_nobody(&exe) else { return };
+    let Some(mut cmd) = as_nobody(&exe) else {
+        return;
+    };
     ipclab::process::set_child_subreaper().unwrap();
     let dir = nobody_dir();
     let out = run(cmd.arg("start").arg("--dir").arg(dir.path()));
@@ -178,7 +212,11 @@ fn lab6_runs_as_unprivileged_user() {
     let pid = number_after(&text(&out.stdout), "daemon ").unwrap();
     let uid = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(uid.contains(&format!("Uid:\t{NOBODY}")), "{uid}");
-    let out = run(as_nobody(&exe).unwrap().arg("stop").arg("--dir").arg(dir.path()));
+    let out = run(as_nobody(&exe)
+        .unwrap()
+        .arg("stop")
+        .arg("--dir")
+        .arg(dir.path()));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(reap(pid), WaitStatus::Exited(Pid::from_raw(pid), 0));
     Clean::new("ipclab-none").check();

@@ -23,7 +23,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         let _ = w.shell(&["ls", "-l", &format!("/dev/shm{}", seg.name())]);
     }
 
-    w.step(&format!("{k} messages through the segment, synchronised by two semaphores"));
+    w.step(&format!(
+        "{k} messages through the segment, synchronised by two semaphores"
+    ));
     w.say(
         "main creates the segment, starts the secondary (fork + execve, passing the name), then for
          each message: copies it in, sem_post(request), sem_wait(reply), checks the answer (the
@@ -32,11 +34,20 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          first, main reaps it, then main shm_unlinks the name.",
     );
     let (code, out) = w.shell(&[&main, "--messages", &k.to_string()])?;
-    let verified = out.lines().filter(|l| l.ends_with("reply verified")).count() as u64;
+    let verified = out
+        .lines()
+        .filter(|l| l.ends_with("reply verified"))
+        .count() as u64;
     w.expect(code == 0, "main exited with status 0");
     w.expect(verified == k, &format!("{k} replies verified"));
-    w.expect(out.contains("exited with status 0; reaped"), "main reaped the secondary first");
-    w.expect(out.contains("unlinked /dev/shm/"), "main unlinked the segment");
+    w.expect(
+        out.contains("exited with status 0; reaped"),
+        "main reaped the secondary first",
+    );
+    w.expect(
+        out.contains("unlinked /dev/shm/"),
+        "main unlinked the segment",
+    );
 
     w.step("The same run under strace");
     w.say(
@@ -55,6 +66,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          not make the unsynchronised version correct.",
     );
     let (code, out) = w.shell(&[&main, "--messages", "2000", "--no-sync", "--quiet"])?;
-    w.expect(code == 0 && out.contains("torn reads: "), "the secondary reported its torn-read count");
+    w.expect(
+        code == 0 && out.contains("torn reads: "),
+        "the secondary reported its torn-read count",
+    );
     Ok(())
 }

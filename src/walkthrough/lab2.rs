@@ -32,12 +32,23 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          (this is reaping), removes the FIFOs, and exits last.",
     );
     let (code, out) = w.shell(&[&pingpong, "--exchanges", &n.to_string(), "--dir", &d])?;
-    let expected: Vec<String> = (1..=n).flat_map(|i| [format!("ping {i}"), format!("pong {i}")]).collect();
+    let expected: Vec<String> = (1..=n)
+        .flat_map(|i| [format!("ping {i}"), format!("pong {i}")])
+        .collect();
     let got: Vec<&str> = out.lines().filter(|l| !l.starts_with('[')).collect();
     w.expect(code == 0, "main exited with status 0");
-    w.expect(got == expected, &format!("stdout is exactly ping 1, pong 1 ... pong {n}"));
-    w.expect(out.contains("exited with status 0; reaped"), "main reaped the secondary before exiting");
-    w.expect(is_empty(dir.path()), "DIR is empty again: both FIFOs removed");
+    w.expect(
+        got == expected,
+        &format!("stdout is exactly ping 1, pong 1 ... pong {n}"),
+    );
+    w.expect(
+        out.contains("exited with status 0; reaped"),
+        "main reaped the secondary before exiting",
+    );
+    w.expect(
+        is_empty(dir.path()),
+        "DIR is empty again: both FIFOs removed",
+    );
 
     w.step("The same run under strace");
     w.say(
@@ -46,7 +57,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          has opened it too. Each ping is one write and one read; wait4 returns the secondary's
          status; unlink removes each FIFO.",
     );
-    w.strace(&[&pingpong, "--exchanges", "2", "--dir", &d], Some(dir.path()))?;
+    w.strace(
+        &[&pingpong, "--exchanges", "2", "--dir", &d],
+        Some(dir.path()),
+    )?;
 
     w.step("Fault no-wait: main never waits, the secondary is a zombie (2.b)");
     w.say(
@@ -54,17 +68,32 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          kernel keeps its pid and exit status for the parent. ps shows it as Z / <defunct>.
          Here main learns of the exit with waitid(WNOWAIT), which leaves the child unreaped.",
     );
-    let mut live = w.spawn(&[&pingpong, "--exchanges", "2", "--dir", &d, "--fault", "no-wait"])?;
+    let mut live = w.spawn(&[
+        &pingpong,
+        "--exchanges",
+        "2",
+        "--dir",
+        &d,
+        "--fault",
+        "no-wait",
+    ])?;
     let line = live.wait_for("FAULT no-wait")?;
     let main_pid = live.pid();
     let sec = number_after(&line, "secondary ").unwrap_or(0);
     w.ps(&[main_pid, sec]);
     let z = crate::inspect::info(sec);
-    w.expect(z.as_ref().is_some_and(|p| p.is_zombie() && p.ppid == main_pid), "the secondary is Z, its parent still main");
+    w.expect(
+        z.as_ref()
+            .is_some_and(|p| p.is_zombie() && p.ppid == main_pid),
+        "the secondary is Z, its parent still main",
+    );
     let _ = live.finish()?;
     w.say("main has exited: its zombie child was re-parented to the walkthrough (a subreaper), which reaps it.");
     let reaped = w.reap_adopted();
-    w.expect(reaped.iter().any(|r| r.0 == sec) || crate::inspect::info(sec).is_none(), "the zombie is gone once reaped by its new parent");
+    w.expect(
+        reaped.iter().any(|r| r.0 == sec) || crate::inspect::info(sec).is_none(),
+        "the zombie is gone once reaped by its new parent",
+    );
 
     w.step("Fault main-first: main exits before the secondary, which is orphaned (2.b)");
     w.say(
@@ -72,7 +101,15 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          orphan and the kernel gives it a new parent, the nearest child subreaper (here the
          walkthrough) or PID 1. The right order is the secondary first, then main.",
     );
-    let mut live = w.spawn(&[&pingpong, "--exchanges", "2", "--dir", &d, "--fault", "main-first"])?;
+    let mut live = w.spawn(&[
+        &pingpong,
+        "--exchanges",
+        "2",
+        "--dir",
+        &d,
+        "--fault",
+        "main-first",
+    ])?;
     let line = live.wait_for("I am an orphan")?;
     let sec = pid_of_role(&line, "secondary").unwrap_or(0);
     let main_pid = live.pid();
@@ -88,7 +125,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let _ = live.finish();
     let st = crate::process::wait_for(nix::unistd::Pid::from_raw(sec));
     if let Ok(st) = &st {
-        println!("   (walkthrough, a subreaper, reaped adopted {sec}: {})", crate::process::describe(st));
+        println!(
+            "   (walkthrough, a subreaper, reaped adopted {sec}: {})",
+            crate::process::describe(st)
+        );
     }
     w.expect(st.is_ok(), "the walkthrough reaped the orphan");
 
@@ -104,10 +144,16 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     live.wait_for("pong 3")?;
     live.echo = false;
     println!("   $ kill -9 {sec}");
-    crate::process::signal(nix::unistd::Pid::from_raw(sec), nix::sys::signal::Signal::SIGKILL)?;
+    crate::process::signal(
+        nix::unistd::Pid::from_raw(sec),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     let (code, out) = quiet_finish(live)?;
     w.expect(code == 1, "main exited with status 1");
-    w.expect(out.contains("killed by SIGKILL; reaped"), "main reaped the killed secondary");
+    w.expect(
+        out.contains("killed by SIGKILL; reaped"),
+        "main reaped the killed secondary",
+    );
     w.expect(is_empty(dir.path()), "DIR is empty: main removed the FIFOs");
     Ok(())
 }
@@ -128,12 +174,17 @@ fn quiet_finish(mut live: super::Live) -> Result<(i32, String)> {
         }
     }
     println!("   ({hidden} ping/pong lines not shown)");
-    let st = live.child.wait().map_err(|e| crate::Error::io(&e, "waitpid", ""))?;
+    let st = live
+        .child
+        .wait()
+        .map_err(|e| crate::Error::io(&e, "waitpid", ""))?;
     let code = st.code().unwrap_or(1);
     println!("   (exit status {code})");
     Ok((code, text))
 }
 
 fn is_empty(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).map(|mut r| r.next().is_none()).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|mut r| r.next().is_none())
+        .unwrap_or(false)
 }

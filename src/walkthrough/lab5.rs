@@ -16,8 +16,14 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let zombie = w.bin("zombie");
     let (code, out) = w.shell(&[&zombie])?;
     w.expect(code == 0, "zombie exited 0");
-    w.expect(out.contains("not yet waited for") && out.contains(" Z "), "the child showed state Z before the wait");
-    w.expect(out.contains("(a zombie is already dead):") && out.matches(" Z ").count() >= 2, "still Z after SIGKILL");
+    w.expect(
+        out.contains("not yet waited for") && out.contains(" Z "),
+        "the child showed state Z before the wait",
+    );
+    w.expect(
+        out.contains("(a zombie is already dead):") && out.matches(" Z ").count() >= 2,
+        "still Z after SIGKILL",
+    );
     w.expect(out.contains("(gone)"), "gone from /proc after waitpid");
 
     let m: u32 = rand::rng().random_range(3..=8);
@@ -29,9 +35,18 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          exited, however many signals arrived.",
     );
     let (code, out) = w.shell(&[&w.bin("reaper"), "--children", &m.to_string()])?;
-    w.expect(code == 0, "reaper exited 0 (it checks 1 delivery and M reaped itself)");
-    w.expect(out.contains(&format!("delivered 1 time(s) for {m} deaths")), "one delivery for all deaths");
-    w.expect(out.contains(&format!("reaped {m} children")), "all children reaped");
+    w.expect(
+        code == 0,
+        "reaper exited 0 (it checks 1 delivery and M reaped itself)",
+    );
+    w.expect(
+        out.contains(&format!("delivered 1 time(s) for {m} deaths")),
+        "one delivery for all deaths",
+    );
+    w.expect(
+        out.contains(&format!("reaped {m} children")),
+        "all children reaped",
+    );
 
     let orphan = w.bin("orphan");
     w.step("An orphan, adopted by the subreaper its launcher declared");
@@ -42,14 +57,23 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let (code, out) = w.shell(&[&orphan, "--subreaper"])?;
     let launcher = pid_of_role(&out, "launcher").unwrap_or(0);
     w.expect(code == 0, "orphan exited 0");
-    w.expect(out.contains(&format!("my parent is now {launcher} ")), "the launcher adopted the child");
-    w.expect(out.contains("reaped adopted orphan"), "the launcher reaped it");
+    w.expect(
+        out.contains(&format!("my parent is now {launcher} ")),
+        "the launcher adopted the child",
+    );
+    w.expect(
+        out.contains("reaped adopted orphan"),
+        "the launcher reaped it",
+    );
 
     w.step("An orphan, adopted by the walkthrough (a subreaper further up)");
     w.say("Without --subreaper the nearest subreaper is this walkthrough, which declared itself one at start.");
     let me = std::process::id() as i32;
     let (_, out) = w.shell(&[&orphan])?;
-    w.expect(out.contains(&format!("my parent is now {me} ")), "the walkthrough adopted the child");
+    w.expect(
+        out.contains(&format!("my parent is now {me} ")),
+        "the walkthrough adopted the child",
+    );
     w.settle();
 
     w.step("An orphan with no subreaper above it: PID 1 adopts it");
@@ -65,7 +89,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let (_, out) = run?;
     let child = pid_of_role(&out, "child").unwrap_or(0);
     let adopted_by = super::number_after(&out, "my parent is now ").unwrap_or(0);
-    w.expect(adopted_by != me && adopted_by != 0, &format!("adopted by {adopted_by}, not by the walkthrough"));
+    w.expect(
+        adopted_by != me && adopted_by != 0,
+        &format!("adopted by {adopted_by}, not by the walkthrough"),
+    );
     // Observation, not synchronisation: nothing tells us when another process reaps.
     let t0 = Instant::now();
     let mut seen_zombie = false;
@@ -82,7 +109,11 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "child {child} was {}reaped by {adopted_by} after {} ms{}",
         if gone { "" } else { "NOT " },
         t0.elapsed().as_millis(),
-        if seen_zombie { ", a zombie until then" } else { "" }
+        if seen_zombie {
+            ", a zombie until then"
+        } else {
+            ""
+        }
     ));
     w.expect(gone, "its new parent reaped it within 10 s");
     Ok(())

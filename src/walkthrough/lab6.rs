@@ -22,15 +22,30 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     );
     let (code, out) = w.shell(&[&daemon, "start", "--dir", &d])?;
     let pid = number_after(&out, "daemon ").unwrap_or(0);
-    w.expect(code == 0 && pid > 0, "start exited 0 and named the daemon's pid");
+    w.expect(
+        code == 0 && pid > 0,
+        "start exited 0 and named the daemon's pid",
+    );
 
     w.step("The evidence: parent, session, terminal, descriptors");
     let (code, out) = w.shell(&[&daemon, "status", "--dir", &d])?;
     w.expect(code == 0, "status exits 0 while running");
-    let _ = w.shell(&["ps", "-o", "pid,ppid,pgid,sid,tty,stat,comm", "-p", &pid.to_string()]);
+    let _ = w.shell(&[
+        "ps",
+        "-o",
+        "pid,ppid,pgid,sid,tty,stat,comm",
+        "-p",
+        &pid.to_string(),
+    ]);
     let info = inspect::info(pid);
-    w.expect(info.as_ref().is_some_and(|i| i.session != pid), "not a session leader (sid != pid)");
-    w.expect(info.as_ref().is_some_and(|i| i.tty_nr == 0), "no controlling terminal (tty ?)");
+    w.expect(
+        info.as_ref().is_some_and(|i| i.session != pid),
+        "not a session leader (sid != pid)",
+    );
+    w.expect(
+        info.as_ref().is_some_and(|i| i.tty_nr == 0),
+        "no controlling terminal (tty ?)",
+    );
     w.expect(
         info.as_ref().is_some_and(|i| i.ppid == me),
         &format!("its parent is the walkthrough ({me}, the nearest subreaper), not the launcher"),
@@ -38,9 +53,17 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     w.expect(out.contains("session leader: no"), "status says the same");
     let _ = w.shell(&["ls", "-l", &format!("/proc/{pid}/fd")]);
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|rd| rd.filter_map(|e| e.ok()).filter_map(|e| std::fs::read_link(e.path()).ok()).map(|p| p.display().to_string()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
         .unwrap_or_default();
-    w.expect(fds.iter().filter(|f| f.as_str() == "/dev/null").count() == 3, "0, 1 and 2 are /dev/null");
+    w.expect(
+        fds.iter().filter(|f| f.as_str() == "/dev/null").count() == 3,
+        "0, 1 and 2 are /dev/null",
+    );
 
     w.step("A second start is refused: the pidfile is locked");
     let (code, _) = w.shell(&[&daemon, "start", "--dir", &d])?;
@@ -54,18 +77,34 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          arrive together are handled in order, so the SIGHUP line is logged before the exit.",
     );
     let log = dir.path().join("daemon.log");
-    let _ = w.shell(&["mv", &log.display().to_string(), &format!("{d}/daemon.log.1")]);
+    let _ = w.shell(&[
+        "mv",
+        &log.display().to_string(),
+        &format!("{d}/daemon.log.1"),
+    ]);
     println!("   $ kill -HUP {pid}");
     crate::process::signal(Pid::from_raw(pid), Signal::SIGHUP)?;
     let (code, _) = w.shell(&[&daemon, "stop", "--dir", &d])?;
     w.expect(code == 0, "stop exited 0");
     let status = w.adopted.iter().find(|r| r.0 == pid).map(|r| r.1);
-    w.expect(status == Some(0), "the daemon exited with status 0 (reaped by the walkthrough, its new parent)");
+    w.expect(
+        status == Some(0),
+        "the daemon exited with status 0 (reaped by the walkthrough, its new parent)",
+    );
     let _ = w.shell(&["sh", "-c", &format!("cat {d}/daemon.log.1 {d}/daemon.log")]);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    w.expect(text.contains("SIGHUP: log reopened"), "a new daemon.log was opened on SIGHUP");
-    w.expect(text.contains("SIGTERM: removing pidfile"), "the daemon logged its clean exit");
-    w.expect(!dir.path().join("daemon.pid").exists(), "the pidfile is gone");
+    w.expect(
+        text.contains("SIGHUP: log reopened"),
+        "a new daemon.log was opened on SIGHUP",
+    );
+    w.expect(
+        text.contains("SIGTERM: removing pidfile"),
+        "the daemon logged its clean exit",
+    );
+    w.expect(
+        !dir.path().join("daemon.pid").exists(),
+        "the pidfile is gone",
+    );
 
     w.step("Not running: status 3, stop 0 (LSB init-script codes)");
     let (code, _) = w.shell(&[&daemon, "status", "--dir", &d])?;
@@ -80,7 +119,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     crate::process::signal(Pid::from_raw(pid), Signal::SIGKILL)?;
     wait_gone(w, pid);
     let (code, out) = w.shell(&[&daemon, "status", "--dir", &d])?;
-    w.expect(code == 3 && out.contains("stale"), "status sees a stale pidfile, exits 3");
+    w.expect(
+        code == 3 && out.contains("stale"),
+        "status sees a stale pidfile, exits 3",
+    );
     let (code, _) = w.shell(&[&daemon, "start", "--dir", &d])?;
     w.expect(code == 0, "start takes the stale pidfile over");
     let (code, _) = w.shell(&[&daemon, "stop", "--dir", &d])?;
@@ -92,7 +134,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
 /// The killed daemon is our adopted child: wait for it, which also reaps it.
 fn wait_gone(w: &Walk, pid: i32) {
     if let Ok(st) = crate::process::wait_for(Pid::from_raw(pid)) {
-        println!("   (walkthrough, a subreaper, reaped adopted {pid}: {})", crate::process::describe(&st));
+        println!(
+            "   (walkthrough, a subreaper, reaped adopted {pid}: {})",
+            crate::process::describe(&st)
+        );
     }
     let _ = w;
 }

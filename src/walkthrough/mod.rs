@@ -126,9 +126,14 @@ impl Walk {
     pub fn spawn(&self, argv: &[&str]) -> Result<Live> {
         println!("   $ {}", display_cmd(argv));
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io(&e, "pipe", ""))?;
-        let w2 = writer.try_clone().map_err(|e| Error::io(&e, "dup", "pipe"))?;
+        let w2 = writer
+            .try_clone()
+            .map_err(|e| Error::io(&e, "dup", "pipe"))?;
         let mut cmd = Command::new(argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(w2).stderr(writer);
+        cmd.args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(w2)
+            .stderr(writer);
         let mut child = cmd.spawn().map_err(|e| Error::io(&e, "exec", argv[0]))?;
         // The Command's copies of the write end must go, or we would never read end of file.
         drop(cmd);
@@ -162,9 +167,15 @@ impl Walk {
     pub fn reap_adopted(&self) -> Vec<(i32, i32)> {
         let reaped = process::reap_all_nohang();
         for (pid, st) in &reaped {
-            println!("   (walkthrough, a subreaper, reaped adopted {pid}: {})", process::describe(st));
+            println!(
+                "   (walkthrough, a subreaper, reaped adopted {pid}: {})",
+                process::describe(st)
+            );
         }
-        reaped.iter().map(|(p, st)| (p.as_raw(), process::shell_status(st))).collect()
+        reaped
+            .iter()
+            .map(|(p, st)| (p.as_raw(), process::shell_status(st)))
+            .collect()
     }
 
     /// Waits (10 s at most) for adopted processes that are still exiting, and reaps them; what
@@ -172,10 +183,14 @@ impl Walk {
     pub fn settle(&mut self) {
         let (reaped, running) = process::reap_children_within(Duration::from_secs(10));
         for (pid, st) in &reaped {
-            println!("   (walkthrough, a subreaper, reaped adopted {pid}: {})", process::describe(st));
+            println!(
+                "   (walkthrough, a subreaper, reaped adopted {pid}: {})",
+                process::describe(st)
+            );
         }
         for pid in running {
-            self.problems.push(format!("process {pid} was still running: killed"));
+            self.problems
+                .push(format!("process {pid} was still running: killed"));
             let _ = process::signal(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = process::wait_for(pid);
         }
@@ -184,10 +199,21 @@ impl Walk {
     /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.
     /// Skipped, with the reason, where strace is missing or ptrace is not allowed.
     pub fn strace(&mut self, argv: &[&str], dir: Option<&Path>) -> Result<()> {
-        let out = tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
+        let out =
+            tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
         let log = out.path().display().to_string();
         let filter = self.spec.lab.strace_filter.join(",");
-        let mut full = vec!["strace", "-f", "-qq", "-e", &filter, "-e", "signal=none", "-o", &log];
+        let mut full = vec![
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            &filter,
+            "-e",
+            "signal=none",
+            "-o",
+            &log,
+        ];
         full.extend_from_slice(argv);
         if let Err(why) = strace_usable() {
             self.say(&format!("(strace skipped: {why})"));
@@ -220,15 +246,31 @@ impl Walk {
         let me = std::process::id() as i32;
         let left = inspect::descendants(me);
         let rows: Vec<String> = left.iter().map(|p| p.row()).collect();
-        self.expect(left.is_empty(), &format!("no process of ours left{}", list(&rows)));
+        self.expect(
+            left.is_empty(),
+            &format!("no process of ours left{}", list(&rows)),
+        );
         let now = inspect::shm_objects(&shm_prefix());
-        let new: Vec<String> = now.into_iter().filter(|n| !self.shm_before.contains(n)).collect();
-        self.expect(new.is_empty(), &format!("no new /dev/shm object{}", list(&new)));
+        let new: Vec<String> = now
+            .into_iter()
+            .filter(|n| !self.shm_before.contains(n))
+            .collect();
+        self.expect(
+            new.is_empty(),
+            &format!("no new /dev/shm object{}", list(&new)),
+        );
         if self.problems.is_empty() {
-            println!("\nLab {} walkthrough: all steps behaved as described.", self.spec.lab.number);
+            println!(
+                "\nLab {} walkthrough: all steps behaved as described.",
+                self.spec.lab.number
+            );
             Ok(0)
         } else {
-            println!("\nLab {} walkthrough: {} problem(s):", self.spec.lab.number, self.problems.len());
+            println!(
+                "\nLab {} walkthrough: {} problem(s):",
+                self.spec.lab.number,
+                self.problems.len()
+            );
             for p in &self.problems {
                 println!("  - {p}");
             }
@@ -248,7 +290,7 @@ fn list(items: &[String]) -> String {
 /// Lines worth a student's time: the lab's syscalls, minus the dynamic loader's file traffic.
 fn interesting(line: &str, dir: Option<&str>) -> bool {
     let mentions = |s: &str| line.contains(s);
-    let about_us = dir.is_some_and(|d| mentions(d))
+    let about_us = dir.is_some_and(mentions)
         || mentions("/dev/shm/")
         || mentions("\"ping ")
         || mentions("\"pong ")
@@ -256,8 +298,14 @@ fn interesting(line: &str, dir: Option<&str>) -> bool {
     if line.contains(" write(2, ") {
         return false;
     }
-    let noisy = ["openat(", "open(", "read(", "write(", "mmap(", "close(", "dup2(", "dup3(", "poll("];
-    if noisy.iter().any(|n| line.split_whitespace().nth(1).is_some_and(|w| w.starts_with(n))) {
+    let noisy = [
+        "openat(", "open(", "read(", "write(", "mmap(", "close(", "dup2(", "dup3(", "poll(",
+    ];
+    if noisy.iter().any(|n| {
+        line.split_whitespace()
+            .nth(1)
+            .is_some_and(|w| w.starts_with(n))
+    }) {
         return about_us;
     }
     !mentions("exited with") && !mentions("+++")
@@ -274,7 +322,9 @@ fn truncate(s: &str, n: usize) -> String {
 fn display_cmd(argv: &[&str]) -> String {
     argv.iter()
         .map(|a| {
-            let short = a.rsplit_once("/target/").map(|(_, rest)| format!("target/{rest}"));
+            let short = a
+                .rsplit_once("/target/")
+                .map(|(_, rest)| format!("target/{rest}"));
             short.unwrap_or_else(|| a.to_string())
         })
         .collect::<Vec<_>>()
@@ -283,8 +333,15 @@ fn display_cmd(argv: &[&str]) -> String {
 
 /// Why strace cannot be used here, if it cannot.
 pub fn strace_usable() -> std::result::Result<String, String> {
-    let v = Command::new("strace").arg("-V").output().map_err(|_| "strace is not installed (apt-get install strace)".to_string())?;
-    let version = String::from_utf8_lossy(&v.stdout).lines().next().unwrap_or("").to_string();
+    let v = Command::new("strace")
+        .arg("-V")
+        .output()
+        .map_err(|_| "strace is not installed (apt-get install strace)".to_string())?;
+    let version = String::from_utf8_lossy(&v.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
     let probe = Command::new("strace")
         .args(["-qq", "-e", "trace=none", "-o", "/dev/null", "true"])
         .stderr(Stdio::piped())
@@ -353,7 +410,10 @@ impl Live {
                 )));
             }
             let mut chunk = [0u8; 4096];
-            let n = self.reader.read(&mut chunk).map_err(|e| Error::io(&e, "read", "output pipe"))?;
+            let n = self
+                .reader
+                .read(&mut chunk)
+                .map_err(|e| Error::io(&e, "read", "output pipe"))?;
             if n == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
@@ -380,8 +440,13 @@ impl Live {
     pub fn finish(mut self) -> Result<(i32, String)> {
         self.close_stdin();
         while self.next_line()?.is_some() {}
-        let st = self.child.wait().map_err(|e| Error::io(&e, "waitpid", self.child.id()))?;
-        let code = st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0));
+        let st = self
+            .child
+            .wait()
+            .map_err(|e| Error::io(&e, "waitpid", self.child.id()))?;
+        let code = st.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)
+        });
         println!("   (exit status {code})");
         Ok((code, self.text))
     }

@@ -43,7 +43,10 @@ pub fn finish(child: Child) -> Output {
     match rx.recv_timeout(SAFETY) {
         Ok(out) => out.expect("wait"),
         Err(_) => {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             panic!("pid {pid} still running after {:?}", SAFETY);
         }
     }
@@ -80,7 +83,11 @@ pub fn drain(mut r: impl Read) -> String {
 /// First number after `prefix`.
 pub fn number_after(text: &str, prefix: &str) -> Option<i32> {
     let rest = &text[text.find(prefix)? + prefix.len()..];
-    rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()
+    rest.chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .ok()
 }
 
 /// A private directory for one test's IPC objects.
@@ -90,7 +97,11 @@ pub fn private_dir() -> tempfile::TempDir {
 
 pub fn dir_entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -108,22 +119,32 @@ pub struct Clean {
 
 impl Clean {
     pub fn new(shm_prefix: &str) -> Clean {
-        Clean { shm_prefix: shm_prefix.to_string() }
+        Clean {
+            shm_prefix: shm_prefix.to_string(),
+        }
     }
 
     /// Reaps what was re-parented to us (tests that are subreapers), then asserts: no process
     /// of this test left (alive or zombie), no shm object with our prefix.
     pub fn check(&self) {
         // Adopted orphans may still be exiting: give them time (a safety net), reap them.
-        let (_, running) = ipclab::process::reap_children_within(std::time::Duration::from_secs(10));
+        let (_, running) =
+            ipclab::process::reap_children_within(std::time::Duration::from_secs(10));
         for pid in &running {
             let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
             let _ = ipclab::process::wait_for(*pid);
         }
-        assert!(running.is_empty(), "still running 10 s after the test: {running:?}");
+        assert!(
+            running.is_empty(),
+            "still running 10 s after the test: {running:?}"
+        );
         let me = std::process::id() as i32;
         let left = ipclab::inspect::descendants(me);
-        assert!(left.is_empty(), "processes left behind: {:?}", left.iter().map(|p| p.row()).collect::<Vec<_>>());
+        assert!(
+            left.is_empty(),
+            "processes left behind: {:?}",
+            left.iter().map(|p| p.row()).collect::<Vec<_>>()
+        );
         let shm = ipclab::inspect::shm_objects(&self.shm_prefix);
         assert!(shm.is_empty(), "/dev/shm objects left behind: {shm:?}");
     }
@@ -158,7 +179,10 @@ pub fn as_nobody(program: &Path) -> Option<Command> {
 /// target/ may be private); the directory is removed on drop.
 pub fn world_readable_bins(names: &[&str]) -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("ipclab-bins-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("ipclab-bins-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for n in names {
         std::fs::copy(bin(n), d.path().join(n)).unwrap();
@@ -169,7 +193,10 @@ pub fn world_readable_bins(names: &[&str]) -> tempfile::TempDir {
 /// A directory owned by NOBODY, mode 0700 (DIR for a dropped-uid run).
 pub fn nobody_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new().prefix("ipclab-nobody-").tempdir().unwrap();
+    let d = tempfile::Builder::new()
+        .prefix("ipclab-nobody-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     nix::unistd::chown(d.path(), Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
     d
