@@ -35,6 +35,35 @@ enum Cmd {
     },
     /// What works on this machine: /dev/shm, FIFOs, subreaper, pidfd, strace. Exit 3 if a lab cannot run.
     Doctor,
+    /// Grade an implementation of lab N (or the references of every lab: all).
+    Grade {
+        /// Lab number, or all.
+        lab: String,
+        /// The implementation's command, split shell-style (default: the reference programs).
+        #[arg(long = "impl", value_name = "CMD")]
+        impl_cmd: Option<String>,
+        /// Runs, each with fresh parameters derived from the seed.
+        #[arg(long, default_value_t = 1)]
+        runs: u32,
+        /// Seed of the random parameters (printed in every report).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Wall-clock limit per run in seconds (default: the lab's time budget).
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Perturb the interleaving with seeded random delays (LD_PRELOAD shim).
+        #[arg(long)]
+        race: bool,
+        /// Report format; repeat with --output to write several.
+        #[arg(long, value_enum)]
+        format: Vec<ipclab::grade::Format>,
+        /// File for the matching --format (default stdout).
+        #[arg(long)]
+        output: Vec<std::path::PathBuf>,
+        /// Track the process tree by /proc sampling only (to test the fallback).
+        #[arg(long, hide = true)]
+        no_ptrace: bool,
+    },
     /// Remove this user's ipclab objects whose creator is gone: /dev/shm/ipclab-UID-PID-*.
     Clean,
 }
@@ -46,11 +75,27 @@ fn main() {
         Cmd::Lab { n, step } => ipclab::walkthrough::run(n, step),
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
+        Cmd::Grade { lab, impl_cmd, runs, seed, timeout, race, format, output, no_ptrace } => {
+            pair_outputs(format, output).and_then(|outputs| {
+                ipclab::grade::grade(&ipclab::grade::Options { lab, impl_cmd, runs, seed, timeout, race, outputs, no_ptrace })
+            })
+        }
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => exit_with(&e),
     }
+}
+
+/// `--format a --output x --format b --output y`: formats and files pair in order; formats
+/// without a file go to stdout; a file without a format is an error.
+fn pair_outputs(formats: Vec<ipclab::grade::Format>, outputs: Vec<std::path::PathBuf>) -> Result<Vec<(ipclab::grade::Format, Option<std::path::PathBuf>)>> {
+    if outputs.len() > formats.len().max(1) {
+        return Err(Error::usage("more --output than --format: give a --format for each --output"));
+    }
+    let formats = if formats.is_empty() { vec![ipclab::grade::Format::Text] } else { formats };
+    let mut outs = outputs.into_iter();
+    Ok(formats.into_iter().map(|f| (f, outs.next())).collect())
 }
 
 fn list() -> Result<i32> {

@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod fifo;
+pub mod grade;
 pub mod inspect;
 pub mod process;
 pub mod shm;

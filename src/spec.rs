@@ -55,6 +55,15 @@ pub struct Contract {
     pub time_budget_ms: u64,
     /// How long a child may stay a zombie while main lives before it counts as "never reaped".
     pub zombie_grace_ms: u64,
+    /// After main exits, how long the rest of the tree may take to end before it is killed.
+    #[serde(default = "default_linger")]
+    pub linger_ms: u64,
+    /// Processes one run may have at once (pids cgroup, else RLIMIT_NPROC).
+    #[serde(default = "default_max_procs")]
+    pub max_procs: u64,
+    /// Bytes of stdout and of stderr kept; the rest is drained and counted.
+    #[serde(default = "default_output_cap")]
+    pub output_cap_bytes: usize,
     /// Ranges of the random parameters, by name.
     pub params: BTreeMap<String, Range>,
     /// Points per check, by stable check name.
@@ -66,6 +75,16 @@ pub struct Contract {
 pub struct Range {
     pub min: u64,
     pub max: u64,
+}
+
+fn default_linger() -> u64 {
+    500
+}
+fn default_max_procs() -> u64 {
+    64
+}
+fn default_output_cap() -> usize {
+    1 << 20
 }
 
 impl Spec {

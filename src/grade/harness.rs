@@ -1,0 +1,800 @@
+//! Runs one implementation as a black box and records what happened, by events where it can.
+//!
+//! The grader is a child subreaper and traces the tree with PTRACE_SEIZE and only the
+//! fork/vfork/clone/exec/exit options: no syscall stops, so a traced program runs at full speed
+//! and every process's birth (with its parent), exec and exit (with its time and status) is seen.
+//! Where ptrace is refused it falls back to sampling /proc, and says so. Exits of our own
+//! children, and orphans re-parented to us when main ends, come from waitpid: events too.
+
+use super::cgroup::PidsCgroup;
+use crate::process;
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+#[allow(unused_imports)]
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What to run and under which limits.
+pub struct Launch {
+    /// Absolute path of the program and its full argv (argv[0] included).
+    pub program: PathBuf,
+    pub argv: Vec<String>,
+    pub env_extra: Vec<(String, String)>,
+    /// The implementation's cwd: a private scratch directory.
+    pub cwd: PathBuf,
+    /// Drop to this uid/gid before exec (the grader runs as root).
+    pub run_as: Option<(u32, u32)>,
+    pub timeout: Duration,
+    pub cpu_secs: u64,
+    /// Bytes of stdout / stderr kept; more is drained and counted, never blocks the writer.
+    pub output_cap: usize,
+    /// Processes the run may have at once.
+    pub max_procs: u64,
+    /// Directory watched with inotify (the contract's DIR).
+    pub watch_dir: Option<PathBuf>,
+    pub zombie_grace: Duration,
+    /// After main ends, how long the rest of the tree may take to end on its own.
+    pub linger: Duration,
+    pub use_ptrace: bool,
+    /// Run number, to name the cgroup.
+    pub run_no: u32,
+}
+
+/// One process of the tree (threads are left out).
+#[derive(Debug, Clone, Default)]
+pub struct Proc {
+    pub pid: i32,
+    /// The process that forked it (0 for main).
+    pub parent: i32,
+    pub born: Duration,
+    pub exe: Option<String>,
+    /// When it exited (ptrace exit event, or first seen dead).
+    pub exited: Option<Duration>,
+    /// Raw wait status at exit, when known.
+    pub status: Option<i32>,
+    pub zombie_since: Option<Duration>,
+    pub zombie_samples: u32,
+    /// Files of the watched directory it was seen holding open.
+    pub held: BTreeSet<String>,
+    /// Gone from /proc (reaped) as far as we know.
+    pub gone: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirEvent {
+    /// A new entry; `fifo` from lstat at the time (None: already gone).
+    Created { name: String, fifo: Option<bool> },
+    Opened { name: String },
+    ClosedWrite { name: String },
+    ClosedNoWrite { name: String },
+    Deleted { name: String },
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub tracking: String,
+    pub protections: Vec<String>,
+    pub main_pid: i32,
+    pub main_status: Option<WaitStatus>,
+    pub main_end: Option<Duration>,
+    pub timed_out: bool,
+    /// Complete stdout lines with the time they arrived.
+    pub stdout_lines: Vec<(Duration, String)>,
+    pub stdout_bytes: usize,
+    pub stderr: Vec<u8>,
+    pub stderr_bytes: usize,
+    pub procs: BTreeMap<i32, Proc>,
+    /// main's children that were zombies when main ended (never reaped).
+    pub adopted_zombies: Vec<i32>,
+    /// Processes of the tree still running when main ended.
+    pub alive_at_main_end: Vec<i32>,
+    /// Zombies that outlived `zombie_grace` while main lived: (pid, how long, samples).
+    pub lingered: Vec<(i32, Duration, u32)>,
+    /// Still running after main ended and the linger time: killed.
+    pub killed: Vec<(i32, String)>,
+    pub dir_events: Vec<DirEvent>,
+    pub refused_forks: u64,
+    pub wall: Duration,
+}
+
+/// A failure of the harness itself (exit status 3), never the implementation's fault.
+#[derive(Debug)]
+pub struct HarnessError(pub String);
+
+const TICK: Duration = Duration::from_millis(5);
+
+pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
+    let herr = |m: String| HarnessError(m);
+    let mut out = Outcome::default();
+    let start = Instant::now();
+
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    for fd in [&out_r, &err_r] {
+        set_nonblocking(fd);
+    }
+    let out_r = std::fs::File::from(out_r);
+    let err_r = std::fs::File::from(err_r);
+    let mut sigs = crate::signals::SignalPipe::new(&[Signal::SIGCHLD]).map_err(|e| herr(e.to_string()))?;
+    let inotify = match &l.watch_dir {
+        Some(d) => {
+            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(|e| herr(format!("inotify_init: {e}")))?;
+            let mask = AddWatchFlags::IN_CREATE
+                | AddWatchFlags::IN_OPEN
+                | AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_CLOSE_NOWRITE
+                | AddWatchFlags::IN_DELETE
+                | AddWatchFlags::IN_MOVED_FROM;
+            ino.add_watch(d.as_path(), mask).map_err(|e| herr(format!("inotify_add_watch {}: {e}", d.display())))?;
+            Some(ino)
+        }
+        None => None,
+    };
+
+    let cgroup = if nix::unistd::geteuid().is_root() {
+        match PidsCgroup::create(l.max_procs, l.run_no) {
+            Ok(cg) => {
+                out.protections.push(format!("process bound: {}, pids.max {}", cg.describe(), l.max_procs));
+                Some(cg)
+            }
+            Err(why) => {
+                out.protections.push(format!("process bound: RLIMIT_NPROC only ({why})"));
+                None
+            }
+        }
+    } else {
+        out.protections.push("process bound: RLIMIT_NPROC (no cgroup as non-root)".into());
+        None
+    };
+    let nproc_limit = nproc_bound(l);
+    let netns = nix::unistd::geteuid().is_root();
+    out.protections.push(if netns {
+        "network: fresh namespace, loopback only".into()
+    } else {
+        "network: shared (needs root for a private namespace)".into()
+    });
+    out.protections.push("shm: shared /dev/shm, leaks judged by name prefix".into());
+    out.protections.push(match l.run_as {
+        Some((u, g)) => format!("runs as uid {u} gid {g}, own session and process group"),
+        None => format!("runs as uid {} (ours), own session and process group", nix::unistd::getuid()),
+    });
+
+    let argv: Vec<CString> = l
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_str()).map_err(|_| herr(format!("NUL byte in argument {a:?}"))))
+        .collect::<Result<_, _>>()?;
+    let path = CString::new(l.program.as_os_str().as_encoded_bytes()).map_err(|_| herr("NUL in program path".into()))?;
+    let mut env: Vec<CString> = std::env::vars()
+        .filter(|(k, _)| !k.starts_with("LD_") && k != "IPCLAB_RACE_SEED")
+        .chain(l.env_extra.iter().cloned())
+        .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
+        .collect();
+    if l.run_as.is_some() {
+        env.retain(|e| !e.as_bytes().starts_with(b"HOME="));
+        env.push(CString::new("HOME=/nonexistent").unwrap_or_default());
+    }
+    let cwd = CString::new(l.cwd.as_os_str().as_encoded_bytes()).map_err(|_| herr("NUL in cwd".into()))?;
+    let gate = process::ExecGate::new().map_err(|e| herr(e.to_string()))?;
+    let setup = ChildSetup {
+        out_w: out_w.as_raw_fd(),
+        err_w: err_w.as_raw_fd(),
+        go_r: go_r.as_raw_fd(),
+        cwd: &cwd,
+        run_as: l.run_as,
+        cpu_secs: l.cpu_secs,
+        nproc: nproc_limit,
+        netns,
+    };
+
+    // Safety: the grader is single-threaded (no thread is ever started before grading), so the
+    // child may run ordinary code before execve; it never returns into the grader's code.
+    let child = match unsafe { fork() } {
+        Err(e) => return Err(herr(format!("fork: {e}"))),
+        Ok(ForkResult::Child) => {
+            drop((out_r, err_r, go_w));
+            if let Err((what, e)) = setup.apply() {
+                let msg = format!("{what}: {e}");
+                // Safety: write(2) then _exit(2) in the forked child.
+                unsafe {
+                    libc::write(2, msg.as_ptr().cast(), msg.len());
+                    libc::_exit(126)
+                }
+            }
+            exec_env(gate, &path, &argv, &env)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop((out_w, err_w, go_r));
+    out.main_pid = child.as_raw();
+
+    let mut traced = false;
+    if l.use_ptrace {
+        let opts = ptrace::Options::PTRACE_O_TRACEFORK
+            | ptrace::Options::PTRACE_O_TRACEVFORK
+            | ptrace::Options::PTRACE_O_TRACECLONE
+            | ptrace::Options::PTRACE_O_TRACEEXEC
+            | ptrace::Options::PTRACE_O_TRACEEXIT
+            | ptrace::Options::PTRACE_O_EXITKILL;
+        match ptrace::seize(child, opts) {
+            Ok(()) => traced = true,
+            Err(e) => out.tracking = format!("/proc polling (ptrace refused: {e})"),
+        }
+    } else {
+        out.tracking = "/proc polling (ptrace not requested)".into();
+    }
+    if traced {
+        out.tracking = "ptrace (fork/exec/exit events)".into();
+    }
+    if let Some(cg) = &cgroup {
+        if let Err(why) = cg.add(child.as_raw()) {
+            out.protections.push(format!("cgroup join failed: {why}"));
+        }
+    }
+    let _ = nix::unistd::write(&go_w, b"g");
+    drop(go_w);
+    let exec_result = wait_exec(gate, child);
+    if let Err(msg) = exec_result {
+        // The child has been reaped by wait_exec; nothing else can exist yet.
+        let who = match l.run_as {
+            Some((u, _)) => format!(" as uid {u}"),
+            None => String::new(),
+        };
+        return Err(herr(format!("cannot exec {}{who}: {msg}", l.program.display())));
+    }
+
+    let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
+    procs.insert(child.as_raw(), Proc { pid: child.as_raw(), born: start.elapsed(), exe: Some(l.program.display().to_string()), ..Default::default() });
+    let mut threads: BTreeSet<i32> = BTreeSet::new();
+    let mut attached: BTreeSet<i32> = BTreeSet::new();
+    attached.insert(child.as_raw());
+    // Tracees past their attach stop (main was seized running: it has none).
+    let mut resumed: BTreeSet<i32> = BTreeSet::new();
+    resumed.insert(child.as_raw());
+    let mut stdout_buf: Vec<u8> = Vec::new();
+    let deadline = start + l.timeout;
+    let mut linger_until: Option<Instant> = None;
+    let me = std::process::id() as i32;
+    let dir_prefix = l.watch_dir.as_ref().map(|d| d.display().to_string());
+
+    loop {
+        let now = Instant::now();
+        let wake = [deadline, linger_until.unwrap_or(deadline), now + TICK].into_iter().min().unwrap_or(now);
+        let fds = [out_r.as_fd(), err_r.as_fd(), sigs.fd()];
+        let mut all: Vec<std::os::fd::BorrowedFd<'_>> = fds.to_vec();
+        if let Some(ino) = &inotify {
+            all.push(ino.as_fd());
+        }
+        let _ = crate::signals::poll_fds(&all, Some(wake.saturating_duration_since(now)));
+        let t = start.elapsed();
+        drain(&out_r, &mut stdout_buf, &mut out.stdout_bytes, l.output_cap, Some((&mut out.stdout_lines, t)));
+        let mut errbuf = std::mem::take(&mut out.stderr);
+        drain(&err_r, &mut errbuf, &mut out.stderr_bytes, l.output_cap, None);
+        out.stderr = errbuf;
+        sigs.take();
+        if let Some(ino) = &inotify {
+            let opened = read_dir_events(ino, l.watch_dir.as_deref(), &mut out.dir_events);
+            if opened {
+                sample_holders(&mut procs, dir_prefix.as_deref());
+            }
+        }
+
+        // Every state change of a tracee or child: handle them all now.
+        loop {
+            let st = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(st) => st,
+            };
+            let t = start.elapsed();
+            handle(st, t, &mut procs, &mut threads, &mut attached, &mut resumed, dir_prefix.as_deref());
+            if let (Some(pid), true) = (st.pid(), matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..))) {
+                if pid == child && out.main_end.is_none() {
+                    out.main_status = Some(st);
+                    out.main_end = Some(t);
+                    main_ended(&mut out, &mut procs, me, child.as_raw());
+                    linger_until = Some(Instant::now() + l.linger);
+                }
+            }
+        }
+
+        let t = start.elapsed();
+        sample_states(&mut procs, t, l.zombie_grace, out.main_end.is_none(), &mut out.lingered, &threads);
+        sample_holders(&mut procs, dir_prefix.as_deref());
+        if !traced {
+            discover(&mut procs, me, t, cgroup.as_ref());
+        }
+
+        let now = Instant::now();
+        if out.main_end.is_some() {
+            let living = living(&procs, me, cgroup.as_ref());
+            if living.is_empty() && attached.is_empty() {
+                break;
+            }
+            if living.is_empty() && !traced {
+                break;
+            }
+            if linger_until.is_some_and(|u| now >= u) {
+                kill_all(&mut out, &mut procs, &mut attached, me, cgroup.as_ref(), start, "still running after main exited");
+                break;
+            }
+        } else if now >= deadline {
+            out.timed_out = true;
+            kill_all(&mut out, &mut procs, &mut attached, me, cgroup.as_ref(), start, "killed at the time limit");
+            break;
+        }
+    }
+    // Whatever is left in the pipes (every writer is gone now).
+    drain(&out_r, &mut stdout_buf, &mut out.stdout_bytes, l.output_cap, Some((&mut out.stdout_lines, start.elapsed())));
+    if !stdout_buf.is_empty() {
+        out.stdout_lines.push((start.elapsed(), String::from_utf8_lossy(&stdout_buf).into_owned()));
+    }
+    let mut errbuf = std::mem::take(&mut out.stderr);
+    drain(&err_r, &mut errbuf, &mut out.stderr_bytes, l.output_cap, None);
+    out.stderr = errbuf;
+    if let Some(cg) = &cgroup {
+        out.refused_forks = cg.refused_forks();
+    }
+    out.procs = procs.into_iter().filter(|(p, _)| !threads.contains(p)).collect();
+    out.wall = start.elapsed();
+    Ok(out)
+}
+
+/// What the child does between fork and exec, in this order.
+struct ChildSetup<'a> {
+    out_w: i32,
+    err_w: i32,
+    go_r: i32,
+    cwd: &'a CString,
+    run_as: Option<(u32, u32)>,
+    cpu_secs: u64,
+    nproc: Option<u64>,
+    netns: bool,
+}
+
+impl ChildSetup<'_> {
+    fn apply(&self) -> Result<(), (&'static str, Errno)> {
+        use nix::sys::resource::{setrlimit, Resource};
+        nix::unistd::setsid().map_err(|e| ("setsid", e))?;
+        // Safety: dup2 onto the standard descriptors of this (child) process.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            if null < 0 || libc::dup2(null, 0) < 0 {
+                return Err(("open /dev/null", Errno::last()));
+            }
+            if libc::dup2(self.out_w, 1) < 0 || libc::dup2(self.err_w, 2) < 0 {
+                return Err(("dup2", Errno::last()));
+            }
+        }
+        if self.netns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| ("unshare(CLONE_NEWNET)", e))?;
+            loopback_up();
+        }
+        setrlimit(Resource::RLIMIT_CPU, self.cpu_secs, self.cpu_secs + 1).map_err(|e| ("setrlimit CPU", e))?;
+        setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| ("setrlimit CORE", e))?;
+        if let Some(n) = self.nproc {
+            setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(|e| ("setrlimit NPROC", e))?;
+        }
+        // Safety: chdir to a NUL-terminated path we own.
+        if unsafe { libc::chdir(self.cwd.as_ptr()) } != 0 {
+            return Err(("chdir", Errno::last()));
+        }
+        if let Some((uid, gid)) = self.run_as {
+            nix::unistd::setgroups(&[]).map_err(|e| ("setgroups", e))?;
+            nix::unistd::setgid(gid.into()).map_err(|e| ("setgid", e))?;
+            nix::unistd::setuid(uid.into()).map_err(|e| ("setuid", e))?;
+        }
+        // Wait until the grader has attached and placed us in the cgroup.
+        let mut b = [0u8; 1];
+        // Safety: read(2) into our buffer.
+        unsafe { libc::read(self.go_r, b.as_mut_ptr().cast(), 1) };
+        Ok(())
+    }
+}
+
+/// `ip link set lo up` in a fresh network namespace (SIOCSIFFLAGS).
+fn loopback_up() {
+    // Safety: a datagram socket and an ifreq we own; errors leave lo down, which only matters
+    // to programs that use the network.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
+        }
+        libc::close(s);
+    }
+}
+
+fn exec_env(gate: process::ExecGate, path: &CString, argv: &[CString], env: &[CString]) -> ! {
+    gate.exec_env(path, argv, env)
+}
+
+fn wait_exec(gate: process::ExecGate, child: Pid) -> Result<(), String> {
+    // Reads EOF once execve succeeded; the errno otherwise. The traced child stops at
+    // PTRACE_EVENT_EXEC after the close-on-exec pipe is closed, so this does not deadlock.
+    match gate.wait_exec(child, "") {
+        Ok(()) => Ok(()),
+        Err(e) => Err(e.to_string().trim_start_matches("ERROR ").trim_end().to_string()),
+    }
+}
+
+/// RLIMIT_NPROC for the dropped uid: what it runs now plus the bound (it does not bind root).
+fn nproc_bound(l: &Launch) -> Option<u64> {
+    let (uid, _) = l.run_as?;
+    let count = crate::inspect::all()
+        .iter()
+        .filter(|p| std::fs::metadata(format!("/proc/{}", p.pid)).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid))
+        .count() as u64;
+    Some(count + l.max_procs)
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK));
+    }
+}
+
+/// Reads all that is available: keeps up to `cap` bytes, counts the rest. With `lines`, complete
+/// lines are moved out of `buf` with their arrival time.
+fn drain(mut f: &std::fs::File, buf: &mut Vec<u8>, total: &mut usize, cap: usize, mut lines: Option<(&mut Vec<(Duration, String)>, Duration)>) {
+    let mut chunk = [0u8; 65536];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let keep = cap.saturating_sub(*total).min(n);
+                *total += n;
+                buf.extend_from_slice(&chunk[..keep]);
+                if let Some((lines, t)) = &mut lines {
+                    while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = buf.drain(..=i).collect();
+                        lines.push((*t, String::from_utf8_lossy(&line[..line.len() - 1]).into_owned()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>) -> bool {
+    let mut opened = false;
+    while let Ok(evs) = ino.read_events() {
+        if evs.is_empty() {
+            break;
+        }
+        for ev in evs {
+            let Some(name) = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let m = ev.mask;
+            if m.contains(AddWatchFlags::IN_CREATE) {
+                let fifo = dir.and_then(|d| std::fs::symlink_metadata(d.join(&name)).ok()).map(|md| {
+                    use std::os::unix::fs::FileTypeExt;
+                    md.file_type().is_fifo()
+                });
+                events.push(DirEvent::Created { name: name.clone(), fifo });
+            }
+            if m.contains(AddWatchFlags::IN_OPEN) {
+                opened = true;
+                events.push(DirEvent::Opened { name: name.clone() });
+            }
+            if m.contains(AddWatchFlags::IN_CLOSE_WRITE) {
+                events.push(DirEvent::ClosedWrite { name: name.clone() });
+            }
+            if m.contains(AddWatchFlags::IN_CLOSE_NOWRITE) {
+                events.push(DirEvent::ClosedNoWrite { name: name.clone() });
+            }
+            if m.intersects(AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM) {
+                events.push(DirEvent::Deleted { name });
+            }
+        }
+    }
+    opened
+}
+
+/// Which tree processes hold files of the watched directory open right now.
+fn sample_holders(procs: &mut BTreeMap<i32, Proc>, dir: Option<&str>) {
+    let Some(dir) = dir else { return };
+    for p in procs.values_mut().filter(|p| p.exited.is_none() && !p.gone) {
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            if let Ok(target) = std::fs::read_link(e.path()) {
+                let t = target.display().to_string();
+                if let Some(rest) = t.strip_prefix(dir) {
+                    p.held.insert(rest.trim_start_matches('/').to_string());
+                }
+            }
+        }
+    }
+}
+
+/// One ptrace or wait event.
+fn handle(
+    st: WaitStatus,
+    t: Duration,
+    procs: &mut BTreeMap<i32, Proc>,
+    threads: &mut BTreeSet<i32>,
+    attached: &mut BTreeSet<i32>,
+    resumed: &mut BTreeSet<i32>,
+    dir: Option<&str>,
+) {
+    const EV_FORK: i32 = libc::PTRACE_EVENT_FORK;
+    const EV_VFORK: i32 = libc::PTRACE_EVENT_VFORK;
+    const EV_CLONE: i32 = libc::PTRACE_EVENT_CLONE;
+    const EV_EXEC: i32 = libc::PTRACE_EVENT_EXEC;
+    const EV_EXIT: i32 = libc::PTRACE_EVENT_EXIT;
+    const EV_STOP: i32 = libc::PTRACE_EVENT_STOP;
+    let raw = |p: Pid| p.as_raw();
+    match st {
+        WaitStatus::PtraceEvent(pid, _, ev) if ev == EV_FORK || ev == EV_VFORK || ev == EV_CLONE => {
+            if let Ok(new) = ptrace::getevent(pid) {
+                let new = new as i32;
+                attached.insert(new);
+                if ev == EV_CLONE && is_thread(new) {
+                    threads.insert(new);
+                } else {
+                    let parent = if threads.contains(&raw(pid)) { tgid(raw(pid)).unwrap_or(raw(pid)) } else { raw(pid) };
+                    let exe = procs_exe(procs, parent);
+                    let e = procs.entry(new).or_insert_with(|| Proc { pid: new, ..Default::default() });
+                    e.parent = parent;
+                    e.born = t;
+                    e.exe = e.exe.take().or(exe);
+                }
+            }
+            let _ = ptrace::cont(pid, None);
+        }
+        WaitStatus::PtraceEvent(pid, _, EV_EXEC) => {
+            if let Some(p) = procs.get_mut(&raw(pid)) {
+                p.exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|x| x.display().to_string());
+            }
+            let _ = ptrace::cont(pid, None);
+        }
+        WaitStatus::PtraceEvent(pid, _, EV_EXIT) => {
+            if !threads.contains(&raw(pid)) {
+                // Stopped before its fds are closed: last chance to see which files it held.
+                sample_one(procs, raw(pid), dir);
+                if let Some(p) = procs.get_mut(&raw(pid)) {
+                    p.exited.get_or_insert(t);
+                    p.status = ptrace::getevent(pid).ok().map(|s| s as i32);
+                }
+            }
+            let _ = ptrace::cont(pid, None);
+        }
+        WaitStatus::PtraceEvent(pid, sig, EV_STOP) => {
+            if resumed.insert(raw(pid)) {
+                // Attach stop of a new tracee; its fork event may not have come yet.
+                attached.insert(raw(pid));
+                if !procs.contains_key(&raw(pid)) && !threads.contains(&raw(pid)) {
+                    if is_thread(raw(pid)) {
+                        threads.insert(raw(pid));
+                    } else {
+                        let parent = crate::inspect::info(raw(pid)).map(|i| i.ppid).unwrap_or(0);
+                        procs.insert(raw(pid), Proc { pid: raw(pid), parent, born: t, ..Default::default() });
+                    }
+                }
+                let _ = ptrace::cont(pid, None);
+            } else if matches!(sig, Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+                // A real group-stop: keep it stopped, as it would be untraced.
+                // Safety: PTRACE_LISTEN on a tracee in group-stop.
+                unsafe { libc::ptrace(libc::PTRACE_LISTEN, raw(pid), 0, 0) };
+            } else {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+        WaitStatus::PtraceEvent(pid, _, _) | WaitStatus::PtraceSyscall(pid) => {
+            let _ = ptrace::cont(pid, None);
+        }
+        WaitStatus::Stopped(pid, sig) => {
+            // Signal-delivery stop: deliver the signal as if we were not here.
+            let _ = ptrace::cont(pid, Some(sig));
+        }
+        WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => {
+            attached.remove(&raw(pid));
+            if let Some(p) = procs.get_mut(&raw(pid)) {
+                p.exited.get_or_insert(t);
+                if p.status.is_none() {
+                    p.status = Some(raw_status(&st));
+                }
+                // Our own child (main, or an orphan re-parented to us): this wait reaped it.
+                if crate::inspect::info(raw(pid)).is_none() {
+                    p.gone = true;
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn sample_one(procs: &mut BTreeMap<i32, Proc>, pid: i32, dir: Option<&str>) {
+    let Some(p) = procs.get(&pid) else { return };
+    let mut one = BTreeMap::new();
+    let mut q = p.clone();
+    q.exited = None;
+    q.gone = false;
+    one.insert(pid, q);
+    sample_holders(&mut one, dir);
+    if let (Some(q), Some(p)) = (one.remove(&pid), procs.get_mut(&pid)) {
+        p.held = q.held;
+    }
+}
+
+fn procs_exe(procs: &BTreeMap<i32, Proc>, parent: i32) -> Option<String> {
+    procs.get(&parent).and_then(|p| p.exe.clone())
+}
+
+fn raw_status(st: &WaitStatus) -> i32 {
+    match st {
+        WaitStatus::Exited(_, c) => (*c & 0xff) << 8,
+        WaitStatus::Signaled(_, s, _) => *s as i32,
+        _ => 0,
+    }
+}
+
+fn tgid(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}
+
+fn is_thread(pid: i32) -> bool {
+    tgid(pid).is_some_and(|g| g != pid)
+}
+
+/// When main's exit is reaped, its children have just been re-parented to us (the subreaper).
+fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me: i32, main: i32) {
+    for p in crate::inspect::children(me) {
+        if p.pid == main {
+            continue;
+        }
+        if p.is_zombie() {
+            out.adopted_zombies.push(p.pid);
+        }
+        procs.entry(p.pid).or_insert_with(|| Proc { pid: p.pid, parent: main, ..Default::default() });
+    }
+    for p in procs.values() {
+        if p.pid != main && p.exited.is_none() && crate::inspect::info(p.pid).is_some_and(|i| !i.is_zombie()) {
+            out.alive_at_main_end.push(p.pid);
+        }
+    }
+}
+
+/// Zombie watch while main lives: two samples at least, and longer than the grace.
+fn sample_states(procs: &mut BTreeMap<i32, Proc>, t: Duration, grace: Duration, main_alive: bool, lingered: &mut Vec<(i32, Duration, u32)>, threads: &BTreeSet<i32>) {
+    for p in procs.values_mut().filter(|p| !p.gone && !threads.contains(&p.pid)) {
+        match crate::inspect::info(p.pid) {
+            None => {
+                p.gone = true;
+                p.exited.get_or_insert(t);
+            }
+            Some(i) if i.is_zombie() => {
+                let since = *p.zombie_since.get_or_insert(t);
+                p.zombie_samples += 1;
+                p.exited.get_or_insert(t);
+                if main_alive && p.zombie_samples >= 2 && t - since > grace && !lingered.iter().any(|l| l.0 == p.pid) {
+                    lingered.push((p.pid, t - since, p.zombie_samples));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Without ptrace: new members are found by scanning descendants (and the cgroup).
+fn discover(procs: &mut BTreeMap<i32, Proc>, me: i32, t: Duration, cg: Option<&PidsCgroup>) {
+    let mut found: Vec<(i32, i32)> = crate::inspect::descendants(me).into_iter().map(|p| (p.pid, p.ppid)).collect();
+    if let Some(cg) = cg {
+        for pid in cg.members() {
+            let ppid = crate::inspect::info(pid).map(|i| i.ppid).unwrap_or(0);
+            found.push((pid, ppid));
+        }
+    }
+    for (pid, ppid) in found {
+        procs.entry(pid).or_insert_with(|| Proc {
+            pid,
+            parent: ppid,
+            born: t,
+            exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|x| x.display().to_string()),
+            ..Default::default()
+        });
+    }
+}
+
+/// Processes of the run that still exist (alive or zombie).
+fn living(procs: &BTreeMap<i32, Proc>, me: i32, cg: Option<&PidsCgroup>) -> Vec<i32> {
+    let mut v: BTreeSet<i32> = procs.values().filter(|p| !p.gone && crate::inspect::info(p.pid).is_some()).map(|p| p.pid).collect();
+    v.extend(crate::inspect::children(me).into_iter().map(|p| p.pid));
+    if let Some(cg) = cg {
+        v.extend(cg.members());
+    }
+    v.into_iter().collect()
+}
+
+/// SIGKILL every member until none is left, reaping all of them; records what was running.
+fn kill_all(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, attached: &mut BTreeSet<i32>, me: i32, cg: Option<&PidsCgroup>, start: Instant, why: &str) {
+    let safety = Instant::now() + Duration::from_secs(30);
+    let mut first = true;
+    loop {
+        let members = living(procs, me, cg);
+        let running: Vec<i32> = members.iter().copied().filter(|p| crate::inspect::info(*p).is_some_and(|i| !i.is_zombie())).collect();
+        if first {
+            for p in &running {
+                let exe = procs.get(p).and_then(|x| x.exe.clone()).unwrap_or_default();
+                out.killed.push((*p, format!("{why} ({})", exe.rsplit('/').next().unwrap_or(""))));
+            }
+            first = false;
+        }
+        for p in &members {
+            let _ = nix::sys::signal::kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        // Reap (as tracer and as parent) everything that has died.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(st) => {
+                    let t = start.elapsed();
+                    if let Some(pid) = st.pid() {
+                        match st {
+                            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => {
+                                attached.remove(&pid.as_raw());
+                                if let Some(p) = procs.get_mut(&pid.as_raw()) {
+                                    p.exited.get_or_insert(t);
+                                }
+                            }
+                            // A stop of a tracee: let it run into its SIGKILL.
+                            _ => {
+                                let _ = ptrace::cont(pid, None);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for p in procs.values_mut() {
+            if crate::inspect::info(p.pid).is_none() {
+                p.gone = true;
+            }
+        }
+        if living(procs, me, cg).is_empty() && crate::inspect::children(me).is_empty() {
+            attached.clear();
+            return;
+        }
+        if Instant::now() > safety {
+            out.killed.push((0, "some processes could not be killed within 30 s".into()));
+            return;
+        }
+        // Block until the next death we can be told of (child or tracee); else wait briefly for
+        // non-child members (their parents reap them) as a safety net.
+        if !attached.is_empty() || !crate::inspect::children(me).is_empty() {
+            if let Ok(st) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+                if let Some(pid) = st.pid() {
+                    if matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                        attached.remove(&pid.as_raw());
+                    } else {
+                        let _ = ptrace::cont(pid, None);
+                    }
+                }
+            }
+        } else {
+            let _ = crate::signals::poll_fds(&[], Some(Duration::from_millis(5)));
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The grader: judges any implementation of a lab — reference or a student's, any language — as a
+//! black box, by its output, its process tree's events and what it leaves behind.
+//!
+//! Exit status: 0 every check passed, 1 a check failed, 2 bad usage, 3 the harness or the
+//! environment failed (the implementation could not be run as it should be).
+
+pub mod cgroup;
+pub mod harness;
+pub mod lab2;
+pub mod report;
+
+use crate::error::{Error, Result};
+use crate::spec::{self, Spec};
+use rand::{Rng, SeedableRng};
+use report::LabReport;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Tap,
+    Junit,
+    Gradescope,
+}
+
+pub struct Options {
+    /// "all" or a lab number.
+    pub lab: String,
+    pub impl_cmd: Option<String>,
+    pub runs: u32,
+    pub seed: Option<u64>,
+    pub timeout: Option<f64>,
+    pub race: bool,
+    /// Each format with its file (None: stdout).
+    pub outputs: Vec<(Format, Option<PathBuf>)>,
+    pub no_ptrace: bool,
+}
+
+/// The uid a root grader drops to: nobody.
+pub const GRADE_UID: u32 = 65534;
+
+pub fn grade(o: &Options) -> Result<i32> {
+    let specs: Vec<Spec> = if o.lab == "all" {
+        if o.impl_cmd.is_some() {
+            return Err(Error::usage("grade all grades the reference programs: --impl needs one lab number"));
+        }
+        spec::all()?.into_iter().filter(|s| s.contract.is_some()).collect()
+    } else {
+        let n: u32 = o.lab.parse().map_err(|_| Error::usage(format!("bad lab {:?}: a number, or all", o.lab)))?;
+        let s = spec::find(n)?;
+        if s.contract.is_none() {
+            return Err(Error::usage(format!("lab {n} has no grading contract yet")));
+        }
+        vec![s]
+    };
+    if o.runs == 0 || o.runs > 1000 {
+        return Err(Error::usage(format!("bad --runs {}: 1..=1000", o.runs)));
+    }
+    if let Some(t) = o.timeout {
+        if !(t > 0.0 && t <= 3600.0) {
+            return Err(Error::usage(format!("bad --timeout {t}: seconds in (0, 3600]")));
+        }
+    }
+    let seed = o.seed.unwrap_or_else(rand::random);
+    let mut reports = Vec::new();
+    for s in &specs {
+        match grade_lab(o, s, seed) {
+            Ok(r) => reports.push(r),
+            Err(e) => return Err(e),
+        }
+    }
+    emit(o, &reports)?;
+    Ok(if reports.iter().all(|r| r.passed) { 0 } else { 1 })
+}
+
+/// Seed of run i: derived, so `--seed S --runs K` repeats K fresh but reproducible parameter sets.
+pub fn run_seed(seed: u64, i: u32) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
+    let c = s.contract.clone().ok_or_else(|| Error::usage("no contract"))?;
+    let (program, mut args, shown) = match &o.impl_cmd {
+        Some(cmd) => resolve_impl(cmd)?,
+        None => {
+            let bin = s.lab.binaries.first().cloned().unwrap_or_default();
+            let p = crate::process::sibling_binary(&bin)?;
+            (p.clone(), vec![], format!("reference {bin}"))
+        }
+    };
+    let argv0 = program.display().to_string();
+    args.insert(0, argv0);
+    let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
+    let race_lib = if o.race { Some(race_library()?) } else { None };
+    let mut report = LabReport {
+        contract_version: 1,
+        lab: s.lab.number,
+        seed,
+        passed: false,
+        score: 0,
+        max_score: 0,
+        implementation: shown,
+        race: o.race,
+        protections: Vec::new(),
+        runs: Vec::new(),
+        checks: Vec::new(),
+    };
+    for i in 0..o.runs {
+        let rs = run_seed(seed, i);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(rs);
+        let n_range = c.params.get("N").copied().unwrap_or(spec::Range { min: 1, max: 50 });
+        let n = rng.random_range(n_range.min..=n_range.max);
+        let root = Scratch::new()?;
+        let mut argv = args.clone();
+        for a in &c.args {
+            argv.push(a.replace("{N}", &n.to_string()).replace("{DIR}", &root.dir.display().to_string()));
+        }
+        let mut env = Vec::new();
+        if let Some(lib) = &race_lib {
+            env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
+            env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
+        }
+        let launch = harness::Launch {
+            program: program.clone(),
+            argv,
+            env_extra: env,
+            cwd: root.cwd.clone(),
+            run_as: root.run_as,
+            timeout: Duration::from_secs_f64(timeout_s),
+            cpu_secs: timeout_s.ceil() as u64 + 1,
+            output_cap: c.output_cap_bytes,
+            max_procs: c.max_procs,
+            watch_dir: Some(root.dir.clone()),
+            zombie_grace: Duration::from_millis(c.zombie_grace_ms),
+            linger: Duration::from_millis(c.linger_ms),
+            use_ptrace: !o.no_ptrace,
+            run_no: i,
+        };
+        let out = harness::run(&launch).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        let checks = match s.lab.number {
+            2 => lab2::judge(&out, n, &root.dir, &c, timeout_s),
+            n => return Err(Error::usage(format!("lab {n}: no judge"))),
+        };
+        let failed = checks.iter().any(|c| !c.passed);
+        let mut params = serde_json::Map::new();
+        params.insert("N".into(), n.into());
+        let transcript = if failed { save_transcript(s.lab.number, rs, &launch, &out, &checks) } else { None };
+        if report.protections.is_empty() {
+            report.protections = out.protections.clone();
+        }
+        report.runs.push(report::Run {
+            seed: rs,
+            params,
+            checks,
+            wall_ms: out.wall.as_millis() as u64,
+            tracking: out.tracking.clone(),
+            transcript,
+        });
+        drop(root);
+    }
+    report.aggregate();
+    Ok(report)
+}
+
+/// DIR and the implementation's cwd, fresh for each run, owned by the uid it runs as.
+struct Scratch {
+    top: tempfile::TempDir,
+    dir: PathBuf,
+    cwd: PathBuf,
+    run_as: Option<(u32, u32)>,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::Builder::new()
+            .prefix("ipclab-grade-")
+            .tempdir_in("/tmp")
+            .map_err(|e| Error::io(&e, "mkdir", "/tmp/ipclab-grade-*").with_code(3))?;
+        let run_as = nix::unistd::geteuid().is_root().then_some((GRADE_UID, GRADE_UID));
+        // 0711: the dropped uid may traverse to its own directories, not list ours.
+        let _ = std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711));
+        let dir = top.path().join("dir");
+        let cwd = top.path().join("cwd");
+        for d in [&dir, &cwd] {
+            std::fs::create_dir(d).map_err(|e| Error::io(&e, "mkdir", d.display()).with_code(3))?;
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
+            if let Some((u, g)) = run_as {
+                nix::unistd::chown(d.as_path(), Some(u.into()), Some(g.into())).map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
+            }
+        }
+        Ok(Scratch { top, dir, cwd, run_as })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.top.path());
+    }
+}
+
+/// Splits CMD shell-style (no shell runs). The program: a path with a slash is taken relative to
+/// the caller's cwd; a bare name is looked up in PATH. Arguments naming existing files relative
+/// to the caller's cwd are made absolute too, since the implementation runs in a scratch cwd.
+fn resolve_impl(cmd: &str) -> Result<(PathBuf, Vec<String>, String)> {
+    let words = shlex::split(cmd).ok_or_else(|| Error::usage(format!("--impl {cmd:?}: unbalanced quotes")))?;
+    let Some((prog, rest)) = words.split_first() else {
+        return Err(Error::usage("--impl is empty"));
+    };
+    let cwd = std::env::current_dir().map_err(|e| Error::io(&e, "getcwd", ""))?;
+    let program = if prog.contains('/') {
+        let p = cwd.join(prog);
+        if !p.exists() {
+            return Err(Error::usage(format!("--impl: {prog} does not exist")));
+        }
+        p
+    } else {
+        which(prog).ok_or_else(|| Error::usage(format!("--impl: {prog} not found in PATH")))?
+    };
+    let args = rest
+        .iter()
+        .map(|a| {
+            let p = cwd.join(a);
+            if !a.starts_with('-') && !Path::new(a).is_absolute() && p.exists() {
+                p.display().to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    Ok((program, args, cmd.to_string()))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// The LD_PRELOAD shim built beside ipclab (`libipclab_race.so`).
+fn race_library() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    for cand in [dir.join("libipclab_race.so"), dir.join("deps/libipclab_race.so")] {
+        if cand.exists() {
+            return Ok(cand);
+        }
+    }
+    Err(Error::runtime(format!("--race needs {}: build it with `cargo build --workspace`", dir.join("libipclab_race.so").display())).with_code(3))
+}
+
+/// Everything about a failing run, for the student to read: target/grade/labN-seed-S.txt.
+fn save_transcript(lab: u32, seed: u64, l: &harness::Launch, out: &harness::Outcome, checks: &[report::Check]) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let _ = writeln!(t, "lab {lab}, seed {seed}\ncommand: {}\ntracking: {}\nwall: {:.3} s", l.argv.join(" "), out.tracking, out.wall.as_secs_f64());
+    let _ = writeln!(t, "\n-- checks");
+    for c in checks {
+        let _ = writeln!(t, "{} {}: {}", if c.passed { "OK  " } else if c.skipped { "SKIP" } else { "FAIL" }, c.name, c.detail);
+    }
+    let _ = writeln!(t, "\n-- stdout ({} bytes)", out.stdout_bytes);
+    for (at, line) in &out.stdout_lines {
+        let _ = writeln!(t, "{:>9.3} ms  {line}", at.as_secs_f64() * 1e3);
+    }
+    let _ = writeln!(t, "\n-- stderr ({} bytes)\n{}", out.stderr_bytes, String::from_utf8_lossy(&out.stderr));
+    let _ = writeln!(t, "-- processes (pid, parent, born ms, exited ms, exe, files of DIR held)");
+    for p in out.procs.values() {
+        let _ = writeln!(
+            t,
+            "{} {} {:.3} {} {} {:?}",
+            p.pid,
+            p.parent,
+            p.born.as_secs_f64() * 1e3,
+            p.exited.map(|e| format!("{:.3}", e.as_secs_f64() * 1e3)).unwrap_or("-".into()),
+            p.exe.as_deref().unwrap_or("?"),
+            p.held
+        );
+    }
+    let _ = writeln!(t, "\n-- DIR events\n{:?}", out.dir_events);
+    let dir = PathBuf::from("target/grade");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("lab{lab}-seed-{seed}.txt"));
+    std::fs::write(&path, t).ok()?;
+    Some(path.display().to_string())
+}
+
+fn emit(o: &Options, reports: &[LabReport]) -> Result<()> {
+    let outputs = if o.outputs.is_empty() { vec![(Format::Text, None)] } else { o.outputs.clone() };
+    for (fmt, file) in &outputs {
+        let text = match fmt {
+            Format::Text => {
+                let mut s: String = reports.iter().map(report::text).collect::<Vec<_>>().join("\n");
+                if reports.len() > 1 {
+                    let score: u32 = reports.iter().map(|r| r.score).sum();
+                    let max: u32 = reports.iter().map(|r| r.max_score).sum();
+                    s.push_str(&format!("\nTotal: {score}/{max}\n"));
+                }
+                s
+            }
+            Format::Json => {
+                let v = if o.lab == "all" {
+                    serde_json::json!({
+                        "labs": reports.iter().map(report::json).collect::<Vec<_>>(),
+                        "passed": reports.iter().all(|r| r.passed),
+                        "score": reports.iter().map(|r| r.score).sum::<u32>(),
+                        "max_score": reports.iter().map(|r| r.max_score).sum::<u32>(),
+                    })
+                } else {
+                    reports.first().map(report::json).unwrap_or_default()
+                };
+                format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+            }
+            Format::Tap => report::tap(reports),
+            Format::Junit => report::junit(reports),
+            Format::Gradescope => format!("{}\n", serde_json::to_string_pretty(&report::gradescope(reports)).unwrap_or_default()),
+        };
+        match file {
+            None => print!("{text}"),
+            Some(f) => std::fs::write(f, text).map_err(|e| Error::io(&e, "write", f.display()))?,
+        }
+    }
+    Ok(())
+}
