@@ -8,19 +8,23 @@ LABS := 1 2 5 6
 all: build
 
 build:
-	$(CARGO) build --bins
+	$(CARGO) build --workspace --bins --lib
 
 # Tests fork and some are subreapers: one binary per lab, one test at a time within it.
 test: build
-	$(CARGO) test --all-targets -- --test-threads=1
+	$(CARGO) test --workspace --all-targets -- --test-threads=1
 
 check:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --test course
 
 lab1 lab2 lab5 lab6: build
 	$(BIN)/ipclab lab $(@:lab%=%)
+
+# The references must pass their own contracts.
+grade: build
+	$(BIN)/ipclab grade all
 
 doctor: build
 	$(BIN)/ipclab doctor
@@ -33,5 +37,6 @@ help:
 	@echo "make lab1|lab2|lab5|lab6   run a lab's walkthrough"
 	@echo "make test                 build and run every test (what CI runs)"
 	@echo "make check                rustfmt, clippy -D warnings, course lint"
+	@echo "make grade                grade the reference programs (ipclab grade all)"
 	@echo "make doctor               what works on this machine"
 	@echo "make clean                remove stale ipclab objects and build output"

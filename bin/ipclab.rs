@@ -75,11 +75,28 @@ fn main() {
         Cmd::Lab { n, step } => ipclab::walkthrough::run(n, step),
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
-        Cmd::Grade { lab, impl_cmd, runs, seed, timeout, race, format, output, no_ptrace } => {
-            pair_outputs(format, output).and_then(|outputs| {
-                ipclab::grade::grade(&ipclab::grade::Options { lab, impl_cmd, runs, seed, timeout, race, outputs, no_ptrace })
+        Cmd::Grade {
+            lab,
+            impl_cmd,
+            runs,
+            seed,
+            timeout,
+            race,
+            format,
+            output,
+            no_ptrace,
+        } => pair_outputs(format, output).and_then(|outputs| {
+            ipclab::grade::grade(&ipclab::grade::Options {
+                lab,
+                impl_cmd,
+                runs,
+                seed,
+                timeout,
+                race,
+                outputs,
+                no_ptrace,
             })
-        }
+        }),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -89,11 +106,20 @@ fn main() {
 
 /// `--format a --output x --format b --output y`: formats and files pair in order; formats
 /// without a file go to stdout; a file without a format is an error.
-fn pair_outputs(formats: Vec<ipclab::grade::Format>, outputs: Vec<std::path::PathBuf>) -> Result<Vec<(ipclab::grade::Format, Option<std::path::PathBuf>)>> {
+fn pair_outputs(
+    formats: Vec<ipclab::grade::Format>,
+    outputs: Vec<std::path::PathBuf>,
+) -> Result<Vec<(ipclab::grade::Format, Option<std::path::PathBuf>)>> {
     if outputs.len() > formats.len().max(1) {
-        return Err(Error::usage("more --output than --format: give a --format for each --output"));
+        return Err(Error::usage(
+            "more --output than --format: give a --format for each --output",
+        ));
     }
-    let formats = if formats.is_empty() { vec![ipclab::grade::Format::Text] } else { formats };
+    let formats = if formats.is_empty() {
+        vec![ipclab::grade::Format::Text]
+    } else {
+        formats
+    };
     let mut outs = outputs.into_iter();
     Ok(formats.into_iter().map(|f| (f, outs.next())).collect())
 }

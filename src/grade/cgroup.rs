@@ -16,10 +16,20 @@ impl PidsCgroup {
         let v1 = Path::new("/sys/fs/cgroup/pids");
         let (base, version) = if v1.join("cgroup.procs").exists() {
             (v1.to_path_buf(), 1)
-        } else if fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_ok_and(|c| c.contains("pids")) {
+        } else if fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.contains("pids"))
+        {
             let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            let rel = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim().to_string();
-            (Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')), 2)
+            let rel = own
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/")
+                .trim()
+                .to_string();
+            (
+                Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')),
+                2,
+            )
         } else {
             return Err("no pids cgroup controller mounted".into());
         };

@@ -17,9 +17,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 #[allow(unused_imports)]
 use std::io::Write as _;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -72,11 +72,22 @@ pub struct Proc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirEvent {
     /// A new entry; `fifo` from lstat at the time (None: already gone).
-    Created { name: String, fifo: Option<bool> },
-    Opened { name: String },
-    ClosedWrite { name: String },
-    ClosedNoWrite { name: String },
-    Deleted { name: String },
+    Created {
+        name: String,
+        fifo: Option<bool>,
+    },
+    Opened {
+        name: String,
+    },
+    ClosedWrite {
+        name: String,
+    },
+    ClosedNoWrite {
+        name: String,
+    },
+    Deleted {
+        name: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +115,8 @@ pub struct Outcome {
     pub dir_events: Vec<DirEvent>,
     pub refused_forks: u64,
     pub wall: Duration,
+    /// main's exit event was seen (ptrace): the snapshots above were taken then.
+    pub main_exiting: bool,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -117,25 +130,31 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     let mut out = Outcome::default();
     let start = Instant::now();
 
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
-    let (go_r, go_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let (go_r, go_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
     for fd in [&out_r, &err_r] {
         set_nonblocking(fd);
     }
     let out_r = std::fs::File::from(out_r);
     let err_r = std::fs::File::from(err_r);
-    let mut sigs = crate::signals::SignalPipe::new(&[Signal::SIGCHLD]).map_err(|e| herr(e.to_string()))?;
+    let mut sigs =
+        crate::signals::SignalPipe::new(&[Signal::SIGCHLD]).map_err(|e| herr(e.to_string()))?;
     let inotify = match &l.watch_dir {
         Some(d) => {
-            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(|e| herr(format!("inotify_init: {e}")))?;
+            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                .map_err(|e| herr(format!("inotify_init: {e}")))?;
             let mask = AddWatchFlags::IN_CREATE
                 | AddWatchFlags::IN_OPEN
                 | AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_CLOSE_NOWRITE
                 | AddWatchFlags::IN_DELETE
                 | AddWatchFlags::IN_MOVED_FROM;
-            ino.add_watch(d.as_path(), mask).map_err(|e| herr(format!("inotify_add_watch {}: {e}", d.display())))?;
+            ino.add_watch(d.as_path(), mask)
+                .map_err(|e| herr(format!("inotify_add_watch {}: {e}", d.display())))?;
             Some(ino)
         }
         None => None,
@@ -144,16 +163,22 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     let cgroup = if nix::unistd::geteuid().is_root() {
         match PidsCgroup::create(l.max_procs, l.run_no) {
             Ok(cg) => {
-                out.protections.push(format!("process bound: {}, pids.max {}", cg.describe(), l.max_procs));
+                out.protections.push(format!(
+                    "process bound: {}, pids.max {}",
+                    cg.describe(),
+                    l.max_procs
+                ));
                 Some(cg)
             }
             Err(why) => {
-                out.protections.push(format!("process bound: RLIMIT_NPROC only ({why})"));
+                out.protections
+                    .push(format!("process bound: RLIMIT_NPROC only ({why})"));
                 None
             }
         }
     } else {
-        out.protections.push("process bound: RLIMIT_NPROC (no cgroup as non-root)".into());
+        out.protections
+            .push("process bound: RLIMIT_NPROC (no cgroup as non-root)".into());
         None
     };
     let nproc_limit = nproc_bound(l);
@@ -163,10 +188,14 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     } else {
         "network: shared (needs root for a private namespace)".into()
     });
-    out.protections.push("shm: shared /dev/shm, leaks judged by name prefix".into());
+    out.protections
+        .push("shm: shared /dev/shm, leaks judged by name prefix".into());
     out.protections.push(match l.run_as {
         Some((u, g)) => format!("runs as uid {u} gid {g}, own session and process group"),
-        None => format!("runs as uid {} (ours), own session and process group", nix::unistd::getuid()),
+        None => format!(
+            "runs as uid {} (ours), own session and process group",
+            nix::unistd::getuid()
+        ),
     });
 
     let argv: Vec<CString> = l
@@ -174,7 +203,8 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         .iter()
         .map(|a| CString::new(a.as_str()).map_err(|_| herr(format!("NUL byte in argument {a:?}"))))
         .collect::<Result<_, _>>()?;
-    let path = CString::new(l.program.as_os_str().as_encoded_bytes()).map_err(|_| herr("NUL in program path".into()))?;
+    let path = CString::new(l.program.as_os_str().as_encoded_bytes())
+        .map_err(|_| herr("NUL in program path".into()))?;
     let mut env: Vec<CString> = std::env::vars()
         .filter(|(k, _)| !k.starts_with("LD_") && k != "IPCLAB_RACE_SEED")
         .chain(l.env_extra.iter().cloned())
@@ -184,7 +214,8 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         env.retain(|e| !e.as_bytes().starts_with(b"HOME="));
         env.push(CString::new("HOME=/nonexistent").unwrap_or_default());
     }
-    let cwd = CString::new(l.cwd.as_os_str().as_encoded_bytes()).map_err(|_| herr("NUL in cwd".into()))?;
+    let cwd = CString::new(l.cwd.as_os_str().as_encoded_bytes())
+        .map_err(|_| herr("NUL in cwd".into()))?;
     let gate = process::ExecGate::new().map_err(|e| herr(e.to_string()))?;
     let setup = ChildSetup {
         out_w: out_w.as_raw_fd(),
@@ -250,11 +281,22 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             Some((u, _)) => format!(" as uid {u}"),
             None => String::new(),
         };
-        return Err(herr(format!("cannot exec {}{who}: {msg}", l.program.display())));
+        return Err(herr(format!(
+            "cannot exec {}{who}: {msg}",
+            l.program.display()
+        )));
     }
 
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
-    procs.insert(child.as_raw(), Proc { pid: child.as_raw(), born: start.elapsed(), exe: Some(l.program.display().to_string()), ..Default::default() });
+    procs.insert(
+        child.as_raw(),
+        Proc {
+            pid: child.as_raw(),
+            born: start.elapsed(),
+            exe: Some(l.program.display().to_string()),
+            ..Default::default()
+        },
+    );
     let mut threads: BTreeSet<i32> = BTreeSet::new();
     let mut attached: BTreeSet<i32> = BTreeSet::new();
     attached.insert(child.as_raw());
@@ -269,7 +311,10 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
 
     loop {
         let now = Instant::now();
-        let wake = [deadline, linger_until.unwrap_or(deadline), now + TICK].into_iter().min().unwrap_or(now);
+        let wake = [deadline, linger_until.unwrap_or(deadline), now + TICK]
+            .into_iter()
+            .min()
+            .unwrap_or(now);
         let fds = [out_r.as_fd(), err_r.as_fd(), sigs.fd()];
         let mut all: Vec<std::os::fd::BorrowedFd<'_>> = fds.to_vec();
         if let Some(ino) = &inotify {
@@ -277,9 +322,21 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         }
         let _ = crate::signals::poll_fds(&all, Some(wake.saturating_duration_since(now)));
         let t = start.elapsed();
-        drain(&out_r, &mut stdout_buf, &mut out.stdout_bytes, l.output_cap, Some((&mut out.stdout_lines, t)));
+        drain(
+            &out_r,
+            &mut stdout_buf,
+            &mut out.stdout_bytes,
+            l.output_cap,
+            Some((&mut out.stdout_lines, t)),
+        );
         let mut errbuf = std::mem::take(&mut out.stderr);
-        drain(&err_r, &mut errbuf, &mut out.stderr_bytes, l.output_cap, None);
+        drain(
+            &err_r,
+            &mut errbuf,
+            &mut out.stderr_bytes,
+            l.output_cap,
+            None,
+        );
         out.stderr = errbuf;
         sigs.take();
         if let Some(ino) = &inotify {
@@ -291,15 +348,48 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
 
         // Every state change of a tracee or child: handle them all now.
         loop {
-            let st = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            let st = match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Err(Errno::EINTR) => continue,
                 Err(_) => break,
                 Ok(st) => st,
             };
             let t = start.elapsed();
-            handle(st, t, &mut procs, &mut threads, &mut attached, &mut resumed, dir_prefix.as_deref());
-            if let (Some(pid), true) = (st.pid(), matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..))) {
+            handle(
+                st,
+                t,
+                &mut procs,
+                &mut threads,
+                &mut attached,
+                &mut resumed,
+                dir_prefix.as_deref(),
+            );
+            if let WaitStatus::PtraceEvent(pid, _, libc::PTRACE_EVENT_EXIT) = st {
+                if pid == child && !out.main_exiting {
+                    out.main_exiting = true;
+                    main_exiting(&mut out, &procs, &threads, child.as_raw());
+                }
+            }
+            // Without ptrace every exit we are told of is a reap by us: one of main's children
+            // reaped before main's own end was adopted as a zombie.
+            if let (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _), None, false) =
+                (st, out.main_end, traced)
+            {
+                let adopted = pid != child
+                    && procs
+                        .get(&pid.as_raw())
+                        .is_some_and(|p| p.gone && p.parent == child.as_raw());
+                if adopted && !out.adopted_zombies.contains(&pid.as_raw()) {
+                    out.adopted_zombies.push(pid.as_raw());
+                }
+            }
+            if let (Some(pid), true) = (
+                st.pid(),
+                matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..)),
+            ) {
                 if pid == child && out.main_end.is_none() {
                     out.main_status = Some(st);
                     out.main_end = Some(t);
@@ -310,7 +400,14 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         }
 
         let t = start.elapsed();
-        sample_states(&mut procs, t, l.zombie_grace, out.main_end.is_none(), &mut out.lingered, &threads);
+        sample_states(
+            &mut procs,
+            t,
+            l.zombie_grace,
+            out.main_end.is_none(),
+            &mut out.lingered,
+            &threads,
+        );
         sample_holders(&mut procs, dir_prefix.as_deref());
         if !traced {
             discover(&mut procs, me, t, cgroup.as_ref());
@@ -322,31 +419,68 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             if living.is_empty() && attached.is_empty() {
                 break;
             }
+            if std::env::var_os("IPCLAB_DEBUG").is_some() {
+                eprintln!("[grade] after main: living {living:?} attached {attached:?}");
+            }
             if living.is_empty() && !traced {
                 break;
             }
             if linger_until.is_some_and(|u| now >= u) {
-                kill_all(&mut out, &mut procs, &mut attached, me, cgroup.as_ref(), start, "still running after main exited");
+                kill_all(
+                    &mut out,
+                    &mut procs,
+                    &mut attached,
+                    me,
+                    cgroup.as_ref(),
+                    start,
+                    "still running after main exited",
+                );
                 break;
             }
         } else if now >= deadline {
             out.timed_out = true;
-            kill_all(&mut out, &mut procs, &mut attached, me, cgroup.as_ref(), start, "killed at the time limit");
+            kill_all(
+                &mut out,
+                &mut procs,
+                &mut attached,
+                me,
+                cgroup.as_ref(),
+                start,
+                "killed at the time limit",
+            );
             break;
         }
     }
     // Whatever is left in the pipes (every writer is gone now).
-    drain(&out_r, &mut stdout_buf, &mut out.stdout_bytes, l.output_cap, Some((&mut out.stdout_lines, start.elapsed())));
+    drain(
+        &out_r,
+        &mut stdout_buf,
+        &mut out.stdout_bytes,
+        l.output_cap,
+        Some((&mut out.stdout_lines, start.elapsed())),
+    );
     if !stdout_buf.is_empty() {
-        out.stdout_lines.push((start.elapsed(), String::from_utf8_lossy(&stdout_buf).into_owned()));
+        out.stdout_lines.push((
+            start.elapsed(),
+            String::from_utf8_lossy(&stdout_buf).into_owned(),
+        ));
     }
     let mut errbuf = std::mem::take(&mut out.stderr);
-    drain(&err_r, &mut errbuf, &mut out.stderr_bytes, l.output_cap, None);
+    drain(
+        &err_r,
+        &mut errbuf,
+        &mut out.stderr_bytes,
+        l.output_cap,
+        None,
+    );
     out.stderr = errbuf;
     if let Some(cg) = &cgroup {
         out.refused_forks = cg.refused_forks();
     }
-    out.procs = procs.into_iter().filter(|(p, _)| !threads.contains(p)).collect();
+    out.procs = procs
+        .into_iter()
+        .filter(|(p, _)| !threads.contains(p))
+        .collect();
     out.wall = start.elapsed();
     Ok(out)
 }
@@ -378,10 +512,12 @@ impl ChildSetup<'_> {
             }
         }
         if self.netns {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| ("unshare(CLONE_NEWNET)", e))?;
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| ("unshare(CLONE_NEWNET)", e))?;
             loopback_up();
         }
-        setrlimit(Resource::RLIMIT_CPU, self.cpu_secs, self.cpu_secs + 1).map_err(|e| ("setrlimit CPU", e))?;
+        setrlimit(Resource::RLIMIT_CPU, self.cpu_secs, self.cpu_secs + 1)
+            .map_err(|e| ("setrlimit CPU", e))?;
         setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| ("setrlimit CORE", e))?;
         if let Some(n) = self.nproc {
             setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(|e| ("setrlimit NPROC", e))?;
@@ -433,7 +569,11 @@ fn wait_exec(gate: process::ExecGate, child: Pid) -> Result<(), String> {
     // PTRACE_EVENT_EXEC after the close-on-exec pipe is closed, so this does not deadlock.
     match gate.wait_exec(child, "") {
         Ok(()) => Ok(()),
-        Err(e) => Err(e.to_string().trim_start_matches("ERROR ").trim_end().to_string()),
+        Err(e) => Err(e
+            .to_string()
+            .trim_start_matches("ERROR ")
+            .trim_end()
+            .to_string()),
     }
 }
 
@@ -442,7 +582,10 @@ fn nproc_bound(l: &Launch) -> Option<u64> {
     let (uid, _) = l.run_as?;
     let count = crate::inspect::all()
         .iter()
-        .filter(|p| std::fs::metadata(format!("/proc/{}", p.pid)).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid))
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{}", p.pid))
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
+        })
         .count() as u64;
     Some(count + l.max_procs)
 }
@@ -450,13 +593,22 @@ fn nproc_bound(l: &Launch) -> Option<u64> {
 fn set_nonblocking(fd: &OwnedFd) {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
-        let _ = fcntl(fd, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK));
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
     }
 }
 
 /// Reads all that is available: keeps up to `cap` bytes, counts the rest. With `lines`, complete
 /// lines are moved out of `buf` with their arrival time.
-fn drain(mut f: &std::fs::File, buf: &mut Vec<u8>, total: &mut usize, cap: usize, mut lines: Option<(&mut Vec<(Duration, String)>, Duration)>) {
+fn drain(
+    mut f: &std::fs::File,
+    buf: &mut Vec<u8>,
+    total: &mut usize,
+    cap: usize,
+    mut lines: Option<(&mut Vec<(Duration, String)>, Duration)>,
+) {
     let mut chunk = [0u8; 65536];
     loop {
         match f.read(&mut chunk) {
@@ -468,7 +620,10 @@ fn drain(mut f: &std::fs::File, buf: &mut Vec<u8>, total: &mut usize, cap: usize
                 if let Some((lines, t)) = &mut lines {
                     while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = buf.drain(..=i).collect();
-                        lines.push((*t, String::from_utf8_lossy(&line[..line.len() - 1]).into_owned()));
+                        lines.push((
+                            *t,
+                            String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
+                        ));
                     }
                 }
             }
@@ -483,14 +638,21 @@ fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>
             break;
         }
         for ev in evs {
-            let Some(name) = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let Some(name) = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
             let m = ev.mask;
             if m.contains(AddWatchFlags::IN_CREATE) {
-                let fifo = dir.and_then(|d| std::fs::symlink_metadata(d.join(&name)).ok()).map(|md| {
-                    use std::os::unix::fs::FileTypeExt;
-                    md.file_type().is_fifo()
+                let fifo = dir
+                    .and_then(|d| std::fs::symlink_metadata(d.join(&name)).ok())
+                    .map(|md| {
+                        use std::os::unix::fs::FileTypeExt;
+                        md.file_type().is_fifo()
+                    });
+                events.push(DirEvent::Created {
+                    name: name.clone(),
+                    fifo,
                 });
-                events.push(DirEvent::Created { name: name.clone(), fifo });
             }
             if m.contains(AddWatchFlags::IN_OPEN) {
                 opened = true;
@@ -514,7 +676,9 @@ fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>
 fn sample_holders(procs: &mut BTreeMap<i32, Proc>, dir: Option<&str>) {
     let Some(dir) = dir else { return };
     for p in procs.values_mut().filter(|p| p.exited.is_none() && !p.gone) {
-        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else { continue };
+        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else {
+            continue;
+        };
         for e in rd.filter_map(|e| e.ok()) {
             if let Ok(target) = std::fs::read_link(e.path()) {
                 let t = target.display().to_string();
@@ -544,16 +708,25 @@ fn handle(
     const EV_STOP: i32 = libc::PTRACE_EVENT_STOP;
     let raw = |p: Pid| p.as_raw();
     match st {
-        WaitStatus::PtraceEvent(pid, _, ev) if ev == EV_FORK || ev == EV_VFORK || ev == EV_CLONE => {
+        WaitStatus::PtraceEvent(pid, _, ev)
+            if ev == EV_FORK || ev == EV_VFORK || ev == EV_CLONE =>
+        {
             if let Ok(new) = ptrace::getevent(pid) {
                 let new = new as i32;
                 attached.insert(new);
                 if ev == EV_CLONE && is_thread(new) {
                     threads.insert(new);
                 } else {
-                    let parent = if threads.contains(&raw(pid)) { tgid(raw(pid)).unwrap_or(raw(pid)) } else { raw(pid) };
+                    let parent = if threads.contains(&raw(pid)) {
+                        tgid(raw(pid)).unwrap_or(raw(pid))
+                    } else {
+                        raw(pid)
+                    };
                     let exe = procs_exe(procs, parent);
-                    let e = procs.entry(new).or_insert_with(|| Proc { pid: new, ..Default::default() });
+                    let e = procs.entry(new).or_insert_with(|| Proc {
+                        pid: new,
+                        ..Default::default()
+                    });
                     e.parent = parent;
                     e.born = t;
                     e.exe = e.exe.take().or(exe);
@@ -563,7 +736,9 @@ fn handle(
         }
         WaitStatus::PtraceEvent(pid, _, EV_EXEC) => {
             if let Some(p) = procs.get_mut(&raw(pid)) {
-                p.exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|x| x.display().to_string());
+                p.exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .ok()
+                    .map(|x| x.display().to_string());
             }
             let _ = ptrace::cont(pid, None);
         }
@@ -587,11 +762,22 @@ fn handle(
                         threads.insert(raw(pid));
                     } else {
                         let parent = crate::inspect::info(raw(pid)).map(|i| i.ppid).unwrap_or(0);
-                        procs.insert(raw(pid), Proc { pid: raw(pid), parent, born: t, ..Default::default() });
+                        procs.insert(
+                            raw(pid),
+                            Proc {
+                                pid: raw(pid),
+                                parent,
+                                born: t,
+                                ..Default::default()
+                            },
+                        );
                     }
                 }
                 let _ = ptrace::cont(pid, None);
-            } else if matches!(sig, Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU) {
+            } else if matches!(
+                sig,
+                Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+            ) {
                 // A real group-stop: keep it stopped, as it would be untraced.
                 // Safety: PTRACE_LISTEN on a tracee in group-stop.
                 unsafe { libc::ptrace(libc::PTRACE_LISTEN, raw(pid), 0, 0) };
@@ -650,34 +836,85 @@ fn raw_status(st: &WaitStatus) -> i32 {
 
 fn tgid(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn is_thread(pid: i32) -> bool {
     tgid(pid).is_some_and(|g| g != pid)
 }
 
+/// main is stopped at its exit event (ptrace), not yet dead: which processes still run, and which
+/// of its children are zombies it never reaped. Exact, since main cannot go on until we resume it.
+fn main_exiting(
+    out: &mut Outcome,
+    procs: &BTreeMap<i32, Proc>,
+    threads: &BTreeSet<i32>,
+    main: i32,
+) {
+    for p in procs
+        .values()
+        .filter(|p| p.pid != main && !p.gone && !threads.contains(&p.pid))
+    {
+        match crate::inspect::info(p.pid) {
+            Some(i) if i.is_zombie() && i.ppid == main && !out.adopted_zombies.contains(&p.pid) => {
+                out.adopted_zombies.push(p.pid);
+            }
+            Some(i) if !i.is_zombie() && p.exited.is_none() => out.alive_at_main_end.push(p.pid),
+            _ => {}
+        }
+    }
+}
+
 /// When main's exit is reaped, its children have just been re-parented to us (the subreaper).
+/// Without ptrace this is the first moment we know main ended.
 fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me: i32, main: i32) {
     for p in crate::inspect::children(me) {
         if p.pid == main {
             continue;
         }
-        if p.is_zombie() {
-            out.adopted_zombies.push(p.pid);
+        procs.entry(p.pid).or_insert_with(|| Proc {
+            pid: p.pid,
+            parent: main,
+            ..Default::default()
+        });
+        if out.main_exiting {
+            continue;
         }
-        procs.entry(p.pid).or_insert_with(|| Proc { pid: p.pid, parent: main, ..Default::default() });
+        if p.is_zombie() && !out.adopted_zombies.contains(&p.pid) {
+            out.adopted_zombies.push(p.pid);
+        } else if !p.is_zombie() && !out.alive_at_main_end.contains(&p.pid) {
+            out.alive_at_main_end.push(p.pid);
+        }
+    }
+    if out.main_exiting {
+        return;
     }
     for p in procs.values() {
-        if p.pid != main && p.exited.is_none() && crate::inspect::info(p.pid).is_some_and(|i| !i.is_zombie()) {
+        if p.pid != main
+            && p.exited.is_none()
+            && crate::inspect::info(p.pid).is_some_and(|i| !i.is_zombie())
+            && !out.alive_at_main_end.contains(&p.pid)
+        {
             out.alive_at_main_end.push(p.pid);
         }
     }
 }
 
 /// Zombie watch while main lives: two samples at least, and longer than the grace.
-fn sample_states(procs: &mut BTreeMap<i32, Proc>, t: Duration, grace: Duration, main_alive: bool, lingered: &mut Vec<(i32, Duration, u32)>, threads: &BTreeSet<i32>) {
-    for p in procs.values_mut().filter(|p| !p.gone && !threads.contains(&p.pid)) {
+fn sample_states(
+    procs: &mut BTreeMap<i32, Proc>,
+    t: Duration,
+    grace: Duration,
+    main_alive: bool,
+    lingered: &mut Vec<(i32, Duration, u32)>,
+    threads: &BTreeSet<i32>,
+) {
+    for p in procs
+        .values_mut()
+        .filter(|p| !p.gone && !threads.contains(&p.pid))
+    {
         match crate::inspect::info(p.pid) {
             None => {
                 p.gone = true;
@@ -687,7 +924,11 @@ fn sample_states(procs: &mut BTreeMap<i32, Proc>, t: Duration, grace: Duration, 
                 let since = *p.zombie_since.get_or_insert(t);
                 p.zombie_samples += 1;
                 p.exited.get_or_insert(t);
-                if main_alive && p.zombie_samples >= 2 && t - since > grace && !lingered.iter().any(|l| l.0 == p.pid) {
+                if main_alive
+                    && p.zombie_samples >= 2
+                    && t - since > grace
+                    && !lingered.iter().any(|l| l.0 == p.pid)
+                {
                     lingered.push((p.pid, t - since, p.zombie_samples));
                 }
             }
@@ -698,7 +939,10 @@ fn sample_states(procs: &mut BTreeMap<i32, Proc>, t: Duration, grace: Duration, 
 
 /// Without ptrace: new members are found by scanning descendants (and the cgroup).
 fn discover(procs: &mut BTreeMap<i32, Proc>, me: i32, t: Duration, cg: Option<&PidsCgroup>) {
-    let mut found: Vec<(i32, i32)> = crate::inspect::descendants(me).into_iter().map(|p| (p.pid, p.ppid)).collect();
+    let mut found: Vec<(i32, i32)> = crate::inspect::descendants(me)
+        .into_iter()
+        .map(|p| (p.pid, p.ppid))
+        .collect();
     if let Some(cg) = cg {
         for pid in cg.members() {
             let ppid = crate::inspect::info(pid).map(|i| i.ppid).unwrap_or(0);
@@ -710,7 +954,9 @@ fn discover(procs: &mut BTreeMap<i32, Proc>, me: i32, t: Duration, cg: Option<&P
             pid,
             parent: ppid,
             born: t,
-            exe: std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|x| x.display().to_string()),
+            exe: std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|x| x.display().to_string()),
             ..Default::default()
         });
     }
@@ -718,7 +964,11 @@ fn discover(procs: &mut BTreeMap<i32, Proc>, me: i32, t: Duration, cg: Option<&P
 
 /// Processes of the run that still exist (alive or zombie).
 fn living(procs: &BTreeMap<i32, Proc>, me: i32, cg: Option<&PidsCgroup>) -> Vec<i32> {
-    let mut v: BTreeSet<i32> = procs.values().filter(|p| !p.gone && crate::inspect::info(p.pid).is_some()).map(|p| p.pid).collect();
+    let mut v: BTreeSet<i32> = procs
+        .values()
+        .filter(|p| !p.gone && crate::inspect::info(p.pid).is_some())
+        .map(|p| p.pid)
+        .collect();
     v.extend(crate::inspect::children(me).into_iter().map(|p| p.pid));
     if let Some(cg) = cg {
         v.extend(cg.members());
@@ -727,16 +977,31 @@ fn living(procs: &BTreeMap<i32, Proc>, me: i32, cg: Option<&PidsCgroup>) -> Vec<
 }
 
 /// SIGKILL every member until none is left, reaping all of them; records what was running.
-fn kill_all(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, attached: &mut BTreeSet<i32>, me: i32, cg: Option<&PidsCgroup>, start: Instant, why: &str) {
+fn kill_all(
+    out: &mut Outcome,
+    procs: &mut BTreeMap<i32, Proc>,
+    attached: &mut BTreeSet<i32>,
+    me: i32,
+    cg: Option<&PidsCgroup>,
+    start: Instant,
+    why: &str,
+) {
     let safety = Instant::now() + Duration::from_secs(30);
     let mut first = true;
     loop {
         let members = living(procs, me, cg);
-        let running: Vec<i32> = members.iter().copied().filter(|p| crate::inspect::info(*p).is_some_and(|i| !i.is_zombie())).collect();
+        let running: Vec<i32> = members
+            .iter()
+            .copied()
+            .filter(|p| crate::inspect::info(*p).is_some_and(|i| !i.is_zombie()))
+            .collect();
         if first {
             for p in &running {
                 let exe = procs.get(p).and_then(|x| x.exe.clone()).unwrap_or_default();
-                out.killed.push((*p, format!("{why} ({})", exe.rsplit('/').next().unwrap_or(""))));
+                out.killed.push((
+                    *p,
+                    format!("{why} ({})", exe.rsplit('/').next().unwrap_or("")),
+                ));
             }
             first = false;
         }
@@ -745,7 +1010,10 @@ fn kill_all(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, attached: &mut B
         }
         // Reap (as tracer and as parent) everything that has died.
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Err(Errno::EINTR) => continue,
                 Err(_) => break,
@@ -778,7 +1046,8 @@ fn kill_all(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, attached: &mut B
             return;
         }
         if Instant::now() > safety {
-            out.killed.push((0, "some processes could not be killed within 30 s".into()));
+            out.killed
+                .push((0, "some processes could not be killed within 30 s".into()));
             return;
         }
         // Block until the next death we can be told of (child or tracee); else wait briefly for

@@ -44,11 +44,19 @@ pub const GRADE_UID: u32 = 65534;
 pub fn grade(o: &Options) -> Result<i32> {
     let specs: Vec<Spec> = if o.lab == "all" {
         if o.impl_cmd.is_some() {
-            return Err(Error::usage("grade all grades the reference programs: --impl needs one lab number"));
+            return Err(Error::usage(
+                "grade all grades the reference programs: --impl needs one lab number",
+            ));
         }
-        spec::all()?.into_iter().filter(|s| s.contract.is_some()).collect()
+        spec::all()?
+            .into_iter()
+            .filter(|s| s.contract.is_some())
+            .collect()
     } else {
-        let n: u32 = o.lab.parse().map_err(|_| Error::usage(format!("bad lab {:?}: a number, or all", o.lab)))?;
+        let n: u32 = o
+            .lab
+            .parse()
+            .map_err(|_| Error::usage(format!("bad lab {:?}: a number, or all", o.lab)))?;
         let s = spec::find(n)?;
         if s.contract.is_none() {
             return Err(Error::usage(format!("lab {n} has no grading contract yet")));
@@ -60,9 +68,13 @@ pub fn grade(o: &Options) -> Result<i32> {
     }
     if let Some(t) = o.timeout {
         if !(t > 0.0 && t <= 3600.0) {
-            return Err(Error::usage(format!("bad --timeout {t}: seconds in (0, 3600]")));
+            return Err(Error::usage(format!(
+                "bad --timeout {t}: seconds in (0, 3600]"
+            )));
         }
     }
+    // Orphans of the implementation come to us, not to PID 1: that is how we see them.
+    crate::process::set_child_subreaper().map_err(|e| e.with_code(3))?;
     let seed = o.seed.unwrap_or_else(rand::random);
     let mut reports = Vec::new();
     for s in &specs {
@@ -72,7 +84,11 @@ pub fn grade(o: &Options) -> Result<i32> {
         }
     }
     emit(o, &reports)?;
-    Ok(if reports.iter().all(|r| r.passed) { 0 } else { 1 })
+    Ok(if reports.iter().all(|r| r.passed) {
+        0
+    } else {
+        1
+    })
 }
 
 /// Seed of run i: derived, so `--seed S --runs K` repeats K fresh but reproducible parameter sets.
@@ -84,7 +100,10 @@ pub fn run_seed(seed: u64, i: u32) -> u64 {
 }
 
 fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
-    let c = s.contract.clone().ok_or_else(|| Error::usage("no contract"))?;
+    let c = s
+        .contract
+        .clone()
+        .ok_or_else(|| Error::usage("no contract"))?;
     let (program, mut args, shown) = match &o.impl_cmd {
         Some(cmd) => resolve_impl(cmd)?,
         None => {
@@ -113,12 +132,19 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     for i in 0..o.runs {
         let rs = run_seed(seed, i);
         let mut rng = rand::rngs::StdRng::seed_from_u64(rs);
-        let n_range = c.params.get("N").copied().unwrap_or(spec::Range { min: 1, max: 50 });
+        let n_range = c
+            .params
+            .get("N")
+            .copied()
+            .unwrap_or(spec::Range { min: 1, max: 50 });
         let n = rng.random_range(n_range.min..=n_range.max);
         let root = Scratch::new()?;
         let mut argv = args.clone();
         for a in &c.args {
-            argv.push(a.replace("{N}", &n.to_string()).replace("{DIR}", &root.dir.display().to_string()));
+            argv.push(
+                a.replace("{N}", &n.to_string())
+                    .replace("{DIR}", &root.dir.display().to_string()),
+            );
         }
         let mut env = Vec::new();
         if let Some(lib) = &race_lib {
@@ -149,7 +175,11 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         let failed = checks.iter().any(|c| !c.passed);
         let mut params = serde_json::Map::new();
         params.insert("N".into(), n.into());
-        let transcript = if failed { save_transcript(s.lab.number, rs, &launch, &out, &checks) } else { None };
+        let transcript = if failed {
+            save_transcript(s.lab.number, rs, &launch, &out, &checks)
+        } else {
+            None
+        };
         if report.protections.is_empty() {
             report.protections = out.protections.clone();
         }
@@ -182,7 +212,9 @@ impl Scratch {
             .prefix("ipclab-grade-")
             .tempdir_in("/tmp")
             .map_err(|e| Error::io(&e, "mkdir", "/tmp/ipclab-grade-*").with_code(3))?;
-        let run_as = nix::unistd::geteuid().is_root().then_some((GRADE_UID, GRADE_UID));
+        let run_as = nix::unistd::geteuid()
+            .is_root()
+            .then_some((GRADE_UID, GRADE_UID));
         // 0711: the dropped uid may traverse to its own directories, not list ours.
         let _ = std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711));
         let dir = top.path().join("dir");
@@ -191,10 +223,16 @@ impl Scratch {
             std::fs::create_dir(d).map_err(|e| Error::io(&e, "mkdir", d.display()).with_code(3))?;
             let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
             if let Some((u, g)) = run_as {
-                nix::unistd::chown(d.as_path(), Some(u.into()), Some(g.into())).map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
+                nix::unistd::chown(d.as_path(), Some(u.into()), Some(g.into()))
+                    .map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
             }
         }
-        Ok(Scratch { top, dir, cwd, run_as })
+        Ok(Scratch {
+            top,
+            dir,
+            cwd,
+            run_as,
+        })
     }
 }
 
@@ -208,7 +246,8 @@ impl Drop for Scratch {
 /// the caller's cwd; a bare name is looked up in PATH. Arguments naming existing files relative
 /// to the caller's cwd are made absolute too, since the implementation runs in a scratch cwd.
 fn resolve_impl(cmd: &str) -> Result<(PathBuf, Vec<String>, String)> {
-    let words = shlex::split(cmd).ok_or_else(|| Error::usage(format!("--impl {cmd:?}: unbalanced quotes")))?;
+    let words = shlex::split(cmd)
+        .ok_or_else(|| Error::usage(format!("--impl {cmd:?}: unbalanced quotes")))?;
     let Some((prog, rest)) = words.split_first() else {
         return Err(Error::usage("--impl is empty"));
     };
@@ -242,36 +281,78 @@ fn which(name: &str) -> Option<PathBuf> {
         .to_string_lossy()
         .split(':')
         .map(|d| Path::new(d).join(name))
-        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// The LD_PRELOAD shim built beside ipclab (`libipclab_race.so`).
 fn race_library() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    for cand in [dir.join("libipclab_race.so"), dir.join("deps/libipclab_race.so")] {
+    for cand in [
+        dir.join("libipclab_race.so"),
+        dir.join("deps/libipclab_race.so"),
+    ] {
         if cand.exists() {
             return Ok(cand);
         }
     }
-    Err(Error::runtime(format!("--race needs {}: build it with `cargo build --workspace`", dir.join("libipclab_race.so").display())).with_code(3))
+    Err(Error::runtime(format!(
+        "--race needs {}: build it with `cargo build --workspace`",
+        dir.join("libipclab_race.so").display()
+    ))
+    .with_code(3))
 }
 
 /// Everything about a failing run, for the student to read: target/grade/labN-seed-S.txt.
-fn save_transcript(lab: u32, seed: u64, l: &harness::Launch, out: &harness::Outcome, checks: &[report::Check]) -> Option<String> {
+fn save_transcript(
+    lab: u32,
+    seed: u64,
+    l: &harness::Launch,
+    out: &harness::Outcome,
+    checks: &[report::Check],
+) -> Option<String> {
     use std::fmt::Write as _;
     let mut t = String::new();
-    let _ = writeln!(t, "lab {lab}, seed {seed}\ncommand: {}\ntracking: {}\nwall: {:.3} s", l.argv.join(" "), out.tracking, out.wall.as_secs_f64());
+    let _ = writeln!(
+        t,
+        "lab {lab}, seed {seed}\ncommand: {}\ntracking: {}\nwall: {:.3} s",
+        l.argv.join(" "),
+        out.tracking,
+        out.wall.as_secs_f64()
+    );
     let _ = writeln!(t, "\n-- checks");
     for c in checks {
-        let _ = writeln!(t, "{} {}: {}", if c.passed { "OK  " } else if c.skipped { "SKIP" } else { "FAIL" }, c.name, c.detail);
+        let _ = writeln!(
+            t,
+            "{} {}: {}",
+            if c.passed {
+                "OK  "
+            } else if c.skipped {
+                "SKIP"
+            } else {
+                "FAIL"
+            },
+            c.name,
+            c.detail
+        );
     }
     let _ = writeln!(t, "\n-- stdout ({} bytes)", out.stdout_bytes);
     for (at, line) in &out.stdout_lines {
         let _ = writeln!(t, "{:>9.3} ms  {line}", at.as_secs_f64() * 1e3);
     }
-    let _ = writeln!(t, "\n-- stderr ({} bytes)\n{}", out.stderr_bytes, String::from_utf8_lossy(&out.stderr));
-    let _ = writeln!(t, "-- processes (pid, parent, born ms, exited ms, exe, files of DIR held)");
+    let _ = writeln!(
+        t,
+        "\n-- stderr ({} bytes)\n{}",
+        out.stderr_bytes,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = writeln!(
+        t,
+        "-- processes (pid, parent, born ms, exited ms, exe, files of DIR held)"
+    );
     for p in out.procs.values() {
         let _ = writeln!(
             t,
@@ -279,7 +360,9 @@ fn save_transcript(lab: u32, seed: u64, l: &harness::Launch, out: &harness::Outc
             p.pid,
             p.parent,
             p.born.as_secs_f64() * 1e3,
-            p.exited.map(|e| format!("{:.3}", e.as_secs_f64() * 1e3)).unwrap_or("-".into()),
+            p.exited
+                .map(|e| format!("{:.3}", e.as_secs_f64() * 1e3))
+                .unwrap_or("-".into()),
             p.exe.as_deref().unwrap_or("?"),
             p.held
         );
@@ -293,11 +376,19 @@ fn save_transcript(lab: u32, seed: u64, l: &harness::Launch, out: &harness::Outc
 }
 
 fn emit(o: &Options, reports: &[LabReport]) -> Result<()> {
-    let outputs = if o.outputs.is_empty() { vec![(Format::Text, None)] } else { o.outputs.clone() };
+    let outputs = if o.outputs.is_empty() {
+        vec![(Format::Text, None)]
+    } else {
+        o.outputs.clone()
+    };
     for (fmt, file) in &outputs {
         let text = match fmt {
             Format::Text => {
-                let mut s: String = reports.iter().map(report::text).collect::<Vec<_>>().join("\n");
+                let mut s: String = reports
+                    .iter()
+                    .map(report::text)
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 if reports.len() > 1 {
                     let score: u32 = reports.iter().map(|r| r.score).sum();
                     let max: u32 = reports.iter().map(|r| r.max_score).sum();
@@ -320,7 +411,10 @@ fn emit(o: &Options, reports: &[LabReport]) -> Result<()> {
             }
             Format::Tap => report::tap(reports),
             Format::Junit => report::junit(reports),
-            Format::Gradescope => format!("{}\n", serde_json::to_string_pretty(&report::gradescope(reports)).unwrap_or_default()),
+            Format::Gradescope => format!(
+                "{}\n",
+                serde_json::to_string_pretty(&report::gradescope(reports)).unwrap_or_default()
+            ),
         };
         match file {
             None => print!("{text}"),

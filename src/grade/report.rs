@@ -47,17 +47,31 @@ impl LabReport {
     /// Top-level checks aggregate the runs: passed only if passed in every run; skipped only if
     /// skipped in every run; the detail of the first run where it did not pass.
     pub fn aggregate(&mut self) {
-        let Some(first) = self.runs.first() else { return };
+        let Some(first) = self.runs.first() else {
+            return;
+        };
         let mut checks = Vec::new();
         for c in &first.checks {
-            let all: Vec<&Check> = self.runs.iter().filter_map(|r| r.checks.iter().find(|x| x.name == c.name)).collect();
+            let all: Vec<&Check> = self
+                .runs
+                .iter()
+                .filter_map(|r| r.checks.iter().find(|x| x.name == c.name))
+                .collect();
             let passed = all.iter().all(|x| x.passed);
             let skipped = all.iter().all(|x| x.skipped);
-            let failing: Vec<(usize, &&Check)> = all.iter().enumerate().filter(|(_, x)| !x.passed).collect();
+            let failing: Vec<(usize, &&Check)> =
+                all.iter().enumerate().filter(|(_, x)| !x.passed).collect();
             let detail = match failing.first() {
                 None => c.detail.clone(),
                 Some((i, x)) if self.runs.len() > 1 => {
-                    format!("run {} of {} (seed {}) and {} more: {}", i + 1, self.runs.len(), self.runs[*i].seed, failing.len() - 1, x.detail)
+                    format!(
+                        "run {} of {} (seed {}) and {} more: {}",
+                        i + 1,
+                        self.runs.len(),
+                        self.runs[*i].seed,
+                        failing.len() - 1,
+                        x.detail
+                    )
                 }
                 Some((_, x)) => x.detail.clone(),
             };
@@ -80,7 +94,15 @@ impl LabReport {
 
 pub fn text(r: &LabReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "lab {}: {} ({} run(s), seed {}{})", r.lab, r.implementation, r.runs.len(), r.seed, if r.race { ", --race" } else { "" });
+    let _ = writeln!(
+        s,
+        "lab {}: {} ({} run(s), seed {}{})",
+        r.lab,
+        r.implementation,
+        r.runs.len(),
+        r.seed,
+        if r.race { ", --race" } else { "" }
+    );
     if let Some(run) = r.runs.first() {
         let _ = writeln!(s, "   tracking: {}", run.tracking);
     }
@@ -88,14 +110,29 @@ pub fn text(r: &LabReport) -> String {
         let _ = writeln!(s, "   {p}");
     }
     for c in &r.checks {
-        let verdict = if c.passed { "OK" } else if c.skipped { "SKIP" } else { "FAIL" };
-        let _ = writeln!(s, "== lab{}: {} == {verdict} ({:.1}s)", r.lab, c.name, c.secs);
+        let verdict = if c.passed {
+            "OK"
+        } else if c.skipped {
+            "SKIP"
+        } else {
+            "FAIL"
+        };
+        let _ = writeln!(
+            s,
+            "== lab{}: {} == {verdict} ({:.1}s)",
+            r.lab, c.name, c.secs
+        );
         if !c.passed {
             let _ = writeln!(s, "   {}", c.detail);
         }
     }
     for run in r.runs.iter().filter(|x| x.transcript.is_some()) {
-        let _ = writeln!(s, "   transcript of seed {}: {}", run.seed, run.transcript.as_deref().unwrap_or(""));
+        let _ = writeln!(
+            s,
+            "   transcript of seed {}: {}",
+            run.seed,
+            run.transcript.as_deref().unwrap_or("")
+        );
     }
     let _ = writeln!(s, "Score: {}/{}", r.score, r.max_score);
     s
@@ -119,7 +156,12 @@ pub fn tap(reports: &[LabReport]) -> String {
                 let _ = writeln!(s, "ok {i} - {name}");
             } else {
                 let _ = writeln!(s, "not ok {i} - {name}");
-                let _ = writeln!(s, "  ---\n  message: {}\n  points: 0/{}\n  ...", yaml_str(&c.detail), c.max_points);
+                let _ = writeln!(
+                    s,
+                    "  ---\n  message: {}\n  points: 0/{}\n  ...",
+                    yaml_str(&c.detail),
+                    c.max_points
+                );
             }
         }
     }
