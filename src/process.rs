@@ -87,6 +87,18 @@ impl ExecGate {
     /// In the parent after fork: Ok once the child has exec'd; if exec failed, reaps the child
     /// and returns the errno as an error naming `path`.
     pub fn wait_exec(self, child: Pid, path: &str) -> Result<()> {
+        match self.exec_errno()? {
+            None => Ok(()),
+            Some(errno) => {
+                let _ = wait_for(child);
+                Err(Error::sys(errno, "execv", path))
+            }
+        }
+    }
+
+    /// In the parent after fork: None once the child has exec'd, or the errno of its failed
+    /// exec (the child is left for the caller to reap).
+    pub fn exec_errno(self) -> Result<Option<Errno>> {
         drop(self.write);
         let mut buf = [0u8; 4];
         let mut file = std::fs::File::from(self.read);
@@ -98,14 +110,9 @@ impl ExecGate {
             }
         };
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
-        let _ = wait_for(child);
-        Err(Error::sys(
-            Errno::from_raw(i32::from_ne_bytes(buf)),
-            "execv",
-            path,
-        ))
+        Ok(Some(Errno::from_raw(i32::from_ne_bytes(buf))))
     }
 }
 

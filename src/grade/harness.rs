@@ -281,8 +281,16 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             Some((u, _)) => format!(" as uid {u}"),
             None => String::new(),
         };
+        let hint = match l.run_as {
+            Some((u, _)) if msg.starts_with("EACCES") || msg.starts_with("ENOENT") => format!(
+                ": uid {u} cannot reach it (or the interpreter its #! names); put the program where \
+                 every user can read and execute it, and name an interpreter such as \
+                 /usr/bin/python3, not one under a private home"
+            ),
+            _ => String::new(),
+        };
         return Err(herr(format!(
-            "cannot exec {}{who}: {msg}",
+            "cannot exec {}{who}: {msg}{hint}",
             l.program.display()
         )));
     }
@@ -564,22 +572,41 @@ fn exec_env(gate: process::ExecGate, path: &CString, argv: &[CString], env: &[CS
     gate.exec_env(path, argv, env)
 }
 
+/// None once execve succeeded (the close-on-exec pipe closed before the traced child stops at
+/// PTRACE_EVENT_EXEC, so this cannot deadlock); otherwise the errno, with the child fully reaped:
+/// a traced child stops at its exit event, so it is resumed until it is gone.
 fn wait_exec(gate: process::ExecGate, child: Pid) -> Result<(), String> {
-    // Reads EOF once execve succeeded; the errno otherwise. The traced child stops at
-    // PTRACE_EVENT_EXEC after the close-on-exec pipe is closed, so this does not deadlock.
-    match gate.wait_exec(child, "") {
-        Ok(()) => Ok(()),
-        Err(e) => Err(e
-            .to_string()
-            .trim_start_matches("ERROR ")
-            .trim_end()
-            .to_string()),
+    let errno = match gate.exec_errno() {
+        Ok(None) => return Ok(()),
+        Ok(Some(e)) => e,
+        Err(e) => return Err(e.to_string()),
+    };
+    loop {
+        match waitpid(child, Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => break,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(WaitStatus::Stopped(pid, sig)) => {
+                let _ = ptrace::cont(pid, Some(sig));
+            }
+            Ok(_) => {
+                let _ = ptrace::cont(child, None);
+            }
+        }
     }
+    Err(format!("{:?} ({})", errno, errno.desc()))
 }
 
-/// RLIMIT_NPROC for the dropped uid: what it runs now plus the bound (it does not bind root).
+/// RLIMIT_NPROC for the uid the implementation runs as: what that uid runs now plus the bound.
+/// It does not bind root, hence the uid drop when grading as root.
 fn nproc_bound(l: &Launch) -> Option<u64> {
-    let (uid, _) = l.run_as?;
+    let uid = l
+        .run_as
+        .map(|(u, _)| u)
+        .unwrap_or_else(|| nix::unistd::getuid().as_raw());
+    if uid == 0 {
+        return None;
+    }
     let count = crate::inspect::all()
         .iter()
         .filter(|p| {

@@ -153,12 +153,20 @@ pub fn judge(out: &Outcome, n: u64, dir: &Path, c: &Contract, timeout_s: f64) ->
     // no-leaked-files
     if to {
         add("no-leaked-files", false, true, skip_to.clone());
-        add(
-            "timeout",
-            false,
-            false,
-            stuck_detail(&lines, &expected, timeout_s),
-        );
+        let mut d = stuck_detail(&lines, &expected, timeout_s);
+        if !out.killed.is_empty() {
+            d.push_str(&format!(
+                "; the grader killed {} process(es)",
+                out.killed.len()
+            ));
+        }
+        if out.refused_forks > 0 {
+            d.push_str(&format!(
+                "; {} fork(s) refused by the process bound",
+                out.refused_forks
+            ));
+        }
+        add("timeout", false, false, d);
         return checks;
     }
     let left: Vec<String> = std::fs::read_dir(dir)
