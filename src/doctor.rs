@@ -1,4 +1,5 @@
-//! `ipclab doctor` (first version): can the labs run here, and what will differ from the lab text.
+//! `ipclab doctor`: can the labs run here, which grading protections are in force, and what will
+//! differ from the lab text.
 
 use crate::{fifo, process, shm};
 
@@ -70,9 +71,114 @@ pub fn examine() -> Vec<Finding> {
     let pid1 = crate::inspect::info(1)
         .map(|p| p.comm)
         .unwrap_or_else(|| "?".into());
+    match pid1_reaping() {
+        Some(ms) => push("ok", format!("PID 1 ({pid1}) reaped an orphan after {ms} ms: the grader and walkthroughs are subreapers, so they never wait for it")),
+        None => push("warn", format!("PID 1 ({pid1}) did not reap an orphan within 5 s: never rely on it (the grader reaps what it adopts)")),
+    }
+
+    // Grading protections.
+    match ptrace_probe() {
+        Ok(()) => push(
+            "ok",
+            "grading: ptrace allowed: the tree is followed by fork/exec/exit events".into(),
+        ),
+        Err(why) => push(
+            "warn",
+            format!("grading: ptrace refused ({why}): the grader falls back to /proc polling"),
+        ),
+    }
+    if uid.is_root() {
+        push(
+            "ok",
+            format!(
+                "grading: implementations run as uid {} (not root), in their own session",
+                crate::grade::GRADE_UID
+            ),
+        );
+        match crate::grade::cgroup::PidsCgroup::create(8, 9999) {
+            Ok(cg) => push("ok", format!("grading: process bound by a {} and RLIMIT_NPROC", cg.describe())),
+            Err(why) => push("warn", format!("grading: no pids cgroup ({why}); RLIMIT_NPROC on the dropped uid bounds processes")),
+        }
+        match std::process::Command::new("unshare")
+            .args(["--net", "true"])
+            .status()
+        {
+            Ok(st) if st.success() => push(
+                "ok",
+                "grading: a fresh network namespace per run (loopback only)".into(),
+            ),
+            _ => push(
+                "warn",
+                "grading: network namespaces unavailable: runs share the network".into(),
+            ),
+        }
+    } else {
+        push(
+            "ok",
+            "grading: implementations run as you, bounded by RLIMIT_NPROC (binds non-root users)"
+                .into(),
+        );
+        push(
+            "warn",
+            "grading: no cgroup and no network namespace as non-root".into(),
+        );
+    }
     push(
         "ok",
-        format!("PID 1 is {pid1}: orphans not under a subreaper go to it"),
+        "grading: /dev/shm is shared; leak checks look only at the contract's name prefix".into(),
     );
+    let cg = if std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists() {
+        "v1 (pids controller mounted)"
+    } else if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "none found"
+    };
+    push("ok", format!("cgroups: {cg}"));
     out
+}
+
+/// How long PID 1 takes to reap an orphaned zombie (None: not within 5 s). Observation only:
+/// nothing tells another process when PID 1 reaps.
+fn pid1_reaping() -> Option<u128> {
+    let was = process::is_child_subreaper();
+    if was {
+        let _ = process::clear_child_subreaper();
+    }
+    let out = std::process::Command::new("sh")
+        .args(["-c", "true & echo $!"])
+        .output();
+    if was {
+        let _ = process::set_child_subreaper();
+    }
+    let pid: i32 = String::from_utf8_lossy(&out.ok()?.stdout)
+        .trim()
+        .parse()
+        .ok()?;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(5) {
+        if crate::inspect::info(pid).is_none() {
+            return Some(t0.elapsed().as_millis());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+/// PTRACE_SEIZE on a child of ours, then let it go.
+fn ptrace_probe() -> Result<(), String> {
+    let mut child = std::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start a probe: {e}"))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let r =
+        nix::sys::ptrace::seize(pid, nix::sys::ptrace::Options::empty()).map_err(|e| e.to_string());
+    if r.is_ok() {
+        let _ = nix::sys::ptrace::detach(pid, None);
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    r
 }

@@ -99,6 +99,17 @@ pub fn run_seed(seed: u64, i: u32) -> u64 {
     z ^ (z >> 31)
 }
 
+/// N for a run seed: the one parameter of lab 2's contract, in the spec's range.
+pub fn param_n(run_seed: u64, c: &spec::Contract) -> u64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(run_seed);
+    let r = c
+        .params
+        .get("N")
+        .copied()
+        .unwrap_or(spec::Range { min: 1, max: 50 });
+    rng.random_range(r.min..=r.max)
+}
+
 fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     let c = s
         .contract
@@ -131,13 +142,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     };
     for i in 0..o.runs {
         let rs = run_seed(seed, i);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(rs);
-        let n_range = c
-            .params
-            .get("N")
-            .copied()
-            .unwrap_or(spec::Range { min: 1, max: 50 });
-        let n = rng.random_range(n_range.min..=n_range.max);
+        let n = param_n(rs, &c);
         let root = Scratch::new()?;
         let mut argv = args.clone();
         for a in &c.args {
