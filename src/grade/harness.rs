@@ -41,6 +41,8 @@ pub struct Launch {
     pub max_procs: u64,
     /// Directory watched with inotify (the contract's DIR).
     pub watch_dir: Option<PathBuf>,
+    /// Only names in `watch_dir` starting with this count (lab 1 watches /dev/shm for P*).
+    pub watch_prefix: String,
     pub zombie_grace: Duration,
     /// After main ends, how long the rest of the tree may take to end on its own.
     pub linger: Duration,
@@ -315,7 +317,10 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     let deadline = start + l.timeout;
     let mut linger_until: Option<Instant> = None;
     let me = std::process::id() as i32;
-    let dir_prefix = l.watch_dir.as_ref().map(|d| d.display().to_string());
+    let dir_prefix = l
+        .watch_dir
+        .as_ref()
+        .map(|d| format!("{}/{}", d.display(), l.watch_prefix));
 
     loop {
         let now = Instant::now();
@@ -348,7 +353,12 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         out.stderr = errbuf;
         sigs.take();
         if let Some(ino) = &inotify {
-            let opened = read_dir_events(ino, l.watch_dir.as_deref(), &mut out.dir_events);
+            let opened = read_dir_events(
+                ino,
+                l.watch_dir.as_deref(),
+                &l.watch_prefix,
+                &mut out.dir_events,
+            );
             if opened {
                 sample_holders(&mut procs, dir_prefix.as_deref());
             }
@@ -658,7 +668,12 @@ fn drain(
     }
 }
 
-fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>) -> bool {
+fn read_dir_events(
+    ino: &Inotify,
+    dir: Option<&Path>,
+    prefix: &str,
+    events: &mut Vec<DirEvent>,
+) -> bool {
     let mut opened = false;
     while let Ok(evs) = ino.read_events() {
         if evs.is_empty() {
@@ -668,6 +683,9 @@ fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>
             let Some(name) = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
+            if !name.starts_with(prefix) {
+                continue;
+            }
             let m = ev.mask;
             if m.contains(AddWatchFlags::IN_CREATE) {
                 let fifo = dir
@@ -699,18 +717,35 @@ fn read_dir_events(ino: &Inotify, dir: Option<&Path>, events: &mut Vec<DirEvent>
     opened
 }
 
-/// Which tree processes hold files of the watched directory open right now.
-fn sample_holders(procs: &mut BTreeMap<i32, Proc>, dir: Option<&str>) {
-    let Some(dir) = dir else { return };
+/// Which tree processes hold files of the watched directory right now: open descriptors, or
+/// mappings (a shared-memory segment stays mapped after its descriptor is closed).
+/// `prefix` is `DIR/NAMEPREFIX`; names are recorded relative to DIR.
+fn sample_holders(procs: &mut BTreeMap<i32, Proc>, prefix: Option<&str>) {
+    let Some(prefix) = prefix else { return };
+    let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or(prefix);
     for p in procs.values_mut().filter(|p| p.exited.is_none() && !p.gone) {
-        let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else {
-            continue;
-        };
-        for e in rd.filter_map(|e| e.ok()) {
-            if let Ok(target) = std::fs::read_link(e.path()) {
-                let t = target.display().to_string();
+        let mut hold = |t: &str| {
+            if t.starts_with(prefix) {
                 if let Some(rest) = t.strip_prefix(dir) {
-                    p.held.insert(rest.trim_start_matches('/').to_string());
+                    p.held.insert(
+                        rest.trim_start_matches('/')
+                            .trim_end_matches(" (deleted)")
+                            .to_string(),
+                    );
+                }
+            }
+        };
+        if let Ok(rd) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) {
+            for e in rd.filter_map(|e| e.ok()) {
+                if let Ok(target) = std::fs::read_link(e.path()) {
+                    hold(&target.display().to_string());
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{}/maps", p.pid)) {
+            for line in maps.lines() {
+                if let Some(i) = line.find('/') {
+                    hold(&line[i..]);
                 }
             }
         }

@@ -5,8 +5,11 @@
 //! environment failed (the implementation could not be run as it should be).
 
 pub mod cgroup;
+pub mod checks;
 pub mod harness;
+pub mod lab1;
 pub mod lab2;
+pub mod lab5;
 pub mod report;
 
 use crate::error::{Error, Result};
@@ -99,15 +102,18 @@ pub fn run_seed(seed: u64, i: u32) -> u64 {
     z ^ (z >> 31)
 }
 
-/// N for a run seed: the one parameter of lab 2's contract, in the spec's range.
-pub fn param_n(run_seed: u64, c: &spec::Contract) -> u64 {
+/// The contract's random parameters for a run seed, each in the spec's range (drawn in name order).
+pub fn params_for(run_seed: u64, c: &spec::Contract) -> std::collections::BTreeMap<String, u64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(run_seed);
-    let r = c
-        .params
-        .get("N")
-        .copied()
-        .unwrap_or(spec::Range { min: 1, max: 50 });
-    rng.random_range(r.min..=r.max)
+    c.params
+        .iter()
+        .map(|(k, r)| (k.clone(), rng.random_range(r.min..=r.max)))
+        .collect()
+}
+
+/// N of lab 2 for a run seed (what the benchmark runs directly).
+pub fn param_n(run_seed: u64, c: &spec::Contract) -> u64 {
+    params_for(run_seed, c).get("N").copied().unwrap_or(1)
 }
 
 fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
@@ -142,15 +148,25 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     };
     for i in 0..o.runs {
         let rs = run_seed(seed, i);
-        let n = param_n(rs, &c);
+        let values = params_for(rs, &c);
         let root = Scratch::new()?;
+        let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
+        let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
         let mut argv = args.clone();
         for a in &c.args {
-            argv.push(
-                a.replace("{N}", &n.to_string())
-                    .replace("{DIR}", &root.dir.display().to_string()),
-            );
+            let mut a = a.replace("{DIR}", &root.dir.display().to_string());
+            if let Some(p) = &shm_prefix {
+                a = a.replace("{P}", p);
+            }
+            for (k, v) in &values {
+                a = a.replace(&format!("{{{k}}}"), &v.to_string());
+            }
+            argv.push(a);
         }
+        let (watch_dir, watch_prefix) = match &shm_prefix {
+            Some(p) if !uses("{DIR}") => (Some(PathBuf::from("/dev/shm")), p.clone()),
+            _ => (uses("{DIR}").then(|| root.dir.clone()), String::new()),
+        };
         let mut env = Vec::new();
         if let Some(lib) = &race_lib {
             env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
@@ -166,20 +182,49 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             cpu_secs: timeout_s.ceil() as u64 + 1,
             output_cap: c.output_cap_bytes,
             max_procs: c.max_procs,
-            watch_dir: Some(root.dir.clone()),
+            watch_dir,
+            watch_prefix,
             zombie_grace: Duration::from_millis(c.zombie_grace_ms),
             linger: Duration::from_millis(c.linger_ms),
             use_ptrace: !o.no_ptrace,
             run_no: i,
         };
         let out = harness::run(&launch).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        // Name-only objects the run left: judged, then removed (the machine stays clean).
+        let leaked = shm_prefix
+            .as_deref()
+            .map(crate::inspect::shm_objects)
+            .unwrap_or_default();
+        for name in &leaked {
+            let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
+        }
         let checks = match s.lab.number {
-            2 => lab2::judge(&out, n, &root.dir, &c, timeout_s),
+            1 => lab1::judge(
+                &out,
+                &values,
+                shm_prefix.as_deref().unwrap_or(""),
+                &leaked,
+                &c,
+                timeout_s,
+            ),
+            2 => lab2::judge(
+                &out,
+                values.get("N").copied().unwrap_or(0),
+                &root.dir,
+                &c,
+                timeout_s,
+            ),
+            5 => lab5::judge(&out, values.get("M").copied().unwrap_or(0), &c, timeout_s),
             n => return Err(Error::usage(format!("lab {n}: no judge"))),
         };
         let failed = checks.iter().any(|c| !c.passed);
         let mut params = serde_json::Map::new();
-        params.insert("N".into(), n.into());
+        for (k, v) in &values {
+            params.insert(k.clone(), (*v).into());
+        }
+        if let Some(p) = &shm_prefix {
+            params.insert("P".into(), p.clone().into());
+        }
         let transcript = if failed {
             save_transcript(s.lab.number, rs, &launch, &out, &checks)
         } else {

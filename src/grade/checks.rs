@@ -1,0 +1,296 @@
+//! Checks that mean the same in every lab's contract, with the same stable names: exit-status,
+//! no-zombies, shutdown-order, no-leftover-processes, timeout; and the protocol line matcher.
+
+use super::harness::Outcome;
+use super::report::Check;
+use crate::spec::Contract;
+use std::collections::BTreeSet;
+
+/// Collects checks with the contract's points.
+pub struct Checks<'a> {
+    pub list: Vec<Check>,
+    c: &'a Contract,
+    secs: f64,
+}
+
+pub const SKIP_TIMEOUT: &str = "skipped: the run timed out";
+
+impl<'a> Checks<'a> {
+    pub fn new(c: &'a Contract, out: &Outcome) -> Checks<'a> {
+        Checks {
+            list: Vec::new(),
+            c,
+            secs: out.wall.as_secs_f64(),
+        }
+    }
+
+    pub fn add(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
+        let max = self.c.points.get(name).copied().unwrap_or(1);
+        self.list.push(Check {
+            name: name.into(),
+            passed,
+            skipped: false,
+            detail: detail.into(),
+            points: if passed { max } else { 0 },
+            max_points: max,
+            secs: self.secs,
+        });
+    }
+
+    pub fn skip(&mut self, name: &str, why: &str) {
+        let max = self.c.points.get(name).copied().unwrap_or(1);
+        self.list.push(Check {
+            name: name.into(),
+            passed: false,
+            skipped: true,
+            detail: why.into(),
+            points: 0,
+            max_points: max,
+            secs: self.secs,
+        });
+    }
+
+    /// main exits 0.
+    pub fn exit_status(&mut self, out: &Outcome) {
+        if out.timed_out {
+            return self.skip("exit-status", SKIP_TIMEOUT);
+        }
+        match out.main_status {
+            Some(nix::sys::wait::WaitStatus::Exited(_, 0)) => {
+                self.add("exit-status", true, "main exited with status 0")
+            }
+            Some(st) => self.add(
+                "exit-status",
+                false,
+                format!(
+                    "main {}: it must exit 0 after a clean run",
+                    crate::process::describe(&st)
+                ),
+            ),
+            None => self.add("exit-status", false, "main's exit status was not seen"),
+        }
+    }
+
+    /// No child left unreaped when main ended, none a zombie longer than the grace while main ran.
+    pub fn no_zombies(&mut self, out: &Outcome, named: &[i32], role: &str) {
+        let mut z = Vec::new();
+        for pid in &out.adopted_zombies {
+            z.push(format!("{} had exited but was never reaped: it was still a zombie when main exited — main must wait (waitpid) for it", who(*pid, named, role)));
+        }
+        for (pid, d, samples) in &out.lingered {
+            z.push(format!(
+                "{} stayed a zombie for at least {} ms while main ran ({samples} samples; allowed {} ms): wait for a child as soon as it exits",
+                who(*pid, named, role),
+                d.as_millis(),
+                self.c.zombie_grace_ms
+            ));
+        }
+        let ok = z.is_empty();
+        self.add(
+            "no-zombies",
+            ok,
+            if ok {
+                "no process stayed a zombie".into()
+            } else {
+                z.join("; ")
+            },
+        );
+    }
+
+    /// The named processes (the secondary, the children) ended before main did.
+    pub fn shutdown_order(&mut self, out: &Outcome, named: &[i32], role: &str) {
+        if out.timed_out {
+            return self.skip("shutdown-order", SKIP_TIMEOUT);
+        }
+        if named.is_empty() {
+            return self.add(
+                "shutdown-order",
+                false,
+                format!("no {role} process was seen: main must start it (fork)"),
+            );
+        }
+        let orphaned: Vec<String> = named
+            .iter()
+            .filter(|p| out.alive_at_main_end.contains(p))
+            .map(|p| p.to_string())
+            .collect();
+        if orphaned.is_empty() {
+            self.add(
+                "shutdown-order",
+                true,
+                format!("the {role} ended before main"),
+            );
+        } else {
+            self.add("shutdown-order", false, format!("the {role} (pid {}) was still running when main exited: it was orphaned — main must wait for it before exiting", orphaned.join(", ")));
+        }
+    }
+
+    /// Nothing of the tree still running once main had exited (and the linger time passed).
+    pub fn no_leftover(&mut self, out: &Outcome) {
+        if out.timed_out {
+            return self.skip("no-leftover-processes", SKIP_TIMEOUT);
+        }
+        if out.killed.is_empty() {
+            return self.add("no-leftover-processes", true, "nothing was left running");
+        }
+        let list: Vec<String> = out
+            .killed
+            .iter()
+            .map(|(p, why)| format!("pid {p} {why}"))
+            .collect();
+        self.add(
+            "no-leftover-processes",
+            false,
+            format!(
+                "{}: every process must end before main does (the grader killed it)",
+                list.join("; ")
+            ),
+        );
+    }
+
+    /// main exited within the budget; `stuck` says where it stopped otherwise.
+    pub fn timeout(&mut self, out: &Outcome, stuck: String) {
+        if !out.timed_out {
+            let t = out.main_end.map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            return self.add("timeout", true, format!("main exited after {t:.2} s"));
+        }
+        let mut d = stuck;
+        if !out.killed.is_empty() {
+            d.push_str(&format!(
+                "; the grader killed {} process(es)",
+                out.killed.len()
+            ));
+        }
+        if out.refused_forks > 0 {
+            d.push_str(&format!(
+                "; {} fork(s) refused by the process bound",
+                out.refused_forks
+            ));
+        }
+        self.add("timeout", false, d);
+    }
+}
+
+/// Compares stdout with the expected lines (`matches(i, line)` for line i); Ok or the first
+/// difference in the student's terms.
+pub fn protocol(
+    out: &Outcome,
+    expected: &[String],
+    matches: impl Fn(usize, &str) -> bool,
+) -> Result<String, String> {
+    let lines: Vec<&str> = out.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
+    for (i, want) in expected.iter().enumerate() {
+        match lines.get(i) {
+            Some(got) if matches(i, got) => {}
+            Some(got) => return Err(format!("line {}: expected {want:?}, got {got:?}", i + 1)),
+            None => {
+                let after = if i == 0 {
+                    "nothing was printed".to_string()
+                } else {
+                    format!("the output stopped after {:?}", lines[i - 1])
+                };
+                return Err(format!("{after}; {want:?} never came"));
+            }
+        }
+    }
+    if let Some(extra) = lines.get(expected.len()) {
+        return Err(format!(
+            "line {}: unexpected extra line {extra:?}",
+            expected.len() + 1
+        ));
+    }
+    if out.stdout_bytes
+        > out
+            .stdout_lines
+            .iter()
+            .map(|(_, l)| l.len() + 1)
+            .sum::<usize>()
+    {
+        return Err(format!(
+            "stdout went over the {} bytes kept",
+            out.stdout_bytes
+        ));
+    }
+    Ok(format!("{} lines, as expected", expected.len()))
+}
+
+/// Where a run that timed out stopped, from the expected lines it printed.
+pub fn stuck(
+    out: &Outcome,
+    expected: &[String],
+    timeout_s: f64,
+    matches: impl Fn(usize, &str) -> bool,
+) -> String {
+    let done = out
+        .stdout_lines
+        .iter()
+        .enumerate()
+        .take_while(|(i, (_, l))| *i < expected.len() && matches(*i, l))
+        .count();
+    if done == expected.len() {
+        return format!(
+            "all {} lines came, but main did not exit within {timeout_s} s",
+            expected.len()
+        );
+    }
+    match done {
+        0 => format!(
+            "{:?} never came: nothing printed in {timeout_s} s",
+            expected[0]
+        ),
+        k => format!(
+            "{:?} never came: stuck after {:?} for {timeout_s} s",
+            expected[k],
+            expected[k - 1]
+        ),
+    }
+}
+
+/// Processes whose chain of parents leads to main.
+pub fn descendants_of(out: &Outcome, main: i32) -> BTreeSet<i32> {
+    let mut set = BTreeSet::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for p in out.procs.values() {
+            if p.pid != main
+                && !set.contains(&p.pid)
+                && (p.parent == main || set.contains(&p.parent))
+            {
+                set.insert(p.pid);
+                changed = true;
+            }
+        }
+    }
+    set
+}
+
+/// The descendant(s) of main seen holding watched files; failing that evidence, main's children.
+pub fn holders_or_children(out: &Outcome, main: i32) -> Vec<i32> {
+    let desc = descendants_of(out, main);
+    let holders: Vec<i32> = desc
+        .iter()
+        .copied()
+        .filter(|p| out.procs.get(p).is_some_and(|x| !x.held.is_empty()))
+        .collect();
+    if !holders.is_empty() {
+        return holders;
+    }
+    children_of(out, main)
+}
+
+pub fn children_of(out: &Outcome, main: i32) -> Vec<i32> {
+    out.procs
+        .values()
+        .filter(|p| p.parent == main && p.pid != main)
+        .map(|p| p.pid)
+        .collect()
+}
+
+fn who(pid: i32, named: &[i32], role: &str) -> String {
+    if named.contains(&pid) {
+        format!("the {role} (pid {pid})")
+    } else {
+        format!("process {pid}")
+    }
+}

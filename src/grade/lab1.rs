@@ -1,0 +1,84 @@
+//! Lab 1's contract, judged: `IMPL --messages K --name-prefix P` (see labs/lab1-shm/README.md).
+
+use super::checks::{self, Checks, SKIP_TIMEOUT};
+use super::harness::{DirEvent, Outcome};
+use super::report::Check;
+use crate::spec::Contract;
+use std::collections::BTreeMap;
+
+pub fn judge(
+    out: &Outcome,
+    params: &BTreeMap<String, u64>,
+    prefix: &str,
+    leaked: &[String],
+    c: &Contract,
+    timeout_s: f64,
+) -> Vec<Check> {
+    let main = out.main_pid;
+    let k_msgs = params.get("K").copied().unwrap_or(0);
+    let mut k = Checks::new(c, out);
+    let expected: Vec<String> = (1..=k_msgs).map(|i| format!("message {i}")).collect();
+    // Line i is `message i`, optionally followed by ':' or a space and free text.
+    let fits = |i: usize, l: &str| {
+        l.strip_prefix(expected[i].as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
+    };
+    let secondary = checks::holders_or_children(out, main);
+
+    k.exit_status(out);
+    if out.timed_out {
+        k.skip("protocol", SKIP_TIMEOUT);
+    } else {
+        match checks::protocol(out, &expected, fits) {
+            Ok(d) => k.add("protocol", true, d),
+            Err(d) => k.add(
+                "protocol",
+                false,
+                format!("{d} (stdout must hold only `message i` lines, one per verified answer)"),
+            ),
+        }
+    }
+    let created: Vec<&String> = out
+        .dir_events
+        .iter()
+        .filter_map(|e| match e {
+            DirEvent::Created { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    let mapped_by = |pid: i32| out.procs.get(&pid).is_some_and(|p| !p.held.is_empty());
+    let (ok, detail) = if created.is_empty() {
+        (false, format!("no shared-memory object named /{prefix}* was created: shm_open(\"/{prefix}...\", O_CREAT|O_EXCL|O_RDWR, 0600)"))
+    } else if !mapped_by(main) {
+        (
+            false,
+            format!("main never mapped {}: mmap it with MAP_SHARED", created[0]),
+        )
+    } else if !secondary.iter().any(|p| mapped_by(*p)) {
+        (
+            false,
+            format!(
+                "the secondary never mapped {}: it must open and mmap the same segment",
+                created[0]
+            ),
+        )
+    } else {
+        (
+            true,
+            format!("/dev/shm/{} mapped by main and the secondary", created[0]),
+        )
+    };
+    k.add("shared-memory", ok, detail);
+    k.no_zombies(out, &secondary, "secondary");
+    k.shutdown_order(out, &secondary, "secondary");
+    k.no_leftover(out);
+    if out.timed_out {
+        k.skip("no-leaked-shm", SKIP_TIMEOUT);
+    } else if leaked.is_empty() {
+        k.add("no-leaked-shm", true, format!("no /dev/shm/{prefix}* left"));
+    } else {
+        k.add("no-leaked-shm", false, format!("/dev/shm still holds {}: main must shm_unlink the segment before exiting (the grader removed it)", leaked.join(", ")));
+    }
+    k.timeout(out, checks::stuck(out, &expected, timeout_s, fits));
+    k.list
+}

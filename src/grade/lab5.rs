@@ -1,0 +1,69 @@
+//! Lab 5's contract, judged: `IMPL --children M` (see labs/lab5-zombies/README.md).
+
+use super::checks::{self, Checks, SKIP_TIMEOUT};
+use super::harness::Outcome;
+use super::report::Check;
+use crate::spec::Contract;
+
+pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> {
+    let main = out.main_pid;
+    let mut k = Checks::new(c, out);
+    let expected: Vec<String> = (1..=m)
+        .map(|i| format!("child {i} exited with status {i}"))
+        .collect();
+    let children = checks::children_of(out, main);
+
+    k.exit_status(out);
+    if out.timed_out {
+        k.skip("protocol", SKIP_TIMEOUT);
+    } else {
+        // Any order: children die together, and are reaped in whatever order waitpid returns them.
+        let mut got: Vec<&str> = out.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
+        got.sort();
+        let mut want: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+        want.sort();
+        let missing: Vec<&&str> = want.iter().filter(|w| !got.contains(w)).collect();
+        let extra: Vec<&&str> = got.iter().filter(|g| !want.contains(g)).collect();
+        if got == want {
+            k.add("protocol", true, format!("{m} lines, one per child"));
+        } else if let Some(x) = extra.first() {
+            k.add("protocol", false, format!("unexpected line {x:?}: print exactly one `child i exited with status i` per reaped child"));
+        } else {
+            k.add(
+                "protocol",
+                false,
+                format!(
+                    "{} of {m} children never reported, e.g. {:?}",
+                    missing.len(),
+                    missing.first().map(|s| **s).unwrap_or("")
+                ),
+            );
+        }
+    }
+    let exited = children
+        .iter()
+        .filter(|p| out.procs.get(p).is_some_and(|x| x.exited.is_some()))
+        .count();
+    if children.len() as u64 == m && exited as u64 == m {
+        k.add(
+            "children",
+            true,
+            format!("main forked {m} children, all exited"),
+        );
+    } else {
+        k.add(
+            "children",
+            false,
+            format!(
+                "main forked {} children ({exited} exited); the contract asks for {m}",
+                children.len()
+            ),
+        );
+    }
+    k.no_zombies(out, &children, "child");
+    k.shutdown_order(out, &children, "children");
+    k.no_leftover(out);
+    let any = |_: usize, l: &str| expected.iter().any(|e| e == l);
+    k.timeout(out, checks::stuck(out, &expected, timeout_s, any));
+    k.list
+}
