@@ -12,7 +12,8 @@ fn grade(lab: &str, args: &[&str]) -> (i32, Value) {
     let mut cmd = Command::new(bin("ipclab"));
     cmd.args(["grade", lab, "--format", "json"]).args(args);
     let out = run(&mut cmd);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
     (out.status.code().unwrap_or(-1), v)
 }
 
@@ -21,18 +22,35 @@ fn failing_each_run(v: &Value) -> Vec<BTreeSet<String>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["checks"].as_array().unwrap().iter().filter(|c| c["passed"] == false).map(|c| c["name"].as_str().unwrap().to_string()).collect())
+        .map(|r| {
+            r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["passed"] == false)
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect()
+        })
         .collect()
 }
 
 fn fixture(lab: &str, file: &str, variant: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(lab).join(file);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(lab)
+        .join(file);
     format!("/usr/bin/python3 {} {variant}", p.display())
 }
 
 fn clean_after() {
     Clean::new("ipclabg").check();
-    let cgroups = std::fs::read_dir("/sys/fs/cgroup/pids").map(|rd| rd.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with("ipclab-grade-")).count()).unwrap_or(0);
+    let cgroups = std::fs::read_dir("/sys/fs/cgroup/pids")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ipclab-grade-"))
+                .count()
+        })
+        .unwrap_or(0);
     assert_eq!(cgroups, 0, "cgroups left behind");
 }
 
@@ -72,10 +90,54 @@ fn grade_lab5_fixtures_are_judged_exactly() {
         ("one-per-signal", vec!["no-zombies", "timeout"], "2"),
     ] {
         let cmd = fixture("lab5", "reaper.py", variant);
-        let (code, v) = grade("5", &["--impl", &cmd, "--runs", "2", "--seed", "32", "--timeout", timeout]);
+        let (code, v) = grade(
+            "5",
+            &[
+                "--impl",
+                &cmd,
+                "--runs",
+                "2",
+                "--seed",
+                "32",
+                "--timeout",
+                timeout,
+            ],
+        );
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
         for failed in failing_each_run(&v) {
-            let failed: BTreeSet<String> = failed.into_iter().filter(|n| !v["checks"].as_array().unwrap().iter().any(|c| c["name"] == n.as_str() && c["skipped"] == true)).collect();
+            let failed: BTreeSet<String> = failed
+                .into_iter()
+                .filter(|n| {
+                    !v["checks"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["name"] == n.as_str() && c["skipped"] == true)
+                })
+                .collect();
+            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
+        }
+        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
+    }
+    clean_after();
+}
+
+/// Lab 6: the reference passes; a single fork, an unlocked pidfile, a stop that does not wait
+/// each fail exactly their check; every daemon is stopped or killed, and reaped.
+#[test]
+fn grade_lab6_fixtures_are_judged_exactly() {
+    let (code, v) = grade("6", &["--runs", "3", "--seed", "41"]);
+    assert_eq!(code, 0, "{}", v["checks"]);
+    for (variant, want) in [
+        ("correct", vec![]),
+        ("single-fork", vec!["daemonized"]),
+        ("no-lock", vec!["pidfile"]),
+        ("stop-early", vec!["stop"]),
+    ] {
+        let cmd = fixture("lab6", "daemon.py", variant);
+        let (code, v) = grade("6", &["--impl", &cmd, "--runs", "2", "--seed", "42"]);
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        for failed in failing_each_run(&v) {
             assert_eq!(failed, want, "{variant}: {}", v["checks"]);
         }
         assert_eq!(code, if want.is_empty() { 0 } else { 1 });

@@ -47,6 +47,13 @@ impl PidsCgroup {
             .map_err(|e| format!("cannot join {}: {e}", self.dir.display()))
     }
 
+    /// Moves `pid` back to the parent cgroup (a daemon that must outlive this run).
+    pub fn release(&self, pid: i32) {
+        if let Some(parent) = self.dir.parent() {
+            let _ = fs::write(parent.join("cgroup.procs"), pid.to_string());
+        }
+    }
+
     pub fn members(&self) -> Vec<i32> {
         fs::read_to_string(self.dir.join("cgroup.procs"))
             .unwrap_or_default()

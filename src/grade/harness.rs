@@ -47,6 +47,9 @@ pub struct Launch {
     /// After main ends, how long the rest of the tree may take to end on its own.
     pub linger: Duration,
     pub use_ptrace: bool,
+    /// Leave what still runs when main ends (a daemon) running, listed in `survivors`, instead
+    /// of judging it left over. Only without ptrace: a traced survivor would stop with no tracer.
+    pub keep_survivors: bool,
     /// Run number, to name the cgroup.
     pub run_no: u32,
 }
@@ -119,6 +122,8 @@ pub struct Outcome {
     pub wall: Duration,
     /// main's exit event was seen (ptrace): the snapshots above were taken then.
     pub main_exiting: bool,
+    /// With `keep_survivors`: the processes still running when main ended (not main itself).
+    pub survivors: Vec<i32>,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -432,6 +437,30 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         }
 
         let now = Instant::now();
+        if out.main_end.is_some() && l.keep_survivors {
+            // Reap the zombies we adopted (a daemon's middle process); keep the rest running.
+            for (pid, st) in process::reap_all_nohang() {
+                let p = procs.entry(pid.as_raw()).or_insert_with(|| Proc {
+                    pid: pid.as_raw(),
+                    ..Default::default()
+                });
+                p.gone = true;
+                p.status.get_or_insert(raw_status(&st));
+            }
+            let living = living(&procs, me, cgroup.as_ref());
+            out.survivors = living
+                .into_iter()
+                .filter(|p| {
+                    *p != child.as_raw() && crate::inspect::info(*p).is_some_and(|i| !i.is_zombie())
+                })
+                .collect();
+            if let Some(cg) = &cgroup {
+                for p in &out.survivors {
+                    cg.release(*p);
+                }
+            }
+            break;
+        }
         if out.main_end.is_some() {
             let living = living(&procs, me, cgroup.as_ref());
             if living.is_empty() && attached.is_empty() {
@@ -856,15 +885,22 @@ fn handle(
         }
         WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => {
             attached.remove(&raw(pid));
-            if let Some(p) = procs.get_mut(&raw(pid)) {
-                p.exited.get_or_insert(t);
-                if p.status.is_none() {
-                    p.status = Some(raw_status(&st));
-                }
-                // Our own child (main, or an orphan re-parented to us): this wait reaped it.
-                if crate::inspect::info(raw(pid)).is_none() {
-                    p.gone = true;
-                }
+            if threads.contains(&raw(pid)) {
+                return;
+            }
+            // A process we never saw born (adopted before discovery) still gets its record.
+            let p = procs.entry(raw(pid)).or_insert_with(|| Proc {
+                pid: raw(pid),
+                born: t,
+                ..Default::default()
+            });
+            p.exited.get_or_insert(t);
+            if p.status.is_none() {
+                p.status = Some(raw_status(&st));
+            }
+            // Our own child (main, or an orphan re-parented to us): this wait reaped it.
+            if crate::inspect::info(raw(pid)).is_none() {
+                p.gone = true;
             }
         }
         _ => {}

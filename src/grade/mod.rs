@@ -10,10 +10,12 @@ pub mod harness;
 pub mod lab1;
 pub mod lab2;
 pub mod lab5;
+pub mod lab6;
 pub mod report;
 
 use crate::error::{Error, Result};
 use crate::spec::{self, Spec};
+use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 use report::LabReport;
 use std::path::{Path, PathBuf};
@@ -148,6 +150,23 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     };
     for i in 0..o.runs {
         let rs = run_seed(seed, i);
+        if s.lab.number == 6 {
+            let run = run_lab6(
+                o,
+                &c,
+                &program,
+                &args,
+                rs,
+                i,
+                timeout_s,
+                race_lib.as_deref(),
+            )?;
+            if report.protections.is_empty() {
+                report.protections = run.1;
+            }
+            report.runs.push(run.0);
+            continue;
+        }
         let values = params_for(rs, &c);
         let root = Scratch::new()?;
         let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
@@ -187,6 +206,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             zombie_grace: Duration::from_millis(c.zombie_grace_ms),
             linger: Duration::from_millis(c.linger_ms),
             use_ptrace: !o.no_ptrace,
+            keep_survivors: false,
             run_no: i,
         };
         let out = harness::run(&launch).map_err(|e| Error::runtime(e.0).with_code(3))?;
@@ -245,6 +265,186 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     }
     report.aggregate();
     Ok(report)
+}
+
+/// Lab 6: five commands on one DIR, the daemon inspected between them (see `lab6`).
+#[allow(clippy::too_many_arguments)]
+fn run_lab6(
+    o: &Options,
+    c: &spec::Contract,
+    program: &Path,
+    args: &[String],
+    rs: u64,
+    i: u32,
+    timeout_s: f64,
+    race_lib: Option<&Path>,
+) -> Result<(report::Run, Vec<String>)> {
+    let root = Scratch::new()?;
+    let launch = |action: &str| {
+        let mut argv = args.to_vec();
+        for a in &c.args {
+            argv.push(
+                a.replace("{ACTION}", action)
+                    .replace("{DIR}", &root.dir.display().to_string()),
+            );
+        }
+        let mut env = Vec::new();
+        if let Some(lib) = race_lib {
+            env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
+            env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
+        }
+        harness::Launch {
+            program: program.to_path_buf(),
+            argv,
+            env_extra: env,
+            cwd: root.cwd.clone(),
+            run_as: root.run_as,
+            timeout: Duration::from_secs_f64(timeout_s),
+            cpu_secs: timeout_s.ceil() as u64 + 1,
+            output_cap: c.output_cap_bytes,
+            max_procs: c.max_procs,
+            watch_dir: None,
+            watch_prefix: String::new(),
+            zombie_grace: Duration::from_millis(c.zombie_grace_ms),
+            linger: Duration::from_millis(c.linger_ms),
+            use_ptrace: false,
+            keep_survivors: true,
+            run_no: i,
+        }
+    };
+    let _ = o;
+    let mut steps: Vec<Option<harness::Outcome>> = Vec::new();
+    let mut facts = None;
+    let mut stop = lab6::StopFacts::default();
+    let mut daemon: Option<i32> = None;
+    let mut strays: Vec<i32> = Vec::new();
+    for (n, action) in lab6::STEPS.iter().enumerate() {
+        if steps.iter().any(|s| s.as_ref().is_none_or(|x| x.timed_out)) {
+            steps.push(None);
+            continue;
+        }
+        let mut out =
+            harness::run(&launch(action)).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        let new: Vec<i32> = out
+            .survivors
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != daemon)
+            .collect();
+        out.survivors = new.clone();
+        if n == 0 {
+            daemon = new.first().copied();
+            facts = daemon.map(|d| lab6::inspect(d, &root.dir));
+            strays.extend(new.iter().skip(1));
+        } else {
+            strays.extend(new);
+        }
+        if n == 3 {
+            if let Some(d) = daemon {
+                // The daemon is our child (we are the subreaper): this step may have reaped it.
+                let reaped = out.procs.get(&d).filter(|p| p.gone).and_then(|p| p.status);
+                stop = match reaped {
+                    Some(raw) => lab6::StopFacts {
+                        alive_after_stop: false,
+                        daemon_status: Some(if raw & 0x7f == 0 {
+                            (raw >> 8) & 0xff
+                        } else {
+                            128 + (raw & 0x7f)
+                        }),
+                    },
+                    None => lab6::after_stop(d),
+                };
+            }
+        }
+        steps.push(Some(out));
+    }
+    // Whatever still runs now is a leftover: killed and reaped, so the machine stays clean.
+    let mut leftovers = Vec::new();
+    for pid in strays
+        .into_iter()
+        .chain(daemon.filter(|_| stop.daemon_status.is_none()))
+    {
+        if crate::inspect::info(pid).is_some_and(|i| !i.is_zombie()) {
+            leftovers.push((
+                pid,
+                crate::inspect::info(pid)
+                    .map(|i| i.comm)
+                    .unwrap_or_default(),
+            ));
+        }
+        let _ = crate::process::signal(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = crate::process::reap_children_within(Duration::from_secs(5));
+    let checks = lab6::judge(
+        &steps,
+        facts.as_ref(),
+        &stop,
+        &leftovers,
+        &root.dir,
+        c,
+        timeout_s,
+    );
+    let protections = steps
+        .iter()
+        .flatten()
+        .next()
+        .map(|x| x.protections.clone())
+        .unwrap_or_default();
+    let failed = checks.iter().any(|c| !c.passed);
+    let transcript = if failed {
+        let mut t = format!("lab 6, seed {rs}\n");
+        for (n, s) in steps.iter().enumerate() {
+            if let Some(s) = s {
+                t.push_str(&format!(
+                    "\n-- step {} `{}`: {:?}, survivors {:?}\nstdout: {:?}\nstderr: {}\n",
+                    n + 1,
+                    lab6::STEPS[n],
+                    s.main_status,
+                    s.survivors,
+                    s.stdout_lines
+                        .iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>(),
+                    String::from_utf8_lossy(&s.stderr)
+                ));
+            }
+        }
+        t.push_str(&format!(
+            "\n-- daemon facts\n{facts:?}\n{stop:?}\n\n-- checks\n"
+        ));
+        for c in &checks {
+            t.push_str(&format!(
+                "{} {}: {}\n",
+                if c.passed { "OK  " } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        let path = PathBuf::from(format!("target/grade/lab6-seed-{rs}.txt"));
+        std::fs::create_dir_all("target/grade")
+            .ok()
+            .and_then(|_| std::fs::write(&path, t).ok())
+            .map(|_| path.display().to_string())
+    } else {
+        None
+    };
+    let tracking =
+        "/proc polling and subreaper (a daemon must outlive its launcher: no ptrace)".to_string();
+    Ok((
+        report::Run {
+            seed: rs,
+            params: serde_json::Map::new(),
+            checks,
+            wall_ms: steps
+                .iter()
+                .flatten()
+                .map(|s| s.wall.as_millis() as u64)
+                .sum(),
+            tracking,
+            transcript,
+        },
+        protections,
+    ))
 }
 
 /// DIR and the implementation's cwd, fresh for each run, owned by the uid it runs as.
