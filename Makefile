@@ -12,7 +12,7 @@ build:
 
 # Tests fork and some are subreapers: one binary per lab, one test at a time within it.
 test: build
-	$(CARGO) test --workspace --all-targets -- --test-threads=1
+	$(CARGO) test --workspace --lib --bins --tests -- --test-threads=1
 
 check:
 	$(CARGO) fmt --all -- --check

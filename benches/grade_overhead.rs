@@ -88,7 +88,12 @@ fn main() {
             .output()
             .unwrap();
         all.push(t.elapsed());
-        assert!(st.status.success());
+        assert!(
+            st.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&st.stdout),
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
     println!(
         "ipclab grade all: median {:.1} ms over 5 runs (goal < 10 s)",

@@ -498,6 +498,15 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             break;
         }
     }
+    // Events queued after the last read (main may have created, opened and exited in between).
+    if let Some(ino) = &inotify {
+        read_dir_events(
+            ino,
+            l.watch_dir.as_deref(),
+            &l.watch_prefix,
+            &mut out.dir_events,
+        );
+    }
     // Whatever is left in the pipes (every writer is gone now).
     drain(
         &out_r,
