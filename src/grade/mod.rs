@@ -260,6 +260,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             wall_ms: out.wall.as_millis() as u64,
             tracking: out.tracking.clone(),
             transcript,
+            left_in_cwd: root.left_in_cwd(),
         });
         drop(root);
     }
@@ -442,6 +443,7 @@ fn run_lab6(
                 .sum(),
             tracking,
             transcript,
+            left_in_cwd: root.left_in_cwd(),
         },
         protections,
     ))
@@ -483,6 +485,20 @@ impl Scratch {
             cwd,
             run_as,
         })
+    }
+}
+
+impl Scratch {
+    fn left_in_cwd(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.cwd)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 }
 

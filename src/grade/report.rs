@@ -26,6 +26,9 @@ pub struct Run {
     pub tracking: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<String>,
+    /// Files the implementation left in its scratch cwd: reported, not judged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_in_cwd: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +128,14 @@ pub fn text(r: &LabReport) -> String {
         if !c.passed {
             let _ = writeln!(s, "   {}", c.detail);
         }
+    }
+    for run in r.runs.iter().filter(|x| !x.left_in_cwd.is_empty()) {
+        let _ = writeln!(
+            s,
+            "   note (not judged): seed {} left {} in its cwd",
+            run.seed,
+            run.left_in_cwd.join(", ")
+        );
     }
     for run in r.runs.iter().filter(|x| x.transcript.is_some()) {
         let _ = writeln!(
