@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod error;
 pub mod fifo;
 pub mod grade;
+pub mod heartbeat;
 pub mod inspect;
 pub mod process;
 pub mod shm;

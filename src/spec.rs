@@ -12,6 +12,10 @@ pub const LABS: &[(&str, &str)] = &[
         include_str!("../labs/lab2-pingpong/spec.toml"),
     ),
     (
+        "lab3-watchdog",
+        include_str!("../labs/lab3-watchdog/spec.toml"),
+    ),
+    (
         "lab5-zombies",
         include_str!("../labs/lab5-zombies/spec.toml"),
     ),

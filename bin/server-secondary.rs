@@ -1,0 +1,90 @@
+//! Lab 3 — secondary server under a watchdog: answers main's pings on its FIFO pair and writes a
+//! heartbeat into the watchdog's table every P ms. Its first heartbeat comes before it opens its
+//! data FIFOs, so a restart is visible to the watchdog even if the data side is stuck.
+//!
+//! Syscalls, in order: execve (started by the watchdog), openat("/dev/shm/TABLE") + mmap (the
+//! heartbeat table), openat(ping, O_RDWR), openat(pong, O_RDWR), then poll / read / write in a
+//! loop; it ends on SIGTERM (default action) or SIGKILL.
+//!
+//! Try: started by `watchdog`; run `target/debug/watchdog --secondaries 2 --events /tmp/ev`.
+//!
+//! strace shows:
+//!   openat(AT_FDCWD, "/dev/shm/ipclab-0-PID-XXXXXXXX", O_RDWR|O_NOFOLLOW|O_CLOEXEC) = 3
+//!   openat(AT_FDCWD, "DIR/ping-1", O_RDWR|O_CLOEXEC) = 5
+//!   poll([{fd=5, events=POLLIN}], 1, 50) = 1 ([{fd=5, revents=POLLIN}])
+//!   read(5, "ping 7\n", 4096) = 7
+//!   write(6, "pong 7\n", 7) = 7
+
+use clap::Parser;
+use ipclab::error::{exit_with, Error, Result};
+use ipclab::heartbeat::{now_ms, Table};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Lab 3 secondary server (started by watchdog)")]
+struct Args {
+    /// Heartbeat table (shm name).
+    #[arg(long)]
+    table: String,
+    /// This server's slot in the table.
+    #[arg(long)]
+    slot: usize,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    heartbeat_ms: u64,
+    #[arg(long)]
+    ping: PathBuf,
+    #[arg(long)]
+    pong: PathBuf,
+}
+
+fn main() {
+    let args: Args = ipclab::args::parse();
+    if let Err(e) = run(&args) {
+        exit_with(&e);
+    }
+}
+
+fn run(a: &Args) -> Result<()> {
+    let table = Table::open(&a.table)?;
+    table.beat(a.slot);
+    // O_RDWR: this end never sees end of file nor blocks in open when main restarts.
+    let open = |p: &PathBuf| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .map_err(|e| Error::io(&e, "open", p.display()))
+    };
+    let mut ping = open(&a.ping)?;
+    let mut pong = open(&a.pong)?;
+    let period = Duration::from_millis(a.heartbeat_ms);
+    let mut next_beat = now_ms() + a.heartbeat_ms;
+    let mut buf = Vec::new();
+    loop {
+        let left = next_beat.saturating_sub(now_ms());
+        let ready = ipclab::signals::poll_fds(
+            &[ping.as_fd()],
+            Some(Duration::from_millis(left).min(period)),
+        )?;
+        if ready.first() == Some(&true) {
+            let mut chunk = [0u8; 4096];
+            let n = ping
+                .read(&mut chunk)
+                .map_err(|e| Error::io(&e, "read", a.ping.display()))?;
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let answer = String::from_utf8_lossy(&line).replacen("ping", "pong", 1);
+                // Main may be gone (restarting): a full pipe is not our problem.
+                let _ = pong.write(answer.as_bytes());
+            }
+        }
+        if now_ms() >= next_beat {
+            table.beat(a.slot);
+            next_beat = now_ms() + a.heartbeat_ms;
+        }
+    }
+}

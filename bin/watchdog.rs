@@ -1,0 +1,453 @@
+//! Lab 3 — watchdog: an independent supervisor that starts the main server and K secondaries
+//! itself (so it is the parent of all of them and can reap and restart any), learns of every
+//! death from SIGCHLD (a waitpid(-1, WNOHANG) loop, so coalesced signals lose nothing), and of
+//! every hang from its own control channel — a heartbeat table in its own shared-memory segment,
+//! never the servers' data FIFOs. SIGTERM or SIGINT: secondaries stopped first, then main, each
+//! reaped, segment unlinked, FIFOs removed, exit 0. Every event is one JSON line in --events.
+//!
+//! Syscalls, in order: openat(/dev/shm/TABLE, O_CREAT|O_EXCL) + ftruncate + mmap, mknodat(FIFO)
+//! x 2K, rt_sigaction(SIGCHLD, SIGTERM, SIGINT), clone + execve per server, then poll on the
+//! self-pipe; on SIGCHLD wait4(-1, WNOHANG) until 0; on a hang kill(SIGTERM) (+ SIGCONT for a
+//! stopped process), kill(SIGKILL) after the grace; on SIGTERM the orderly shutdown.
+//!
+//! Try: target/debug/watchdog --secondaries 2 --heartbeat-ms 50 --hang-ms 300 --events /tmp/ev
+//!
+//! strace shows:
+//!   clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, ...) = PID
+//!   --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_KILLED, si_pid=PID, ...} ---
+//!   wait4(-1, [{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}], WNOHANG, NULL) = PID
+//!   kill(PID, SIGTERM) = 0
+//!   unlink("/dev/shm/ipclab-0-PID-XXXXXXXX") = 0
+
+use clap::{Parser, ValueEnum};
+use ipclab::error::{exit_with, Error, Result};
+use ipclab::heartbeat::{now_ms, Table};
+use ipclab::process::{self, tag, ExecGate};
+use ipclab::signals::SignalPipe;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::{fork, ForkResult, Pid};
+use rand::Rng;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Lab 3: a watchdog that starts, reaps, restarts and stops its servers")]
+struct Args {
+    /// Number of secondary servers.
+    #[arg(long, value_name = "K", default_value_t = 2, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=16))]
+    secondaries: u32,
+    /// How often each server writes its heartbeat.
+    #[arg(long, value_name = "P", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    heartbeat_ms: u64,
+    /// A server silent this long is hung: SIGTERM, grace, SIGKILL, restart.
+    #[arg(long, value_name = "T", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    hang_ms: u64,
+    /// Between SIGTERM and SIGKILL.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    term_grace_ms: u64,
+    /// Restarts of one server allowed per window before giving up on it.
+    #[arg(long, default_value_t = 5)]
+    max_restarts: u32,
+    #[arg(long, default_value_t = 10_000)]
+    window_ms: u64,
+    /// JSON-lines event log (created 0600, appended).
+    #[arg(long, value_name = "PATH")]
+    events: PathBuf,
+    /// Directory for the FIFO pairs (default: a fresh private one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Demonstrate the mistake of 3.b: send control messages through the data FIFOs.
+    #[arg(long, value_enum)]
+    fault: Option<Fault>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Fault {
+    /// Order a hung secondary to restart through its own ping FIFO instead of signalling it.
+    ControlOverData,
+}
+
+/// One supervised server.
+struct Server {
+    role: String,
+    slot: usize,
+    pid: Option<Pid>,
+    argv: Vec<String>,
+    /// Start times of recent restarts (crash-loop detection).
+    restarts: VecDeque<u64>,
+    /// A restart waiting for its backoff to pass.
+    restart_at: Option<u64>,
+    /// When it died or was found hung: the restart's latency runs from here to the first beat.
+    down_since: Option<u64>,
+    started_at: u64,
+    /// SIGKILL due at this time (after SIGTERM for a hang).
+    kill_at: Option<u64>,
+    gave_up: bool,
+}
+
+struct Events {
+    file: File,
+    t0: u64,
+}
+
+impl Events {
+    fn log(
+        &mut self,
+        event: &str,
+        role: &str,
+        pid: Option<Pid>,
+        status: Option<i32>,
+        latency: Option<u64>,
+    ) {
+        let mut line = format!(
+            "{{\"ts_ms\":{},\"event\":\"{event}\",\"role\":\"{role}\"",
+            now_ms() - self.t0
+        );
+        if let Some(p) = pid {
+            line.push_str(&format!(",\"pid\":{p}"));
+        }
+        if let Some(s) = status {
+            line.push_str(&format!(",\"status\":{s}"));
+        }
+        if let Some(l) = latency {
+            line.push_str(&format!(",\"latency_ms\":{l}"));
+        }
+        line.push_str("}\n");
+        // One write per line: a reader never sees half an event.
+        let _ = self.file.write_all(line.as_bytes());
+        eprint!("{} {line}", tag("watchdog"));
+    }
+}
+
+fn main() {
+    let args: Args = ipclab::args::parse();
+    match run(&args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => exit_with(&e),
+    }
+}
+
+fn run(a: &Args) -> Result<i32> {
+    if a.heartbeat_ms >= a.hang_ms {
+        return Err(Error::usage(format!(
+            "--heartbeat-ms {} must be shorter than --hang-ms {}: a healthy server would look hung",
+            a.heartbeat_ms, a.hang_ms
+        )));
+    }
+    let main_bin = process::sibling_binary("server-main")?;
+    let sec_bin = process::sibling_binary("server-secondary")?;
+    let private;
+    let dir: PathBuf = match &a.dir {
+        Some(d) => {
+            ipclab::fifo::check_dir(d)?;
+            d.clone()
+        }
+        None => {
+            private = ipclab::fifo::private_dir()?;
+            private.path().to_path_buf()
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode_0600()
+        .open(&a.events)
+        .map_err(|e| Error::io(&e, "open", a.events.display()).into_usage())?;
+    let mut ev = Events { file, t0: now_ms() };
+
+    let k = a.secondaries as usize;
+    let mut table = Table::create(&ipclab::shm::unique_name("ipclab"), k + 1)?;
+    let mut fifos = Vec::new();
+    for i in 1..=k {
+        fifos.push(
+            ipclab::fifo::FifoPair::create(&dir, &format!("ping-{i}"), &format!("pong-{i}"))
+                .map_err(|e| e.into_usage())?,
+        );
+    }
+    // Handlers before any child exists: no death can go unnoticed.
+    let mut sigs = SignalPipe::new(&[Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT])?;
+
+    let common = |bin: &Path, slot: usize| {
+        vec![
+            bin.display().to_string(),
+            "--table".into(),
+            table.name().to_string(),
+            "--slot".into(),
+            slot.to_string(),
+            "--heartbeat-ms".into(),
+            a.heartbeat_ms.to_string(),
+        ]
+    };
+    let mut servers = Vec::new();
+    let mut argv = common(&main_bin, 0);
+    argv.extend([
+        "--dir".into(),
+        dir.display().to_string(),
+        "--secondaries".into(),
+        k.to_string(),
+    ]);
+    servers.push(Server::new("main", 0, argv));
+    for (i, pair) in fifos.iter().enumerate() {
+        let mut argv = common(&sec_bin, i + 1);
+        argv.extend([
+            "--ping".into(),
+            pair.ping().display().to_string(),
+            "--pong".into(),
+            pair.pong().display().to_string(),
+        ]);
+        servers.push(Server::new(&format!("secondary-{}", i + 1), i + 1, argv));
+    }
+    // 3.a: the watchdog starts every server itself, so it is the parent that can reap them all.
+    for s in servers.iter_mut() {
+        start(s, &table, &mut ev)?;
+    }
+
+    let mut rng = rand::rng();
+    loop {
+        let now = now_ms();
+        let next = servers
+            .iter()
+            .flat_map(|s| [s.restart_at, s.kill_at])
+            .flatten()
+            .chain([now + a.heartbeat_ms])
+            .min()
+            .unwrap_or(now + a.heartbeat_ms);
+        for sig in sigs.wait(Some(Duration::from_millis(next.saturating_sub(now))))? {
+            match sig {
+                Signal::SIGCHLD => {
+                    for (pid, st) in process::reap_all_nohang() {
+                        if let Some(s) = servers.iter_mut().find(|s| s.pid == Some(pid)) {
+                            exited(s, st, a, &mut ev, &mut rng);
+                        }
+                    }
+                }
+                _ => return shutdown(&mut servers, &mut table, fifos, a, &mut ev, &mut sigs),
+            }
+        }
+        let now = now_ms();
+        for s in servers.iter_mut() {
+            if s.restart_at.is_some_and(|t| now >= t) {
+                s.restart_at = None;
+                start(s, &table, &mut ev)?;
+            }
+            if let (Some(pid), Some(t)) = (s.pid, s.kill_at) {
+                if now >= t {
+                    s.kill_at = None;
+                    process::signal(pid, Signal::SIGKILL)?;
+                }
+            }
+            check_heartbeat(s, &table, a, &mut ev, &dir)?;
+        }
+    }
+}
+
+impl Server {
+    fn new(role: &str, slot: usize, argv: Vec<String>) -> Server {
+        Server {
+            role: role.into(),
+            slot,
+            pid: None,
+            argv,
+            restarts: VecDeque::new(),
+            restart_at: None,
+            down_since: None,
+            started_at: 0,
+            kill_at: None,
+            gave_up: false,
+        }
+    }
+}
+
+/// fork + execve of one server; its slot is cleared first so its first heartbeat is its own.
+fn start(s: &mut Server, table: &Table, ev: &mut Events) -> Result<()> {
+    table.clear(s.slot);
+    let argv = process::argv(&s.argv)?;
+    let gate = ExecGate::new()?;
+    // Safety: single-threaded; the child only runs execv (or reports and _exits).
+    let pid = match unsafe { fork() } {
+        Err(e) => return Err(Error::sys(e, "fork", &s.role)),
+        Ok(ForkResult::Child) => gate.exec(&argv[0], &argv),
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    gate.wait_exec(pid, &s.argv[0])?;
+    s.pid = Some(pid);
+    s.started_at = now_ms();
+    s.kill_at = None;
+    ev.log("start", &s.role, Some(pid), None, None);
+    Ok(())
+}
+
+/// A server died (we reaped it): log it, then restart it now, later (crash loop), or never.
+fn exited(s: &mut Server, st: WaitStatus, a: &Args, ev: &mut Events, rng: &mut impl Rng) {
+    let now = now_ms();
+    ev.log(
+        "exit",
+        &s.role,
+        s.pid,
+        Some(process::shell_status(&st)),
+        None,
+    );
+    s.pid = None;
+    s.kill_at = None;
+    s.down_since.get_or_insert(now);
+    while s.restarts.front().is_some_and(|t| now - t > a.window_ms) {
+        s.restarts.pop_front();
+    }
+    if a.max_restarts > 0 && s.restarts.len() as u32 >= a.max_restarts {
+        s.gave_up = true;
+        ev.log("give-up", &s.role, None, None, None);
+        return;
+    }
+    // The first restart after a crash is immediate; repeated ones back off, with jitter so
+    // that servers crashing together do not restart in lockstep.
+    let delay = match s.restarts.len() {
+        0 => 0,
+        n => (50u64 << n.min(6)).min(2000) + rng.random_range(0..50),
+    };
+    s.restarts.push_back(now);
+    s.restart_at = Some(now + delay);
+}
+
+/// No heartbeat for T: hung. SIGTERM (SIGCONT too, as a stopped process would keep it pending),
+/// then SIGKILL after the grace; the SIGCHLD that follows restarts it.
+fn check_heartbeat(
+    s: &mut Server,
+    table: &Table,
+    a: &Args,
+    ev: &mut Events,
+    dir: &Path,
+) -> Result<()> {
+    let Some(pid) = s.pid else { return Ok(()) };
+    let now = now_ms();
+    let last = table.last(s.slot);
+    if let Some(down) = s.down_since {
+        // The replacement's own first beat (not the last beats of the one being replaced).
+        if s.started_at >= down && last >= s.started_at && last > 0 {
+            s.down_since = None;
+            ev.log(
+                "restart",
+                &s.role,
+                Some(pid),
+                None,
+                Some(last.saturating_sub(down)),
+            );
+        }
+    }
+    let since = if last >= s.started_at {
+        last
+    } else {
+        s.started_at
+    };
+    if s.kill_at.is_some() || now.saturating_sub(since) <= a.hang_ms {
+        return Ok(());
+    }
+    ev.log("hang", &s.role, Some(pid), None, None);
+    s.down_since = Some(now);
+    if a.fault == Some(Fault::ControlOverData) && s.slot > 0 {
+        // 3.b, the wrong way: an order through the data FIFO. A frozen reader never drains it,
+        // and it lands between main's pings.
+        let path = dir.join(format!("ping-{}", s.slot));
+        let sent = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags_nonblock()
+            .open(&path)
+            .and_then(|mut f| f.write(b"RESTART\n"));
+        eprintln!(
+            "{} FAULT control-over-data: wrote RESTART into {} ({:?}); nothing reads it",
+            tag("watchdog"),
+            path.display(),
+            sent.map(|_| "written").unwrap_or("failed")
+        );
+        s.kill_at = Some(u64::MAX);
+        return Ok(());
+    }
+    process::signal(pid, Signal::SIGTERM)?;
+    process::signal(pid, Signal::SIGCONT)?;
+    s.kill_at = Some(now + a.term_grace_ms);
+    Ok(())
+}
+
+/// Secondaries first, then main: each SIGTERM'd, reaped (SIGKILL after the grace), then the
+/// segment and the FIFOs removed.
+fn shutdown(
+    servers: &mut [Server],
+    table: &mut Table,
+    fifos: Vec<ipclab::fifo::FifoPair>,
+    a: &Args,
+    ev: &mut Events,
+    sigs: &mut SignalPipe,
+) -> Result<i32> {
+    ev.log(
+        "shutdown",
+        "watchdog",
+        Some(nix::unistd::getpid()),
+        None,
+        None,
+    );
+    let (main, secondaries) = servers.split_at_mut(1);
+    for group in [secondaries, main] {
+        for s in group.iter() {
+            if let Some(pid) = s.pid {
+                process::signal(pid, Signal::SIGTERM)?;
+                process::signal(pid, Signal::SIGCONT)?;
+            }
+        }
+        let deadline = now_ms() + a.term_grace_ms;
+        while group.iter().any(|s| s.pid.is_some()) {
+            let now = now_ms();
+            if now >= deadline {
+                for pid in group.iter().filter_map(|s| s.pid) {
+                    process::signal(pid, Signal::SIGKILL)?;
+                }
+            }
+            let wait = if now >= deadline {
+                None
+            } else {
+                Some(Duration::from_millis(deadline - now))
+            };
+            sigs.wait(wait)?;
+            for (pid, st) in process::reap_all_nohang() {
+                if let Some(s) = group.iter_mut().find(|s| s.pid == Some(pid)) {
+                    ev.log(
+                        "exit",
+                        &s.role,
+                        Some(pid),
+                        Some(process::shell_status(&st)),
+                        None,
+                    );
+                    s.pid = None;
+                }
+            }
+        }
+    }
+    table.unlink()?;
+    for f in fifos {
+        f.remove()?;
+    }
+    ev.log(
+        "exit",
+        "watchdog",
+        Some(nix::unistd::getpid()),
+        Some(0),
+        None,
+    );
+    Ok(0)
+}
+
+trait OpenExt {
+    fn mode_0600(&mut self) -> &mut Self;
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl OpenExt for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
+    }
+}

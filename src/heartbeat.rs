@@ -1,0 +1,74 @@
+//! A heartbeat table in POSIX shared memory: one slot per supervised process, written by the
+//! process (its last CLOCK_MONOTONIC time in ms), read by its supervisor. A process that stops
+//! writing is hung — something waitpid cannot tell, since a hung process has not exited.
+
+use crate::error::Result;
+use crate::shm::Segment;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Milliseconds on CLOCK_MONOTONIC: the same clock in every process of the machine.
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+pub struct Table {
+    seg: Segment,
+    slots: usize,
+}
+
+impl Table {
+    /// Creates the table (the supervisor owns and unlinks it).
+    pub fn create(name: &str, slots: usize) -> Result<Table> {
+        let seg = Segment::create(name, (slots * 8).max(4096))?;
+        Ok(Table { seg, slots })
+    }
+
+    /// Opens the supervisor's table (a supervised process).
+    pub fn open(name: &str) -> Result<Table> {
+        let seg = Segment::open(name)?;
+        let slots = seg.len() / 8;
+        Ok(Table { seg, slots })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // Safety: the mapping is page-aligned, at least slots * 8 bytes, alive as long as self;
+        // AtomicU64 permits concurrent access from other processes.
+        unsafe { std::slice::from_raw_parts(self.seg.as_ptr().cast::<AtomicU64>(), self.slots) }
+    }
+
+    /// Records a heartbeat in `slot` (out of range: ignored).
+    pub fn beat(&self, slot: usize) {
+        if let Some(w) = self.words().get(slot) {
+            w.store(now_ms(), Ordering::Release);
+        }
+    }
+
+    /// Last heartbeat of `slot`, 0 if none yet.
+    pub fn last(&self, slot: usize) -> u64 {
+        self.words()
+            .get(slot)
+            .map(|w| w.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    /// Forgets `slot`'s heartbeat (before starting its replacement).
+    pub fn clear(&self, slot: usize) {
+        if let Some(w) = self.words().get(slot) {
+            w.store(0, Ordering::Release);
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    pub fn unlink(&mut self) -> Result<()> {
+        self.seg.unlink()
+    }
+}

@@ -1,0 +1,134 @@
+//! Lab 3 walkthrough: a watchdog restarts a killed server, a hung one, and main; then stops.
+
+use super::Walk;
+use crate::error::{Error, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+pub fn walk(w: &mut Walk) -> Result<()> {
+    let dir = crate::fifo::private_dir()?;
+    let events = dir.path().join("events.jsonl");
+    let ev = events.display().to_string();
+    let wd = w.bin("watchdog");
+
+    w.step("The watchdog starts main and two secondaries itself (3.a)");
+    w.say(
+        "Who starts whom decides who can reap and restart whom: only a parent can wait for a child.
+         So the watchdog forks and execs every server; main and the secondaries talk through FIFO
+         pairs the watchdog created, and each writes a heartbeat into the watchdog's own
+         shared-memory table every 50 ms.",
+    );
+    let mut live = w.spawn(&[
+        &wd,
+        "--secondaries",
+        "2",
+        "--heartbeat-ms",
+        "50",
+        "--hang-ms",
+        "300",
+        "--events",
+        &ev,
+    ])?;
+    let pid_of = |live: &mut super::Live, role: &str| -> Result<i32> {
+        let line = live.wait_for(&format!("\"event\":\"start\",\"role\":\"{role}\""))?;
+        super::number_after(&line, "\"pid\":")
+            .ok_or_else(|| Error::runtime(format!("no pid for {role}")))
+    };
+    let main = pid_of(&mut live, "main")?;
+    let s1 = pid_of(&mut live, "secondary-1")?;
+    let s2 = pid_of(&mut live, "secondary-2")?;
+    let wpid = live.pid();
+    w.ps(&[wpid, main, s1, s2]);
+    let children = crate::inspect::children(wpid);
+    w.expect(
+        children.len() == 3,
+        "the watchdog is the parent of all three servers",
+    );
+
+    w.step("SIGKILL a secondary: SIGCHLD, waitpid, immediate restart (3.c)");
+    w.say(
+        "A parent is told of a child's death by SIGCHLD; waitpid then gives the status. The handler
+         only writes a byte to a self-pipe; the main loop, woken in poll, reaps with
+         waitpid(-1, WNOHANG) until nothing is left, so deaths that arrive together are all seen.",
+    );
+    println!("   $ kill -9 {s1}");
+    crate::process::signal(Pid::from_raw(s1), Signal::SIGKILL)?;
+    let line = live.wait_for("\"event\":\"restart\",\"role\":\"secondary-1\"")?;
+    w.expect(
+        line.contains("latency_ms"),
+        "secondary-1 restarted, with its latency to the first heartbeat",
+    );
+
+    w.step("SIGSTOP a secondary: waitpid cannot see a hang, the heartbeat can");
+    w.say(
+        "A stopped (or looping) process has not exited: no SIGCHLD tells of it (only WUNTRACED
+         would, for a stop). Its heartbeat stops: after 300 ms of silence the watchdog sends
+         SIGTERM and SIGCONT (a stopped process keeps SIGTERM pending until continued), SIGKILL
+         after the grace if needed, reaps it, and restarts it.",
+    );
+    println!("   $ kill -STOP {s2}");
+    crate::process::signal(Pid::from_raw(s2), Signal::SIGSTOP)?;
+    live.wait_for("\"event\":\"hang\",\"role\":\"secondary-2\"")?;
+    let line = live.wait_for("\"event\":\"restart\",\"role\":\"secondary-2\"")?;
+    w.expect(
+        line.contains("latency_ms"),
+        "the hung secondary was detected, killed and restarted",
+    );
+
+    w.step("SIGKILL main: only main is restarted");
+    w.say(
+        "The secondaries are the watchdog's children, not main's: they keep running, and the new
+         main reopens the same FIFOs. (Were main their parent, its death would orphan them.)",
+    );
+    let before: Vec<i32> = crate::inspect::children(wpid)
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| *p != main)
+        .collect();
+    println!("   $ kill -9 {main}");
+    crate::process::signal(Pid::from_raw(main), Signal::SIGKILL)?;
+    live.wait_for("\"event\":\"restart\",\"role\":\"main\"")?;
+    let after: Vec<i32> = crate::inspect::children(wpid)
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    w.expect(
+        before.iter().all(|p| after.contains(p)),
+        "the secondaries kept their pids",
+    );
+
+    w.step("SIGTERM the watchdog: orderly shutdown");
+    w.say(
+        "Secondaries first, then main, each reaped; the table unlinked, the FIFOs removed; exit 0.",
+    );
+    println!("   $ kill -TERM {wpid}");
+    crate::process::signal(Pid::from_raw(wpid), Signal::SIGTERM)?;
+    let (code, _) = live.finish()?;
+    w.expect(code == 0, "the watchdog exited 0");
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    let parsed = log
+        .lines()
+        .all(|l| l.starts_with("{\"ts_ms\":") && l.ends_with('}'));
+    w.expect(
+        parsed && log.lines().count() >= 12,
+        "every event is one JSON line in the events file",
+    );
+    w.expect(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.contains("\"role\":\"watchdog\"") && l.contains("\"status\":0")),
+        "its last event is its own clean exit",
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    w.expect(
+        left == ["events.jsonl"],
+        "only the events file is left in its directory (FIFOs removed)",
+    );
+    Ok(())
+}
