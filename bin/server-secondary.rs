@@ -10,10 +10,10 @@
 //!
 //! strace shows:
 //!   openat(AT_FDCWD, "/dev/shm/ipclab-0-PID-XXXXXXXX", O_RDWR|O_NOFOLLOW|O_CLOEXEC) = 3
-//!   openat(AT_FDCWD, "DIR/ping-1", O_RDWR|O_CLOEXEC) = 5
-//!   poll([{fd=5, events=POLLIN}], 1, 50) = 1 ([{fd=5, revents=POLLIN}])
-//!   read(5, "ping 7\n", 4096) = 7
-//!   write(6, "pong 7\n", 7) = 7
+//!   openat(AT_FDCWD, "DIR/ping-1", O_RDWR|O_CLOEXEC) = 4
+//!   poll([{fd=4, events=POLLIN}], 1, 49) = 1 ([{fd=4, revents=POLLIN}])
+//!   read(4, "ping 7\n", 4096) = 7
+//!   write(5, "pong 7\n", 7) = 7
 
 use clap::Parser;
 use ipclab::error::{exit_with, Error, Result};
