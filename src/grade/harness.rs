@@ -124,6 +124,8 @@ pub struct Outcome {
     pub main_exiting: bool,
     /// With `keep_survivors`: the processes still running when main ended (not main itself).
     pub survivors: Vec<i32>,
+    /// Tree followed by ptrace events; false: /proc sampling, which can miss short lives.
+    pub traced: bool,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -274,6 +276,7 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     if traced {
         out.tracking = "ptrace (fork/exec/exit events)".into();
     }
+    out.traced = traced;
     if let Some(cg) = &cgroup {
         if let Err(why) = cg.add(child.as_raw()) {
             out.protections.push(format!("cgroup join failed: {why}"));
@@ -404,7 +407,7 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
                 let adopted = pid != child
                     && procs
                         .get(&pid.as_raw())
-                        .is_some_and(|p| p.gone && p.parent == child.as_raw());
+                        .is_some_and(|p| p.gone && (p.parent == child.as_raw() || p.parent == 0));
                 if adopted && !out.adopted_zombies.contains(&pid.as_raw()) {
                     out.adopted_zombies.push(pid.as_raw());
                 }
