@@ -392,7 +392,13 @@ fn grade_references_pass() {
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["score"], v["max_score"]);
     let out = run(Command::new(bin("ipclab")).args(["grade", "all", "--format", "json"]));
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(all["passed"], true);
     let labs: Vec<u64> = all["labs"]

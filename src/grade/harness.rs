@@ -325,6 +325,12 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     let deadline = start + l.timeout;
     let mut linger_until: Option<Instant> = None;
     let me = std::process::id() as i32;
+    // Our children at the last tick (poll mode): those are not adopted from main.
+    let mut prev_children: BTreeSet<i32> = crate::inspect::children(me)
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| *p != child.as_raw())
+        .collect();
     let dir_prefix = l
         .watch_dir
         .as_ref()
@@ -373,6 +379,8 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
         }
 
         // Every state change of a tracee or child: handle them all now.
+        let mut batch_reaped: Vec<i32> = Vec::new();
+        let main_was_running = out.main_end.is_none();
         loop {
             let st = match waitpid(
                 Pid::from_raw(-1),
@@ -399,17 +407,13 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
                     main_exiting(&mut out, &procs, &threads, child.as_raw());
                 }
             }
-            // Without ptrace every exit we are told of is a reap by us: one of main's children
-            // reaped before main's own end was adopted as a zombie.
-            if let (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _), None, false) =
-                (st, out.main_end, traced)
+            // Without ptrace every exit we are told of is a reap by us. One that was not already
+            // our child, reaped in the batch where main ends, was main's: adopted as a zombie.
+            if let (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _), false) =
+                (st, traced)
             {
-                let adopted = pid != child
-                    && procs
-                        .get(&pid.as_raw())
-                        .is_some_and(|p| p.gone && (p.parent == child.as_raw() || p.parent == 0));
-                if adopted && !out.adopted_zombies.contains(&pid.as_raw()) {
-                    out.adopted_zombies.push(pid.as_raw());
+                if pid != child && !prev_children.contains(&pid.as_raw()) {
+                    batch_reaped.push(pid.as_raw());
                 }
             }
             if let (Some(pid), true) = (
@@ -425,6 +429,16 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             }
         }
 
+        if main_was_running && out.main_end.is_some() {
+            for pid in batch_reaped {
+                if !out.adopted_zombies.contains(&pid) {
+                    out.adopted_zombies.push(pid);
+                }
+            }
+        }
+        if !traced {
+            prev_children = crate::inspect::children(me).iter().map(|p| p.pid).collect();
+        }
         let t = start.elapsed();
         sample_states(
             &mut procs,
