@@ -161,7 +161,10 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
                 | AddWatchFlags::IN_CLOSE_WRITE
                 | AddWatchFlags::IN_CLOSE_NOWRITE
                 | AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_FROM;
+                | AddWatchFlags::IN_MOVED_FROM
+                // Not recorded: its only use is to sit between two opens so that inotify does
+                // not merge them into one (identical unread events are coalesced).
+                | AddWatchFlags::IN_MODIFY;
             ino.add_watch(d.as_path(), mask)
                 .map_err(|e| herr(format!("inotify_add_watch {}: {e}", d.display())))?;
             Some(ino)
