@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/debug
 LABS := 1 2 3 5 6
 
-.PHONY: all build test check lint lab1 lab2 lab3 lab5 lab6 grade bench-grade clean doctor help
+.PHONY: all build test check lint lab1 lab2 lab3 lab5 lab6 grade bench-grade bench-restart clean doctor help
 
 all: build
 
@@ -30,6 +30,11 @@ grade: build
 bench-grade:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench --bench grade_overhead
+
+# Lab 3: kill() to the replacement's first heartbeat, over 100 kills.
+bench-restart:
+	$(CARGO) build --release --workspace
+	$(CARGO) bench --bench restart_latency
 
 doctor: build
 	$(BIN)/ipclab doctor

@@ -91,7 +91,6 @@ struct Server {
 
 struct Events {
     file: File,
-    t0: u64,
 }
 
 impl Events {
@@ -103,10 +102,21 @@ impl Events {
         status: Option<i32>,
         latency: Option<u64>,
     ) {
-        let mut line = format!(
-            "{{\"ts_ms\":{},\"event\":\"{event}\",\"role\":\"{role}\"",
-            now_ms() - self.t0
-        );
+        self.log_at(now_ms(), event, role, pid, status, latency)
+    }
+
+    /// `ts_ms` is CLOCK_MONOTONIC in ms: comparable with any other process's reading of that
+    /// clock (a grader's kill() time, a server's heartbeat).
+    fn log_at(
+        &mut self,
+        ts: u64,
+        event: &str,
+        role: &str,
+        pid: Option<Pid>,
+        status: Option<i32>,
+        latency: Option<u64>,
+    ) {
+        let mut line = format!("{{\"ts_ms\":{ts},\"event\":\"{event}\",\"role\":\"{role}\"");
         if let Some(p) = pid {
             line.push_str(&format!(",\"pid\":{p}"));
         }
@@ -157,7 +167,7 @@ fn run(a: &Args) -> Result<i32> {
         .mode_0600()
         .open(&a.events)
         .map_err(|e| Error::io(&e, "open", a.events.display()).into_usage())?;
-    let mut ev = Events { file, t0: now_ms() };
+    let mut ev = Events { file };
 
     let k = a.secondaries as usize;
     let mut table = Table::create(&ipclab::shm::unique_name("ipclab"), k + 1)?;
@@ -328,12 +338,15 @@ fn check_heartbeat(
         // The replacement's own first beat (not the last beats of the one being replaced).
         if s.started_at >= down && last >= s.started_at && last > 0 {
             s.down_since = None;
-            ev.log(
+            // Stamped with the replacement's first heartbeat, not with when we noticed it.
+            let first = table.first(s.slot).max(s.started_at);
+            ev.log_at(
+                first,
                 "restart",
                 &s.role,
                 Some(pid),
                 None,
-                Some(last.saturating_sub(down)),
+                Some(first.saturating_sub(down)),
             );
         }
     }

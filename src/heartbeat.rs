@@ -1,5 +1,5 @@
 //! A heartbeat table in POSIX shared memory: one slot per supervised process, written by the
-//! process (its last CLOCK_MONOTONIC time in ms), read by its supervisor. A process that stops
+//! process (its first and its last CLOCK_MONOTONIC time in ms), read by its supervisor. A process that stops
 //! writing is hung — something waitpid cannot tell, since a hung process has not exited.
 
 use crate::error::Result;
@@ -25,42 +25,56 @@ pub struct Table {
 impl Table {
     /// Creates the table (the supervisor owns and unlinks it).
     pub fn create(name: &str, slots: usize) -> Result<Table> {
-        let seg = Segment::create(name, (slots * 8).max(4096))?;
+        let seg = Segment::create(name, (slots * 16).max(4096))?;
         Ok(Table { seg, slots })
     }
 
     /// Opens the supervisor's table (a supervised process).
     pub fn open(name: &str) -> Result<Table> {
         let seg = Segment::open(name)?;
-        let slots = seg.len() / 8;
+        let slots = seg.len() / 16;
         Ok(Table { seg, slots })
     }
 
     fn words(&self) -> &[AtomicU64] {
         // Safety: the mapping is page-aligned, at least slots * 8 bytes, alive as long as self;
         // AtomicU64 permits concurrent access from other processes.
-        unsafe { std::slice::from_raw_parts(self.seg.as_ptr().cast::<AtomicU64>(), self.slots) }
+        unsafe { std::slice::from_raw_parts(self.seg.as_ptr().cast::<AtomicU64>(), self.slots * 2) }
     }
 
-    /// Records a heartbeat in `slot` (out of range: ignored).
+    /// Records a heartbeat in `slot` (out of range: ignored); the first one is kept apart.
     pub fn beat(&self, slot: usize) {
-        if let Some(w) = self.words().get(slot) {
-            w.store(now_ms(), Ordering::Release);
+        let t = now_ms();
+        if let (Some(last), Some(first)) =
+            (self.words().get(2 * slot), self.words().get(2 * slot + 1))
+        {
+            let _ = first.compare_exchange(0, t, Ordering::AcqRel, Ordering::Relaxed);
+            last.store(t, Ordering::Release);
         }
     }
 
     /// Last heartbeat of `slot`, 0 if none yet.
     pub fn last(&self, slot: usize) -> u64 {
         self.words()
-            .get(slot)
+            .get(2 * slot)
             .map(|w| w.load(Ordering::Acquire))
             .unwrap_or(0)
     }
 
-    /// Forgets `slot`'s heartbeat (before starting its replacement).
+    /// First heartbeat of `slot` since it was cleared, 0 if none yet.
+    pub fn first(&self, slot: usize) -> u64 {
+        self.words()
+            .get(2 * slot + 1)
+            .map(|w| w.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    /// Forgets `slot`'s heartbeats (before starting its replacement).
     pub fn clear(&self, slot: usize) {
-        if let Some(w) = self.words().get(slot) {
-            w.store(0, Ordering::Release);
+        for i in [2 * slot, 2 * slot + 1] {
+            if let Some(w) = self.words().get(i) {
+                w.store(0, Ordering::Release);
+            }
         }
     }
 
