@@ -19,7 +19,7 @@
 //!   wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 0}], 0, NULL) = PID
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::process::{self, tag};
 use nix::errno::Errno;
 use nix::sys::wait::waitpid;
@@ -36,10 +36,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    if let Err(e) = run(&args) {
-        exit_with(&e);
-    }
+    ipclab::args::main(|a: &Args| run(a).map(|()| 0))
 }
 
 fn run(args: &Args) -> Result<()> {

@@ -16,7 +16,7 @@
 //!   exit_group(0) = ?
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::fifo;
 use ipclab::process::{self, tag};
 use nix::unistd::{getppid, Pid};
@@ -42,11 +42,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(args: &Args) -> Result<i32> {

@@ -21,7 +21,7 @@
 //! waiting, so the secondary is orphaned and re-parented.
 
 use clap::{Parser, ValueEnum};
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::fifo::{self, FifoPair};
 use ipclab::process::{self, tag, ExecGate};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -59,11 +59,7 @@ enum Fault {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(args: &Args) -> Result<i32> {

@@ -19,7 +19,7 @@
 //!   wait4(-1, ADDR, WNOHANG, NULL) = -1 ECHILD (No child processes)
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::process::{self, tag};
 use ipclab::signals;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -37,11 +37,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(args: &Args) -> Result<i32> {

@@ -16,7 +16,7 @@
 //!   write(6, "ping 8\n", 7) = -1 EAGAIN (Resource temporarily unavailable)
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::heartbeat::Table;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -42,10 +42,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    if let Err(e) = run(&args) {
-        exit_with(&e);
-    }
+    ipclab::args::main(|a: &Args| run(a).map(|()| 0))
 }
 
 fn run(a: &Args) -> Result<()> {

@@ -16,7 +16,7 @@
 //!   write(5, "pong 7\n", 7) = 7
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::heartbeat::{now_ms, Table};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -41,10 +41,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    if let Err(e) = run(&args) {
-        exit_with(&e);
-    }
+    ipclab::args::main(|a: &Args| run(a).map(|()| 0))
 }
 
 fn run(a: &Args) -> Result<()> {

@@ -21,7 +21,7 @@
 mod layout;
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::process::{self, tag, ExecGate};
 use ipclab::shm::{self, Segment, SharedSem};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -49,11 +49,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(args: &Args) -> Result<i32> {

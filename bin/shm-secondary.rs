@@ -18,7 +18,7 @@
 mod layout;
 
 use clap::Parser;
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::process::tag;
 use ipclab::shm::{Segment, SharedSem};
 use nix::unistd::{getppid, Pid};
@@ -38,11 +38,7 @@ struct Args {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(args: &Args) -> Result<i32> {

@@ -20,7 +20,7 @@
 //!   unlink("/dev/shm/ipclab-0-PID-XXXXXXXX") = 0
 
 use clap::{Parser, ValueEnum};
-use ipclab::error::{exit_with, Error, Result};
+use ipclab::error::{Error, Result};
 use ipclab::heartbeat::{now_ms, Table};
 use ipclab::process::{self, tag, ExecGate};
 use ipclab::signals::SignalPipe;
@@ -134,11 +134,7 @@ impl Events {
 }
 
 fn main() {
-    let args: Args = ipclab::args::parse();
-    match run(&args) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => exit_with(&e),
-    }
+    ipclab::args::main(run)
 }
 
 fn run(a: &Args) -> Result<i32> {

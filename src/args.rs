@@ -18,3 +18,13 @@ pub fn parse<T: clap::Parser>() -> T {
         },
     }
 }
+
+/// A binary's whole `main`: parses the arguments, runs `body`, exits with the status it returns
+/// (or, on error, prints the one-line error and exits with its status).
+pub fn main<T: clap::Parser>(body: impl FnOnce(&T) -> crate::error::Result<i32>) -> ! {
+    let args: T = parse();
+    match body(&args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => crate::error::exit_with(&e),
+    }
+}

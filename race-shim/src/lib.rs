@@ -129,57 +129,35 @@ pub unsafe extern "C" fn vfork() -> pid_t {
     fork()
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawn(
-    pid: *mut pid_t,
-    path: *const c_char,
-    fa: *const c_void,
-    attr: *const c_void,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-) -> c_int {
-    delay();
-    let f = real!(
-        "posix_spawn",
-        extern "C" fn(
-            *mut pid_t,
-            *const c_char,
-            *const c_void,
-            *const c_void,
-            *const *mut c_char,
-            *const *mut c_char,
-        ) -> c_int
-    );
-    let r = f(pid, path, fa, attr, argv, envp);
-    delay();
-    r
+macro_rules! spawn_like {
+    ($name:ident, $sym:literal) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            pid: *mut pid_t,
+            path: *const c_char,
+            fa: *const c_void,
+            attr: *const c_void,
+            argv: *const *mut c_char,
+            envp: *const *mut c_char,
+        ) -> c_int {
+            delay();
+            type Spawn = extern "C" fn(
+                *mut pid_t,
+                *const c_char,
+                *const c_void,
+                *const c_void,
+                *const *mut c_char,
+                *const *mut c_char,
+            ) -> c_int;
+            let f = real!($sym, Spawn);
+            let r = f(pid, path, fa, attr, argv, envp);
+            delay();
+            r
+        }
+    };
 }
-
-#[no_mangle]
-pub unsafe extern "C" fn posix_spawnp(
-    pid: *mut pid_t,
-    file: *const c_char,
-    fa: *const c_void,
-    attr: *const c_void,
-    argv: *const *mut c_char,
-    envp: *const *mut c_char,
-) -> c_int {
-    delay();
-    let f = real!(
-        "posix_spawnp",
-        extern "C" fn(
-            *mut pid_t,
-            *const c_char,
-            *const c_void,
-            *const c_void,
-            *const *mut c_char,
-            *const *mut c_char,
-        ) -> c_int
-    );
-    let r = f(pid, file, fa, attr, argv, envp);
-    delay();
-    r
-}
+spawn_like!(posix_spawn, "posix_spawn");
+spawn_like!(posix_spawnp, "posix_spawnp");
 
 #[no_mangle]
 pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {

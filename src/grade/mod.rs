@@ -186,29 +186,19 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             Some(p) if !uses("{DIR}") => (Some(PathBuf::from("/dev/shm")), p.clone()),
             _ => (uses("{DIR}").then(|| root.dir.clone()), String::new()),
         };
-        let mut env = Vec::new();
-        if let Some(lib) = &race_lib {
-            env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
-            env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
-        }
-        let launch = harness::Launch {
-            program: program.clone(),
+        let mut launch = base_launch(
+            &c,
+            &program,
             argv,
-            env_extra: env,
-            cwd: root.cwd.clone(),
-            run_as: root.run_as,
-            timeout: Duration::from_secs_f64(timeout_s),
-            cpu_secs: timeout_s.ceil() as u64 + 1,
-            output_cap: c.output_cap_bytes,
-            max_procs: c.max_procs,
-            watch_dir,
-            watch_prefix,
-            zombie_grace: Duration::from_millis(c.zombie_grace_ms),
-            linger: Duration::from_millis(c.linger_ms),
-            use_ptrace: !o.no_ptrace,
-            keep_survivors: false,
-            run_no: i,
-        };
+            &root,
+            timeout_s,
+            race_lib.as_deref(),
+            rs,
+            i,
+        );
+        launch.watch_dir = watch_dir;
+        launch.watch_prefix = watch_prefix;
+        launch.use_ptrace = !o.no_ptrace;
         let out = harness::run(&launch).map_err(|e| Error::runtime(e.0).with_code(3))?;
         // Name-only objects the run left: judged, then removed (the machine stays clean).
         let leaked = shm_prefix
@@ -268,6 +258,43 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     Ok(report)
 }
 
+/// A run's launch with the contract's limits; callers set what differs (watch, tracking).
+#[allow(clippy::too_many_arguments)]
+fn base_launch(
+    c: &spec::Contract,
+    program: &Path,
+    argv: Vec<String>,
+    root: &Scratch,
+    timeout_s: f64,
+    race_lib: Option<&Path>,
+    rs: u64,
+    run_no: u32,
+) -> harness::Launch {
+    let mut env = Vec::new();
+    if let Some(lib) = race_lib {
+        env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
+        env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
+    }
+    harness::Launch {
+        program: program.to_path_buf(),
+        argv,
+        env_extra: env,
+        cwd: root.cwd.clone(),
+        run_as: root.run_as,
+        timeout: Duration::from_secs_f64(timeout_s),
+        cpu_secs: timeout_s.ceil() as u64 + 1,
+        output_cap: c.output_cap_bytes,
+        max_procs: c.max_procs,
+        watch_dir: None,
+        watch_prefix: String::new(),
+        zombie_grace: Duration::from_millis(c.zombie_grace_ms),
+        linger: Duration::from_millis(c.linger_ms),
+        use_ptrace: true,
+        keep_survivors: false,
+        run_no,
+    }
+}
+
 /// Lab 6: five commands on one DIR, the daemon inspected between them (see `lab6`).
 #[allow(clippy::too_many_arguments)]
 fn run_lab6(
@@ -289,29 +316,10 @@ fn run_lab6(
                     .replace("{DIR}", &root.dir.display().to_string()),
             );
         }
-        let mut env = Vec::new();
-        if let Some(lib) = race_lib {
-            env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
-            env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
-        }
-        harness::Launch {
-            program: program.to_path_buf(),
-            argv,
-            env_extra: env,
-            cwd: root.cwd.clone(),
-            run_as: root.run_as,
-            timeout: Duration::from_secs_f64(timeout_s),
-            cpu_secs: timeout_s.ceil() as u64 + 1,
-            output_cap: c.output_cap_bytes,
-            max_procs: c.max_procs,
-            watch_dir: None,
-            watch_prefix: String::new(),
-            zombie_grace: Duration::from_millis(c.zombie_grace_ms),
-            linger: Duration::from_millis(c.linger_ms),
-            use_ptrace: false,
-            keep_survivors: true,
-            run_no: i,
-        }
+        let mut l = base_launch(c, program, argv, &root, timeout_s, race_lib, rs, i);
+        l.use_ptrace = false;
+        l.keep_survivors = true;
+        l
     };
     let _ = o;
     let mut steps: Vec<Option<harness::Outcome>> = Vec::new();
