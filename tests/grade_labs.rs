@@ -144,3 +144,35 @@ fn grade_lab6_fixtures_are_judged_exactly() {
     }
     clean_after();
 }
+
+/// Lab 3: faults injected while the watchdog runs. The reference passes; a watchdog that polls
+/// with kill(pid, 0) never restarts (a zombie still "exists") and leaves zombies; one that never
+/// waits leaves zombies; one without a heartbeat deadline never restarts a frozen server.
+#[test]
+fn grade_lab3_fixtures_are_judged_exactly() {
+    let (code, v) = grade("3", &["--runs", "2", "--seed", "51"]);
+    assert_eq!(code, 0, "{}", v["checks"]);
+    for (variant, want) in [
+        ("correct", vec![]),
+        ("polls", vec!["restart-after-crash", "no-zombies"]),
+        ("zombies", vec!["no-zombies"]),
+        ("no-hang-check", vec!["restart-after-hang"]),
+    ] {
+        let cmd = fixture("lab3", "watchdog.py", variant);
+        let (code, v) = grade("3", &["--impl", &cmd, "--seed", "52"]);
+        let skipped: BTreeSet<String> = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["skipped"] == true)
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        for failed in failing_each_run(&v) {
+            let failed: BTreeSet<String> = failed.difference(&skipped).cloned().collect();
+            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
+        }
+        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
+    }
+    clean_after();
+}

@@ -134,7 +134,36 @@ pub struct HarnessError(pub String);
 
 const TICK: Duration = Duration::from_millis(5);
 
+/// What a script sees each tick of a run.
+pub struct View<'a> {
+    pub t: Duration,
+    pub main: i32,
+    pub procs: &'a BTreeMap<i32, Proc>,
+    pub main_end: Option<Duration>,
+}
+
+/// Something a script does to the running tree.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Signal(i32, Signal),
+    /// Stop a process with PTRACE_INTERRUPT and keep it stopped: a hang its parent cannot see
+    /// through waitpid (unlike SIGSTOP, which WUNTRACED reveals). Fatal signals still reach it.
+    Freeze(i32),
+}
+
+/// Fault injection during a run (lab 3): called at every tick with the current tree.
+pub trait Script {
+    fn tick(&mut self, v: &View<'_>) -> Vec<Action>;
+}
+
 pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
+    run_scripted(l, None)
+}
+
+pub fn run_scripted(
+    l: &Launch,
+    mut script: Option<&mut dyn Script>,
+) -> Result<Outcome, HarnessError> {
     let herr = |m: String| HarnessError(m);
     let mut out = Outcome::default();
     let start = Instant::now();
@@ -324,6 +353,7 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
     // Tracees past their attach stop (main was seized running: it has none).
     let mut resumed: BTreeSet<i32> = BTreeSet::new();
     resumed.insert(child.as_raw());
+    let mut frozen: BTreeSet<i32> = BTreeSet::new();
     let mut stdout_buf: Vec<u8> = Vec::new();
     let deadline = start + l.timeout;
     let mut linger_until: Option<Instant> = None;
@@ -402,6 +432,7 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
                 &mut threads,
                 &mut attached,
                 &mut resumed,
+                &frozen,
                 dir_prefix.as_deref(),
             );
             if let WaitStatus::PtraceEvent(pid, _, libc::PTRACE_EVENT_EXIT) = st {
@@ -456,6 +487,39 @@ pub fn run(l: &Launch) -> Result<Outcome, HarnessError> {
             discover(&mut procs, me, t, cgroup.as_ref());
         }
 
+        // A frozen process is hung, not stopped: a fatal signal sent to it must still end it.
+        frozen.retain(|pid| {
+            if pending_fatal(*pid) {
+                // Out of PTRACE_LISTEN through a new interrupt stop, which `handle` resumes:
+                // the pending signal is then delivered as to any process.
+                let _ = ptrace::interrupt(Pid::from_raw(*pid));
+                return false;
+            }
+            true
+        });
+        if let Some(sc) = script.as_deref_mut() {
+            let view = View {
+                t: start.elapsed(),
+                main: child.as_raw(),
+                procs: &procs,
+                main_end: out.main_end,
+            };
+            for action in sc.tick(&view) {
+                match action {
+                    Action::Signal(pid, sig) => {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+                    }
+                    Action::Freeze(pid) if traced => {
+                        frozen.insert(pid);
+                        let _ = ptrace::interrupt(Pid::from_raw(pid));
+                    }
+                    // Without ptrace the only freeze left is SIGSTOP, which a parent can see.
+                    Action::Freeze(pid) => {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP);
+                    }
+                }
+            }
+        }
         let now = Instant::now();
         if out.main_end.is_some() && l.keep_survivors {
             // Reap the zombies we adopted (a daemon's middle process); keep the rest running.
@@ -640,6 +704,33 @@ fn exec_env(gate: process::ExecGate, path: &CString, argv: &[CString], env: &[CS
     gate.exec_env(path, argv, env)
 }
 
+/// Whether `pid` has a signal pending whose default action ends it (SIGTERM, SIGINT...).
+fn pending_fatal(pid: i32) -> bool {
+    let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let mask = |key: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let pending = mask("SigPnd:") | mask("ShdPnd:");
+    let fatal = [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGALRM,
+        Signal::SIGPIPE,
+    ]
+    .iter()
+    .fold(0u64, |m, s| m | 1u64 << (*s as i32 - 1));
+    pending & fatal != 0
+}
+
 /// None once execve succeeded (the close-on-exec pipe closed before the traced child stops at
 /// PTRACE_EVENT_EXEC, so this cannot deadlock); otherwise the errno, with the child fully reaped:
 /// a traced child stops at its exit event, so it is resumed until it is gone.
@@ -810,7 +901,23 @@ fn sample_holders(procs: &mut BTreeMap<i32, Proc>, prefix: Option<&str>) {
     }
 }
 
+/// Signals whose default action would end a hung process.
+fn ends_a_hang(sig: Signal) -> bool {
+    !matches!(
+        sig,
+        Signal::SIGCONT
+            | Signal::SIGSTOP
+            | Signal::SIGTSTP
+            | Signal::SIGTTIN
+            | Signal::SIGTTOU
+            | Signal::SIGCHLD
+            | Signal::SIGWINCH
+            | Signal::SIGURG
+    )
+}
+
 /// One ptrace or wait event.
+#[allow(clippy::too_many_arguments)] // the tracker's state, passed apart to stay borrowable
 fn handle(
     st: WaitStatus,
     t: Duration,
@@ -818,6 +925,7 @@ fn handle(
     threads: &mut BTreeSet<i32>,
     attached: &mut BTreeSet<i32>,
     resumed: &mut BTreeSet<i32>,
+    frozen: &BTreeSet<i32>,
     dir: Option<&str>,
 ) {
     const EV_FORK: i32 = libc::PTRACE_EVENT_FORK;
@@ -873,6 +981,11 @@ fn handle(
             }
             let _ = ptrace::cont(pid, None);
         }
+        WaitStatus::PtraceEvent(pid, _, EV_STOP) if frozen.contains(&raw(pid)) => {
+            // Frozen on purpose: stay stopped, yet report the signals that arrive.
+            // Safety: PTRACE_LISTEN on a tracee in a PTRACE_EVENT_STOP.
+            unsafe { libc::ptrace(libc::PTRACE_LISTEN, raw(pid), 0, 0) };
+        }
         WaitStatus::PtraceEvent(pid, sig, EV_STOP) => {
             if resumed.insert(raw(pid)) {
                 // Attach stop of a new tracee; its fork event may not have come yet.
@@ -908,6 +1021,9 @@ fn handle(
         WaitStatus::PtraceEvent(pid, _, _) | WaitStatus::PtraceSyscall(pid) => {
             let _ = ptrace::cont(pid, None);
         }
+        // A frozen process is hung, not stopped: SIGCONT and the like do not revive it (it
+        // stays in this stop); a fatal signal goes through the arm below and ends it.
+        WaitStatus::Stopped(pid, sig) if frozen.contains(&raw(pid)) && !ends_a_hang(sig) => {}
         WaitStatus::Stopped(pid, sig) => {
             // Signal-delivery stop: deliver the signal as if we were not here.
             let _ = ptrace::cont(pid, Some(sig));

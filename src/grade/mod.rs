@@ -9,6 +9,7 @@ pub mod checks;
 pub mod harness;
 pub mod lab1;
 pub mod lab2;
+pub mod lab3;
 pub mod lab5;
 pub mod lab6;
 pub mod report;
@@ -173,7 +174,10 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
         let mut argv = args.clone();
         for a in &c.args {
-            let mut a = a.replace("{DIR}", &root.dir.display().to_string());
+            let mut a = a.replace("{DIR}", &root.dir.display().to_string()).replace(
+                "{EVENTS}",
+                &root.cwd.join("events.jsonl").display().to_string(),
+            );
             if let Some(p) = &shm_prefix {
                 a = a.replace("{P}", p);
             }
@@ -199,7 +203,17 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         launch.watch_dir = watch_dir;
         launch.watch_prefix = watch_prefix;
         launch.use_ptrace = !o.no_ptrace;
-        let out = harness::run(&launch).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        let mut injector = lab3::Injector::new(
+            values.get("K").copied().unwrap_or(1),
+            values.get("T").copied().unwrap_or(400),
+        );
+        let script: Option<&mut dyn harness::Script> = if s.lab.number == 3 {
+            Some(&mut injector)
+        } else {
+            None
+        };
+        let out =
+            harness::run_scripted(&launch, script).map_err(|e| Error::runtime(e.0).with_code(3))?;
         // Name-only objects the run left: judged, then removed (the machine stays clean).
         let leaked = shm_prefix
             .as_deref()
@@ -209,6 +223,14 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
         }
         let checks = match s.lab.number {
+            3 => lab3::judge(
+                &out,
+                &injector.seen,
+                &root.cwd.join("events.jsonl"),
+                &root.dir,
+                &c,
+                timeout_s,
+            ),
             1 => lab1::judge(
                 &out,
                 &values,

@@ -1,0 +1,253 @@
+//! Lab 3's contract, judged: a watchdog run as `IMPL --secondaries K --heartbeat-ms P --hang-ms T
+//! --events EVENTS --dir DIR`, with faults injected while it runs (see labs/lab3-watchdog/README.md):
+//! SIGKILL of a server, then a hang its parent cannot see through waitpid (PTRACE_INTERRUPT,
+//! not SIGSTOP), then SIGTERM to the watchdog. Every restart the events file claims is checked
+//! against the tree the grader saw.
+
+use super::checks::{Checks, SKIP_TIMEOUT};
+use super::harness::{Action, Outcome, Script, View};
+use super::report::Check;
+use crate::spec::Contract;
+use nix::sys::signal::Signal;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Warmup,
+    Crashed { victim: i32, at: Duration },
+    Settling { server: i32, since: Duration },
+    Frozen { victim: i32, at: Duration },
+    Terminate,
+    Done,
+}
+
+/// The injections and what the grader saw of them.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub crash: Option<(i32, Duration)>,
+    pub crash_replacement: Option<(i32, Duration)>,
+    pub hang: Option<(i32, Duration)>,
+    pub hang_victim_exited: bool,
+    pub hang_replacement: Option<(i32, Duration)>,
+    pub term_at: Option<Duration>,
+}
+
+pub struct Injector {
+    k: usize,
+    hang: Duration,
+    phase: Phase,
+    pub seen: Seen,
+}
+
+impl Injector {
+    pub fn new(k: u64, hang_ms: u64) -> Injector {
+        Injector {
+            k: k as usize,
+            hang: Duration::from_millis(hang_ms),
+            phase: Phase::Warmup,
+            seen: Seen::default(),
+        }
+    }
+
+    /// How long one phase may wait for the watchdog before the grader moves on.
+    fn patience(&self) -> Duration {
+        self.hang * 3 + Duration::from_secs(3)
+    }
+}
+
+fn servers(v: &View<'_>) -> Vec<(i32, Duration)> {
+    let mut s: Vec<(i32, Duration)> = v
+        .procs
+        .values()
+        .filter(|p| p.parent == v.main && p.exited.is_none() && !p.gone)
+        .map(|p| (p.pid, p.born))
+        .collect();
+    s.sort_by_key(|x| x.1);
+    s
+}
+
+fn born_after(v: &View<'_>, t: Duration) -> Option<(i32, Duration)> {
+    servers(v).into_iter().find(|(_, born)| *born > t)
+}
+
+impl Script for Injector {
+    fn tick(&mut self, v: &View<'_>) -> Vec<Action> {
+        if v.main_end.is_some() {
+            self.phase = Phase::Done;
+            return vec![];
+        }
+        match self.phase {
+            Phase::Warmup => {
+                let s = servers(v);
+                // All servers up and beating for a while: the last born is a secondary.
+                if s.len() > self.k && v.t > self.hang * 2 {
+                    let (victim, _) = s[s.len() - 1];
+                    self.seen.crash = Some((victim, v.t));
+                    self.phase = Phase::Crashed { victim, at: v.t };
+                    return vec![Action::Signal(victim, Signal::SIGKILL)];
+                }
+            }
+            Phase::Crashed { at, .. } => {
+                if let Some((pid, born)) = born_after(v, at) {
+                    self.seen.crash_replacement = Some((pid, born - at));
+                    self.phase = Phase::Settling {
+                        server: pid,
+                        since: v.t,
+                    };
+                } else if v.t - at > self.patience() {
+                    self.phase = Phase::Terminate;
+                }
+            }
+            Phase::Settling { server, since } => {
+                if v.t - since > self.hang * 2 {
+                    self.seen.hang = Some((server, v.t));
+                    self.phase = Phase::Frozen {
+                        victim: server,
+                        at: v.t,
+                    };
+                    return vec![Action::Freeze(server)];
+                }
+            }
+            Phase::Frozen { victim, at } => {
+                let exited = v
+                    .procs
+                    .get(&victim)
+                    .is_some_and(|p| p.exited.is_some() || p.gone);
+                self.seen.hang_victim_exited |= exited;
+                if let Some((pid, born)) = born_after(v, at).filter(|_| exited) {
+                    self.seen.hang_replacement = Some((pid, born - at));
+                    self.phase = Phase::Terminate;
+                } else if v.t - at > self.patience() {
+                    self.phase = Phase::Terminate;
+                }
+            }
+            Phase::Terminate => {
+                self.seen.term_at = Some(v.t);
+                self.phase = Phase::Done;
+                return vec![Action::Signal(v.main, Signal::SIGTERM)];
+            }
+            Phase::Done => {}
+        }
+        vec![]
+    }
+}
+
+/// Pids the events file names for an event ("start", "restart", "exit").
+fn logged(events: &str, event: &str, pid: i32) -> bool {
+    events.lines().any(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+        v["event"] == event && v["pid"].as_i64() == Some(pid as i64)
+    })
+}
+
+pub fn judge(
+    out: &Outcome,
+    seen: &Seen,
+    events: &Path,
+    dir: &Path,
+    c: &Contract,
+    timeout_s: f64,
+) -> Vec<Check> {
+    let mut k = Checks::new(c, out);
+    let log = std::fs::read_to_string(events).unwrap_or_default();
+    let ms = |d: Duration| d.as_millis();
+    let claims = |old: i32, new: i32| -> Option<String> {
+        if !logged(&log, "exit", old) {
+            return Some(format!("the events file has no exit event for pid {old}"));
+        }
+        if !(logged(&log, "start", new) || logged(&log, "restart", new)) {
+            return Some(format!(
+                "the events file does not report the replacement pid {new}"
+            ));
+        }
+        None
+    };
+
+    match (seen.crash, seen.crash_replacement) {
+        (None, _) => k.add("restart-after-crash", false, "the watchdog never had all its servers running: nothing to kill"),
+        (Some((victim, _)), None) => k.add("restart-after-crash", false, format!("server {victim} was SIGKILLed and no new server was started: restart on SIGCHLD (waitpid tells you which one died)")),
+        (Some((victim, _)), Some((new, lat))) => match claims(victim, new) {
+            Some(lie) => k.add("restart-after-crash", false, format!("server {victim} was restarted as {new}, but {lie}")),
+            None => k.add("restart-after-crash", true, format!("server {victim} SIGKILLed, replaced by {new} after {} ms", ms(lat))),
+        },
+    }
+    match (seen.hang, seen.hang_victim_exited, seen.hang_replacement) {
+        (None, _, _) => k.skip("restart-after-hang", "skipped: the crash phase did not leave a server to freeze"),
+        (Some((victim, _)), false, _) => k.add("restart-after-hang", false, format!("server {victim} was frozen (no more heartbeats, nothing for waitpid to see) and never killed: detect hangs by a missing heartbeat, then SIGTERM, SIGKILL")),
+        (Some((victim, _)), true, None) => k.add("restart-after-hang", false, format!("the frozen server {victim} was killed but not restarted")),
+        (Some((victim, _)), true, Some((new, lat))) => match claims(victim, new) {
+            Some(lie) => k.add("restart-after-hang", false, format!("frozen server {victim} was replaced by {new}, but {lie}")),
+            None => k.add("restart-after-hang", true, format!("frozen server {victim} detected, killed and replaced by {new} after {} ms", ms(lat))),
+        },
+    }
+    if out.timed_out {
+        k.skip("orderly-shutdown", SKIP_TIMEOUT);
+    } else {
+        let code = out.main_status.map(|st| crate::process::shell_status(&st));
+        let mut bad = Vec::new();
+        if code != Some(0) {
+            bad.push(format!(
+                "the watchdog exited {} after SIGTERM (want 0)",
+                code.map(|c| c.to_string()).unwrap_or("?".into())
+            ));
+        }
+        if !out.alive_at_main_end.is_empty() {
+            bad.push(format!(
+                "servers {:?} were still running when it exited: stop and reap them first",
+                out.alive_at_main_end
+            ));
+        }
+        if seen.term_at.is_none() {
+            bad.push("it exited before the grader sent SIGTERM".into());
+        }
+        k.add(
+            "orderly-shutdown",
+            bad.is_empty(),
+            if bad.is_empty() {
+                "every server stopped and reaped, then the watchdog exited 0".into()
+            } else {
+                bad.join("; ")
+            },
+        );
+    }
+    let children: Vec<i32> = out
+        .procs
+        .values()
+        .filter(|p| p.parent == out.main_pid)
+        .map(|p| p.pid)
+        .collect();
+    k.no_zombies(out, &children, "server");
+    k.no_leftover(out);
+    if out.timed_out {
+        k.skip("no-leaked-files", SKIP_TIMEOUT);
+    } else {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.is_empty() {
+            k.add("no-leaked-files", true, "DIR is empty");
+        } else {
+            k.add(
+                "no-leaked-files",
+                false,
+                format!(
+                    "DIR still holds {}: remove the FIFOs at shutdown",
+                    left.join(", ")
+                ),
+            );
+        }
+    }
+    k.timeout(
+        out,
+        format!(
+            "the watchdog did not exit within {timeout_s} s (SIGTERM at {:?})",
+            seen.term_at.map(ms)
+        ),
+    );
+    k.list
+}
