@@ -176,3 +176,34 @@ fn grade_lab3_fixtures_are_judged_exactly() {
     }
     clean_after();
 }
+
+/// Lab 3 in C: a correct student watchdog (self-pipe, waitpid loop, pipe heartbeats) passes.
+#[test]
+fn grade_lab3_c_watchdog_passes() {
+    let dir = tempfile::Builder::new()
+        .prefix("ipclab-cfix-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let exe = dir.path().join("watchdog");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab3/watchdog.c");
+    let out = run(Command::new("cc").args(["-O2", "-o"]).arg(&exe).arg(&src));
+    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    let (code, v) = grade(
+        "3",
+        &[
+            "--impl",
+            exe.to_str().unwrap(),
+            "--runs",
+            "2",
+            "--seed",
+            "53",
+        ],
+    );
+    assert_eq!(code, 0, "{}", v["checks"]);
+    clean_after();
+}
