@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod fifo;
+pub mod frame;
 pub mod grade;
 pub mod heartbeat;
 pub mod inspect;

@@ -15,6 +15,7 @@ pub const LABS: &[(&str, &str)] = &[
         "lab3-watchdog",
         include_str!("../labs/lab3-watchdog/spec.toml"),
     ),
+    ("lab4-client", include_str!("../labs/lab4-client/spec.toml")),
     (
         "lab5-zombies",
         include_str!("../labs/lab5-zombies/spec.toml"),

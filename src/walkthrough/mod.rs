@@ -8,6 +8,7 @@
 mod lab1;
 mod lab2;
 mod lab3;
+mod lab4;
 mod lab5;
 mod lab6;
 
@@ -66,6 +67,7 @@ pub fn run(n: u32, step_mode: bool) -> Result<i32> {
         1 => lab1::walk(&mut walk),
         2 => lab2::walk(&mut walk),
         3 => lab3::walk(&mut walk),
+        4 => lab4::walk(&mut walk),
         5 => lab5::walk(&mut walk),
         6 => lab6::walk(&mut walk),
         _ => Err(Error::usage(format!("lab {n} has no walkthrough yet"))),
