@@ -36,6 +36,13 @@ struct Args {
     workers: u32,
     #[arg(long)]
     dir: PathBuf,
+    /// Under the lab 3 watchdog: its heartbeat table, our slot, the period.
+    #[arg(long)]
+    table: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    slot: usize,
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
 }
 
 /// A worker that does not answer FREE? this fast counts as busy (it may be mid-request).
@@ -47,6 +54,7 @@ fn main() {
 
 fn run(a: &Args) -> Result<i32> {
     ipclab::fifo::check_dir(&a.dir)?;
+    let mut beat = ipclab::heartbeat::Beater::new(a.table.as_deref(), a.slot, a.heartbeat_ms)?;
     let me = tag("dispatcher");
     let path = a.dir.join("dispatcher.sock");
     let bound = frame::Bound::new(&path)?;
@@ -57,7 +65,8 @@ fn run(a: &Args) -> Result<i32> {
     loop {
         let mut fds = vec![sigs.fd(), listener.as_fd()];
         fds.extend(done.iter().map(|(_, c)| c.as_fd()));
-        let ready = ipclab::signals::poll_fds(&fds, None)?;
+        let ready = ipclab::signals::poll_fds(&fds, beat.wait())?;
+        beat.tick();
         if ready[0] && !sigs.take().is_empty() {
             eprintln!("{me} stopping");
             return Ok(0);

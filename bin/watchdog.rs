@@ -60,9 +60,21 @@ struct Args {
     /// Directory for the FIFO pairs (default: a fresh private one).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Which servers to supervise: lab 3's main + K secondaries, or lab 4's dispatcher + K workers.
+    #[arg(long, value_enum, default_value = "lab3")]
+    serve: Serve,
+    /// Lab 4: each request's processing time in the workers.
+    #[arg(long, default_value_t = 0)]
+    work_ms: u64,
     /// Demonstrate the mistake of 3.b: send control messages through the data FIFOs.
     #[arg(long, value_enum)]
     fault: Option<Fault>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Serve {
+    Lab3,
+    Lab4,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -168,7 +180,7 @@ fn run(a: &Args) -> Result<i32> {
     let k = a.secondaries as usize;
     let mut table = Table::create(&ipclab::shm::unique_name("ipclab"), k + 1)?;
     let mut fifos = Vec::new();
-    for i in 1..=k {
+    for i in (1..=k).filter(|_| a.serve == Serve::Lab3) {
         fifos.push(
             ipclab::fifo::FifoPair::create(&dir, &format!("ping-{i}"), &format!("pong-{i}"))
                 .map_err(|e| e.into_usage())?,
@@ -189,6 +201,29 @@ fn run(a: &Args) -> Result<i32> {
         ]
     };
     let mut servers = Vec::new();
+    if a.serve == Serve::Lab4 {
+        let dir_s = dir.display().to_string();
+        let mut argv = common(&process::sibling_binary("dispatcher")?, 0);
+        argv.extend([
+            "--dir".into(),
+            dir_s.clone(),
+            "--workers".into(),
+            k.to_string(),
+        ]);
+        servers.push(Server::new("dispatcher", 0, argv));
+        for i in 1..=k {
+            let mut argv = common(&process::sibling_binary("worker")?, i);
+            argv.extend([
+                "--dir".into(),
+                dir_s.clone(),
+                "--id".into(),
+                i.to_string(),
+                "--work-ms".into(),
+                a.work_ms.to_string(),
+            ]);
+            servers.push(Server::new(&format!("worker-{i}"), i, argv));
+        }
+    }
     let mut argv = common(&main_bin, 0);
     argv.extend([
         "--dir".into(),
@@ -196,7 +231,9 @@ fn run(a: &Args) -> Result<i32> {
         "--secondaries".into(),
         k.to_string(),
     ]);
-    servers.push(Server::new("main", 0, argv));
+    if a.serve == Serve::Lab3 {
+        servers.push(Server::new("main", 0, argv));
+    }
     for (i, pair) in fifos.iter().enumerate() {
         let mut argv = common(&sec_bin, i + 1);
         argv.extend([

@@ -35,6 +35,13 @@ struct Args {
     /// Directory of the sockets.
     #[arg(long)]
     dir: PathBuf,
+    /// Under the lab 3 watchdog: its heartbeat table, our slot, the period.
+    #[arg(long)]
+    table: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    slot: usize,
+    #[arg(long, default_value_t = 50)]
+    heartbeat_ms: u64,
     /// How long a request takes to process (simulated work).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     work_ms: u64,
@@ -62,6 +69,7 @@ fn main() {
 
 fn run(a: &Args) -> Result<i32> {
     ipclab::fifo::check_dir(&a.dir)?;
+    let mut beat = ipclab::heartbeat::Beater::new(a.table.as_deref(), a.slot, a.heartbeat_ms)?;
     let me = tag(&format!("worker-{}", a.id));
     let ctl_path = a.dir.join(format!("worker-{}.ctl", a.id));
     let svc_path = a.dir.join(format!("worker-{}.sock", a.id));
@@ -95,7 +103,9 @@ fn run(a: &Args) -> Result<i32> {
         };
         let mut fds = vec![sigs.fd(), ctl.as_fd(), svc.as_fd()];
         fds.extend(ctl_conns.iter().map(|c| c.as_fd()));
+        let wait = beat.wait().map_or(wait, |b| b.min(wait));
         let ready = ipclab::signals::poll_fds(&fds, Some(wait))?;
+        beat.tick();
         if ready[0] && !sigs.take().is_empty() {
             eprintln!("{me} stopping");
             return Ok(0);

@@ -76,9 +76,20 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// socket + bind + listen. EADDRINUSE (path taken) is bad input: exit status 2.
+    /// socket + bind + listen. A path where a server still listens is bad input (EADDRINUSE,
+    /// exit status 2). A dead server's socket — a socket file that refuses connections, left by
+    /// a process killed before it could unlink it — is replaced: that is how a restarted server
+    /// gets its address back.
     pub fn new(path: &Path) -> crate::Result<Bound> {
-        let listener = UnixListener::bind(path).map_err(|e| {
+        let bind = || UnixListener::bind(path);
+        let listener = match bind() {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && is_dead_socket(path) => {
+                let _ = std::fs::remove_file(path);
+                bind()
+            }
+            other => other,
+        }
+        .map_err(|e| {
             let err = Error::io(&e, "bind", path.display());
             if e.kind() == io::ErrorKind::AddrInUse {
                 err.into_usage()
@@ -91,6 +102,16 @@ impl Bound {
             path: path.to_path_buf(),
         })
     }
+}
+
+fn is_dead_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    is_socket
+        && matches!(
+            std::os::unix::net::UnixStream::connect(path),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+        )
 }
 
 impl Drop for Bound {

@@ -86,3 +86,43 @@ impl Table {
         self.seg.unlink()
     }
 }
+
+/// A supervised server's side: beats at once (before it opens anything else, so a restart is
+/// seen even if the rest is stuck), then every `period` when `tick` is called from its loop.
+pub struct Beater {
+    table: Option<Table>,
+    slot: usize,
+    period_ms: u64,
+    next: u64,
+}
+
+impl Beater {
+    /// No table: not supervised, `tick` does nothing and never shortens a wait.
+    pub fn new(table: Option<&str>, slot: usize, period_ms: u64) -> Result<Beater> {
+        let table = table.map(Table::open).transpose()?;
+        let mut b = Beater {
+            table,
+            slot,
+            period_ms: period_ms.max(1),
+            next: 0,
+        };
+        b.tick();
+        Ok(b)
+    }
+
+    pub fn tick(&mut self) {
+        let Some(t) = &self.table else { return };
+        if now_ms() >= self.next {
+            t.beat(self.slot);
+            self.next = now_ms() + self.period_ms;
+        }
+    }
+
+    /// How long the caller may wait before the next beat is due (None: unsupervised).
+    pub fn wait(&self) -> Option<std::time::Duration> {
+        self.table.as_ref()?;
+        Some(std::time::Duration::from_millis(
+            self.next.saturating_sub(now_ms()),
+        ))
+    }
+}

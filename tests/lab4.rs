@@ -190,3 +190,70 @@ fn lab4_bad_input_is_one_line_exit_2() {
     assert_eq!(w.stop(), 0);
     Clean::new("ipclab-none").check();
 }
+
+/// Under the lab 3 watchdog: a worker killed mid-request is restarted on the same socket path,
+/// and the next client is served by it.
+#[test]
+fn lab4_under_watchdog_killed_worker_is_restarted() {
+    let dir = private_dir();
+    let events = dir.path().join("events.jsonl");
+    let mut wd = Command::new(bin("watchdog"))
+        .args([
+            "--serve",
+            "lab4",
+            "--secondaries",
+            "1",
+            "--work-ms",
+            "10000",
+            "--heartbeat-ms",
+            "50",
+            "--hang-ms",
+            "20000",
+            "--events",
+        ])
+        .arg(&events)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = stderr_reader(&mut wd);
+    for _ in 0..2 {
+        read_until(&mut err, "listening on");
+    }
+    let c = client(dir.path(), "doomed")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = read_until(&mut err, "5 request received: doomed");
+    let line = seen.lines().last().unwrap();
+    let victim = number_after(line, "[worker-1 ").unwrap();
+    let _ = nix::sys::signal::kill(Pid::from_raw(victim), Signal::SIGKILL);
+    let out = finish(c);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // The replacement binds (prints "listening") and beats (the watchdog logs "restart") in
+    // either order: wait for both.
+    let (mut restarted, mut listening) = (false, false);
+    while !(restarted && listening) {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "watchdog output ended"
+        );
+        restarted |= line.contains("\"event\":\"restart\",\"role\":\"worker-1\"");
+        listening |= line.contains("listening on");
+    }
+    // The restarted worker would take 10 s: ask the dispatcher only whether it is reachable.
+    let mut s = UnixStream::connect(dir.path().join("worker-1.ctl")).unwrap();
+    ipclab::frame::write(&mut s, "FREE?").unwrap();
+    assert_eq!(ipclab::frame::read(&mut s).unwrap().as_deref(), Some("YES"));
+    drop(s);
+    let _ = nix::sys::signal::kill(Pid::from_raw(wd.id() as i32), Signal::SIGTERM);
+    assert_eq!(wd.wait().unwrap().code(), Some(0));
+    let _ = err.lines().count();
+    assert_eq!(dir_entries(dir.path()), ["events.jsonl"]);
+    Clean::new("ipclab-none").check();
+}

@@ -1,5 +1,5 @@
 //! Lab 4 walkthrough: the 7-step handoff, a BUSY answer, a malformed frame, a worker killed
-//! mid-request.
+//! mid-request and restarted by the lab 3 watchdog.
 
 use super::Walk;
 use crate::error::{Error, Result};
@@ -11,22 +11,39 @@ use std::os::unix::net::UnixStream;
 pub fn walk(w: &mut Walk) -> Result<()> {
     let dir = crate::fifo::private_dir()?;
     let d = dir.path().display().to_string();
-    let (worker, dispatcher, client) = (w.bin("worker"), w.bin("dispatcher"), w.bin("client"));
+    let events = dir.path().join("events.jsonl");
+    let (wd, client) = (w.bin("watchdog"), w.bin("client"));
+    // The events file lives beside DIR's sockets; it is the only file left at the end.
+    let ev = events.display().to_string();
 
-    w.step("Two workers and a dispatcher, each on a Unix socket in a private directory");
+    w.step("A dispatcher and two workers, started by the lab 3 watchdog, on Unix sockets");
     w.say(
         "socket(AF_UNIX, SOCK_STREAM), bind to a path, listen: each server gets an address in the
          file system (type `s` in ls -l). Messages are frames: a 4-byte big-endian length, then
-         that many bytes of text, because a stream has no message boundaries of its own.",
+         that many bytes of text, because a stream has no message boundaries of its own. The
+         watchdog starts them all and restarts any that dies (lab 3).",
     );
-    let mut w1 = w.spawn(&[&worker, "--id", "1", "--dir", &d, "--work-ms", "400"])?;
-    w1.echo = false;
-    w1.wait_for("listening on")?;
-    let mut w2 = w.spawn(&[&worker, "--id", "2", "--dir", &d, "--work-ms", "400"])?;
-    w2.echo = false;
-    w2.wait_for("listening on")?;
-    let mut disp = w.spawn(&[&dispatcher, "--workers", "2", "--dir", &d])?;
-    disp.wait_for("listening on")?;
+    let mut sup = w.spawn(&[
+        &wd,
+        "--serve",
+        "lab4",
+        "--secondaries",
+        "2",
+        "--work-ms",
+        "1500",
+        "--heartbeat-ms",
+        "50",
+        "--hang-ms",
+        "3000",
+        "--events",
+        &ev,
+        "--dir",
+        &d,
+    ])?;
+    // The three start in any order: wait for three "listening" lines.
+    for _ in 0..3 {
+        sup.wait_for("listening on")?;
+    }
     let _ = w.shell(&["ls", "-l", &d]);
 
     w.step("One client: the 7 steps");
@@ -41,11 +58,11 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         code == 0 && out.contains("HELLO"),
         "the client got its answer from a worker",
     );
-    disp.wait_for("7 worker-1 says it has finished")?;
+    sup.wait_for("7 worker-")?;
     w.expect(true, "step 7: the dispatcher heard DONE from the worker");
 
     w.step("Three clients at once for two workers: one is told BUSY");
-    w.say("Both workers are reserved by the first two clients (each request takes 400 ms): the third gets an explicit BUSY and the connection closes, instead of waiting.");
+    w.say("Each request takes 1.5 s: the first two clients reserve both workers, which then answer NO at once; the third gets an explicit BUSY and the connection closes, instead of waiting.");
     let kids: Vec<super::Live> = (1..=3)
         .map(|i| w.spawn(&[&client, "--dir", &d, "--request", &format!("c{i}")]))
         .collect::<Result<_>>()?;
@@ -58,9 +75,8 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         codes == [0, 0, 3],
         &format!("two served, one BUSY (exit statuses {codes:?})"),
     );
-    // Both workers free again (step 7 heard for each) before the next demo.
-    disp.wait_for("7 worker-")?;
-    disp.wait_for("7 worker-")?;
+    sup.wait_for("7 worker-")?;
+    sup.wait_for("7 worker-")?;
 
     w.step("A malformed frame gets an error, never a crash");
     let mut s = UnixStream::connect(dir.path().join("dispatcher.sock"))
@@ -75,38 +91,41 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "the dispatcher answered ERR and kept running",
     );
 
-    w.step("A worker killed mid-request: its client gets an error");
+    w.step("A worker killed mid-request: its client gets an error, the watchdog restarts it");
     let mut c = w.spawn(&[&client, "--dir", &d, "--request", "doomed"])?;
     let line = c.wait_for("4 sent to")?;
-    c.wait_for("5 sending the request")?;
     let n = super::number_after(&line, "/worker-").unwrap_or(1);
-    let (mut victim, survivor) = if n == 1 { (w1, w2) } else { (w2, w1) };
-    victim.wait_for("5 request received: doomed")?;
-    println!(
-        "   $ kill -9 {}   (worker-{n}, busy with the request)",
-        victim.pid()
-    );
-    crate::process::signal(Pid::from_raw(victim.pid()), Signal::SIGKILL)?;
+    let busy = sup.wait_for("5 request received: doomed")?;
+    let victim = super::number_after(&busy, &format!("[worker-{n} ")).unwrap_or(0);
+    println!("   $ kill -9 {victim}   (worker-{n}, busy with the request)");
+    crate::process::signal(Pid::from_raw(victim), Signal::SIGKILL)?;
     let (code, out) = c.finish()?;
     w.expect(
         code == 1 && out.contains("closed the connection before answering"),
         "the client reported the worker's death",
     );
-    let _ = victim.finish();
-    for ext in ["ctl", "sock"] {
-        std::fs::remove_file(dir.path().join(format!("worker-{n}.{ext}"))).ok();
-    }
-    w.say("(the dead worker could not remove its sockets; under the lab 3 watchdog it would be restarted — not wired here yet.)");
+    sup.wait_for(&format!("\"event\":\"restart\",\"role\":\"worker-{n}\""))?;
+    w.expect(
+        true,
+        "the watchdog restarted the worker (it rebinds the dead socket's path)",
+    );
+    let (code, out) = w.shell(&[&client, "--dir", &d, "--request", "again"])?;
+    w.expect(code == 0 && out.contains("AGAIN"), "served again");
 
-    w.step("SIGTERM: each server removes its socket and exits 0");
-    for live in [disp, survivor] {
-        crate::process::signal(Pid::from_raw(live.pid()), Signal::SIGTERM)?;
-        let (code, _) = live.finish()?;
-        w.expect(code == 0, "exited 0");
-    }
-    let left = std::fs::read_dir(dir.path())
-        .map(|r| r.count())
-        .unwrap_or(0);
-    w.expect(left == 0, "no socket left in the directory");
+    w.step("SIGTERM to the watchdog: workers, then the dispatcher, each removes its socket");
+    crate::process::signal(Pid::from_raw(sup.pid()), Signal::SIGTERM)?;
+    let (code, _) = sup.finish()?;
+    w.expect(code == 0, "the watchdog exited 0");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    w.expect(
+        left == ["events.jsonl"],
+        &format!("only the events file is left ({left:?})"),
+    );
     Ok(())
 }

@@ -193,11 +193,20 @@ impl Walk {
             );
         }
         for pid in running {
-            self.problems
-                .push(format!("process {pid} was still running: killed"));
+            self.problems.push(format!(
+                "process {pid} was still running: killed, with its descendants"
+            ));
+            for p in inspect::descendants(pid.as_raw()) {
+                let _ = process::signal(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = process::signal(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = process::wait_for(pid);
         }
+        // Orphans of what was just killed are ours now: reap them too.
+        let _ = process::reap_children_within(Duration::from_secs(5));
     }
 
     /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.

@@ -56,10 +56,18 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Reads lines from `r` until one contains `needle`; returns everything read.
-pub fn read_until(r: &mut impl BufRead, needle: &str) -> String {
+/// Reads lines from `r` until one contains `needle`; returns everything read. Panics (instead
+/// of hanging the suite) if nothing arrives for SAFETY.
+pub fn read_until<T: Read + std::os::fd::AsFd>(r: &mut BufReader<T>, needle: &str) -> String {
     let mut all = String::new();
     loop {
+        if r.buffer().is_empty() {
+            let ready = ipclab::signals::poll_fds(&[r.get_ref().as_fd()], Some(SAFETY)).unwrap();
+            assert!(
+                ready[0],
+                "nothing for {SAFETY:?} while waiting for {needle:?}; got:\n{all}"
+            );
+        }
         let mut line = String::new();
         let n = r.read_line(&mut line).expect("read");
         assert!(n > 0, "output ended before {needle:?}; got:\n{all}");
