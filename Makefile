@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/debug
 LABS := 1 2 3 4 5 6
 
-.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 grade bench-grade bench-restart clean doctor help
+.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 grade bench-grade bench-restart bench-lab4 clean doctor help
 
 all: build
 
@@ -35,6 +35,11 @@ bench-grade:
 bench-restart:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench --bench restart_latency
+
+# Lab 4: requests per second with 50 concurrent clients.
+bench-lab4:
+	$(CARGO) build --release --workspace
+	$(CARGO) bench --bench lab4_throughput
 
 doctor: build
 	$(BIN)/ipclab doctor
