@@ -1,5 +1,5 @@
-//! The grader on labs 1 and 5: references pass, each fixture fails exactly its fault's checks,
-//! and graded runs leave no process, cgroup or shared-memory object behind.
+//! The grader on labs 1, 3, 5 and 6: references pass, each fixture fails exactly its fault's
+//! checks (skipped ones aside), and graded runs leave no process, cgroup or shm object behind.
 
 mod common;
 use common::*;
@@ -54,112 +54,21 @@ fn clean_after() {
     assert_eq!(cgroups, 0, "cgroups left behind");
 }
 
-/// Lab 1: the reference passes; leak, zombie and wrong-name faults fail exactly their check.
-#[test]
-fn grade_lab1_fixtures_are_judged_exactly() {
-    let (code, v) = grade("1", &["--runs", "3", "--seed", "21"]);
-    assert_eq!(code, 0, "{}", v["checks"]);
-    for (variant, want) in [
-        ("correct", vec![]),
-        ("leak", vec!["no-leaked-shm"]),
-        ("no-wait-dead", vec!["no-zombies"]),
-        ("wrong-prefix", vec!["shared-memory"]),
-    ] {
-        let cmd = fixture("lab1", "shm.py", variant);
-        let (code, v) = grade("1", &["--impl", &cmd, "--runs", "2", "--seed", "22"]);
-        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-        for failed in failing_each_run(&v) {
-            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
-        }
-        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
-    }
-    // The leaked segment was removed by the grader after judging.
-    clean_after();
-}
-
-/// Lab 5: the reference passes; a reaper that reaps one child per SIGCHLD hangs with zombies;
-/// one that never reaps leaves zombies; a wrong status fails the protocol.
-#[test]
-fn grade_lab5_fixtures_are_judged_exactly() {
-    let (code, v) = grade("5", &["--runs", "3", "--seed", "31"]);
-    assert_eq!(code, 0, "{}", v["checks"]);
-    for (variant, want, timeout) in [
-        ("correct", vec![], "10"),
-        ("no-wait", vec!["no-zombies"], "10"),
-        ("wrong-status", vec!["protocol"], "10"),
-        ("one-per-signal", vec!["no-zombies", "timeout"], "2"),
-    ] {
-        let cmd = fixture("lab5", "reaper.py", variant);
+/// Grades the reference (`runs` runs, must pass), then each fixture variant: every run must fail
+/// exactly `want` (checks skipped for a failed precondition aside), and the exit status follow.
+fn judge_table(lab: &str, file: &str, rows: &[(&str, &[&str])], extra: &[&str]) {
+    let (code, v) = grade(lab, &[&["--runs", "2", "--seed", "21"], extra].concat());
+    assert_eq!(code, 0, "reference: {}", v["checks"]);
+    for (variant, want) in rows {
+        let cmd = fixture(&format!("lab{lab}"), file, variant);
         let (code, v) = grade(
-            "5",
+            lab,
             &[
-                "--impl",
-                &cmd,
-                "--runs",
-                "2",
-                "--seed",
-                "32",
-                "--timeout",
-                timeout,
-            ],
+                &["--impl", cmd.as_str(), "--runs", "2", "--seed", "22"],
+                extra,
+            ]
+            .concat(),
         );
-        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-        for failed in failing_each_run(&v) {
-            let failed: BTreeSet<String> = failed
-                .into_iter()
-                .filter(|n| {
-                    !v["checks"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|c| c["name"] == n.as_str() && c["skipped"] == true)
-                })
-                .collect();
-            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
-        }
-        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
-    }
-    clean_after();
-}
-
-/// Lab 6: the reference passes; a single fork, an unlocked pidfile, a stop that does not wait
-/// each fail exactly their check; every daemon is stopped or killed, and reaped.
-#[test]
-fn grade_lab6_fixtures_are_judged_exactly() {
-    let (code, v) = grade("6", &["--runs", "3", "--seed", "41"]);
-    assert_eq!(code, 0, "{}", v["checks"]);
-    for (variant, want) in [
-        ("correct", vec![]),
-        ("single-fork", vec!["daemonized"]),
-        ("no-lock", vec!["pidfile"]),
-        ("stop-early", vec!["stop"]),
-    ] {
-        let cmd = fixture("lab6", "daemon.py", variant);
-        let (code, v) = grade("6", &["--impl", &cmd, "--runs", "2", "--seed", "42"]);
-        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
-        for failed in failing_each_run(&v) {
-            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
-        }
-        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
-    }
-    clean_after();
-}
-
-/// Lab 3: faults injected while the watchdog runs. The reference passes; a watchdog that polls
-/// with kill(pid, 0) never restarts (a zombie still "exists") and leaves zombies; one that never
-/// waits leaves zombies; one without a heartbeat deadline never restarts a frozen server.
-#[test]
-fn grade_lab3_fixtures_are_judged_exactly() {
-    let (code, v) = grade("3", &["--runs", "2", "--seed", "51"]);
-    assert_eq!(code, 0, "{}", v["checks"]);
-    for (variant, want) in [
-        ("correct", vec![]),
-        ("polls", vec!["restart-after-crash", "no-zombies"]),
-        ("zombies", vec!["no-zombies"]),
-        ("no-hang-check", vec!["restart-after-hang"]),
-    ] {
-        let cmd = fixture("lab3", "watchdog.py", variant);
-        let (code, v) = grade("3", &["--impl", &cmd, "--seed", "52"]);
         let skipped: BTreeSet<String> = v["checks"]
             .as_array()
             .unwrap()
@@ -170,11 +79,84 @@ fn grade_lab3_fixtures_are_judged_exactly() {
         let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
         for failed in failing_each_run(&v) {
             let failed: BTreeSet<String> = failed.difference(&skipped).cloned().collect();
-            assert_eq!(failed, want, "{variant}: {}", v["checks"]);
+            assert_eq!(failed, want, "lab {lab} {variant}: {}", v["checks"]);
         }
-        assert_eq!(code, if want.is_empty() { 0 } else { 1 });
+        assert_eq!(
+            code,
+            if want.is_empty() { 0 } else { 1 },
+            "lab {lab} {variant}"
+        );
     }
     clean_after();
+}
+
+/// Lab 1: leak, zombie and wrong-name faults fail exactly their check (the grader removes the
+/// leaked segment after judging).
+#[test]
+fn grade_lab1_fixtures_are_judged_exactly() {
+    judge_table(
+        "1",
+        "shm.py",
+        &[
+            ("correct", &[]),
+            ("leak", &["no-leaked-shm"]),
+            ("no-wait-dead", &["no-zombies"]),
+            ("wrong-prefix", &["shared-memory"]),
+        ],
+        &[],
+    );
+}
+
+/// Lab 5: a reaper that reaps one child per SIGCHLD hangs with zombies; one that never reaps
+/// leaves zombies; a wrong status fails the protocol.
+#[test]
+fn grade_lab5_fixtures_are_judged_exactly() {
+    judge_table(
+        "5",
+        "reaper.py",
+        &[
+            ("correct", &[]),
+            ("no-wait", &["no-zombies"]),
+            ("wrong-status", &["protocol"]),
+            ("one-per-signal", &["no-zombies", "timeout"]),
+        ],
+        &["--timeout", "3"],
+    );
+}
+
+/// Lab 6: a single fork, an unlocked pidfile, a stop that does not wait each fail exactly their
+/// check; every daemon is stopped or killed, and reaped.
+#[test]
+fn grade_lab6_fixtures_are_judged_exactly() {
+    judge_table(
+        "6",
+        "daemon.py",
+        &[
+            ("correct", &[]),
+            ("single-fork", &["daemonized"]),
+            ("no-lock", &["pidfile"]),
+            ("stop-early", &["stop"]),
+        ],
+        &[],
+    );
+}
+
+/// Lab 3: faults injected while the watchdog runs. A watchdog that polls with kill(pid, 0) never
+/// restarts (a zombie still "exists") and leaves zombies; one that never waits leaves zombies;
+/// one without a heartbeat deadline never restarts a frozen server.
+#[test]
+fn grade_lab3_fixtures_are_judged_exactly() {
+    judge_table(
+        "3",
+        "watchdog.py",
+        &[
+            ("correct", &[]),
+            ("polls", &["restart-after-crash", "no-zombies"]),
+            ("zombies", &["no-zombies"]),
+            ("no-hang-check", &["restart-after-hang"]),
+        ],
+        &[],
+    );
 }
 
 /// Lab 3 in C: a correct student watchdog (self-pipe, waitpid loop, pipe heartbeats) passes.
