@@ -425,6 +425,14 @@ pub fn run_scripted(
                 Ok(st) => st,
             };
             let t = start.elapsed();
+            // main is stopped at its exit event until `handle` resumes it: the snapshot must be
+            // taken before, while its children are still its own.
+            if let WaitStatus::PtraceEvent(pid, _, libc::PTRACE_EVENT_EXIT) = st {
+                if pid == child && !out.main_exiting {
+                    out.main_exiting = true;
+                    main_exiting(&mut out, &procs, &threads, child.as_raw());
+                }
+            }
             handle(
                 st,
                 t,
@@ -435,12 +443,6 @@ pub fn run_scripted(
                 &frozen,
                 dir_prefix.as_deref(),
             );
-            if let WaitStatus::PtraceEvent(pid, _, libc::PTRACE_EVENT_EXIT) = st {
-                if pid == child && !out.main_exiting {
-                    out.main_exiting = true;
-                    main_exiting(&mut out, &procs, &threads, child.as_raw());
-                }
-            }
             // Without ptrace every exit we are told of is a reap by us. One that was not already
             // our child, reaped in the batch where main ends, was main's: adopted as a zombie.
             if let (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _), false) =
