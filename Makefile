@@ -53,5 +53,6 @@ help:
 	@echo "make test                 build and run every test (what CI runs)"
 	@echo "make check                rustfmt, clippy -D warnings, course lint"
 	@echo "make grade                grade the reference programs (ipclab grade all)"
+	@echo "make bench-grade|bench-restart|bench-lab4   measurements (release build)"
 	@echo "make doctor               what works on this machine"
 	@echo "make clean                remove stale ipclab objects and build output"
