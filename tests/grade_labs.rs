@@ -153,7 +153,6 @@ fn grade_lab3_fixtures_are_judged_exactly() {
         &[
             ("correct", &[]),
             ("polls", &["restart-after-crash", "no-zombies"]),
-            ("zombies", &["no-zombies"]),
             ("no-hang-check", &["restart-after-hang"]),
         ],
         &[],
