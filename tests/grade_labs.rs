@@ -142,9 +142,8 @@ fn grade_lab6_fixtures_are_judged_exactly() {
 }
 
 /// Lab 3: faults injected while the watchdog runs. A watchdog that polls with kill(pid, 0) never
-/// restarts (a zombie still "exists") and leaves zombies; one without a heartbeat deadline never
-/// restarts a frozen server. (The `zombies` variant is left out: it hung once at shutdown in CI,
-/// cause not found yet.)
+/// restarts (a zombie still "exists") and leaves zombies; one that never waits leaves zombies;
+/// one without a heartbeat deadline never restarts a frozen server.
 #[test]
 fn grade_lab3_fixtures_are_judged_exactly() {
     judge_table(
@@ -153,6 +152,7 @@ fn grade_lab3_fixtures_are_judged_exactly() {
         &[
             ("correct", &[]),
             ("polls", &["restart-after-crash", "no-zombies"]),
+            ("zombies", &["no-zombies"]),
             ("no-hang-check", &["restart-after-hang"]),
         ],
         &[],
