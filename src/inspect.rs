@@ -82,10 +82,6 @@ pub fn descendants(pid: i32) -> Vec<ProcInfo> {
     out
 }
 
-pub fn zombies_among(procs: &[ProcInfo]) -> Vec<ProcInfo> {
-    procs.iter().filter(|p| p.is_zombie()).cloned().collect()
-}
-
 pub fn is_alive(pid: Pid) -> bool {
     info(pid.as_raw()).is_some_and(|p| !p.is_zombie())
 }

@@ -382,22 +382,7 @@ pub fn run_scripted(
         }
         let _ = crate::signals::poll_fds(&all, Some(wake.saturating_duration_since(now)));
         let t = start.elapsed();
-        drain(
-            &out_r,
-            &mut stdout_buf,
-            &mut out.stdout_bytes,
-            l.output_cap,
-            Some((&mut out.stdout_lines, t)),
-        );
-        let mut errbuf = std::mem::take(&mut out.stderr);
-        drain(
-            &err_r,
-            &mut errbuf,
-            &mut out.stderr_bytes,
-            l.output_cap,
-            None,
-        );
-        out.stderr = errbuf;
+        drain_outputs(&out_r, &err_r, &mut stdout_buf, &mut out, l.output_cap, t);
         sigs.take();
         if let Some(ino) = &inotify {
             let opened = read_dir_events(
@@ -594,12 +579,13 @@ pub fn run_scripted(
         );
     }
     // Whatever is left in the pipes (every writer is gone now).
-    drain(
+    drain_outputs(
         &out_r,
+        &err_r,
         &mut stdout_buf,
-        &mut out.stdout_bytes,
+        &mut out,
         l.output_cap,
-        Some((&mut out.stdout_lines, start.elapsed())),
+        start.elapsed(),
     );
     if !stdout_buf.is_empty() {
         out.stdout_lines.push((
@@ -607,15 +593,6 @@ pub fn run_scripted(
             String::from_utf8_lossy(&stdout_buf).into_owned(),
         ));
     }
-    let mut errbuf = std::mem::take(&mut out.stderr);
-    drain(
-        &err_r,
-        &mut errbuf,
-        &mut out.stderr_bytes,
-        l.output_cap,
-        None,
-    );
-    out.stderr = errbuf;
     if let Some(cg) = &cgroup {
         out.refused_forks = cg.refused_forks();
     }
@@ -786,6 +763,27 @@ fn set_nonblocking(fd: &OwnedFd) {
             FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
         );
     }
+}
+
+/// Drains both output pipes into `out` (stdout as timed lines, stderr as bytes).
+fn drain_outputs(
+    out_r: &std::fs::File,
+    err_r: &std::fs::File,
+    stdout_buf: &mut Vec<u8>,
+    out: &mut Outcome,
+    cap: usize,
+    t: Duration,
+) {
+    drain(
+        out_r,
+        stdout_buf,
+        &mut out.stdout_bytes,
+        cap,
+        Some((&mut out.stdout_lines, t)),
+    );
+    let mut errbuf = std::mem::take(&mut out.stderr);
+    drain(err_r, &mut errbuf, &mut out.stderr_bytes, cap, None);
+    out.stderr = errbuf;
 }
 
 /// Reads all that is available: keeps up to `cap` bytes, counts the rest. With `lines`, complete

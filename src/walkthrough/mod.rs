@@ -437,13 +437,6 @@ impl Live {
         }
     }
 
-    /// Sends a line to the program's stdin.
-    pub fn send_line(&mut self, line: &str) {
-        if let Some(s) = &mut self.stdin {
-            let _ = writeln!(s, "{line}");
-        }
-    }
-
     /// Closes stdin (the demos' "press Enter or close stdin").
     pub fn close_stdin(&mut self) {
         self.stdin = None;
