@@ -69,6 +69,14 @@ struct Args {
     /// Demonstrate the mistake of 3.b: send control messages through the data FIFOs.
     #[arg(long, value_enum)]
     fault: Option<Fault>,
+    /// Lab 4: run this command as the dispatcher instead of the reference one (split like a
+    /// shell would, then `--workers K --dir DIR` appended). It gets no heartbeat table: crashes
+    /// are still restarted, hangs are not detected.
+    #[arg(long, value_name = "CMD")]
+    dispatcher: Option<String>,
+    /// Lab 4: the same for each worker (`--id I --dir DIR --work-ms W` appended).
+    #[arg(long, value_name = "CMD")]
+    worker: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,6 +107,8 @@ struct Server {
     /// SIGKILL due at this time (after SIGTERM for a hang).
     kill_at: Option<u64>,
     gave_up: bool,
+    /// It writes heartbeats into our table (a command given with --dispatcher/--worker does not).
+    beats: bool,
 }
 
 struct Events {
@@ -156,6 +166,9 @@ fn run(a: &Args) -> Result<i32> {
             a.heartbeat_ms, a.hang_ms
         )));
     }
+    if a.serve != Serve::Lab4 && (a.dispatcher.is_some() || a.worker.is_some()) {
+        return Err(Error::usage("--dispatcher and --worker need --serve lab4"));
+    }
     let main_bin = process::sibling_binary("server-main")?;
     let sec_bin = process::sibling_binary("server-secondary")?;
     let private;
@@ -200,28 +213,40 @@ fn run(a: &Args) -> Result<i32> {
             a.heartbeat_ms.to_string(),
         ]
     };
+    // A reference server beats into the table; a given command is run as it is.
+    let role_cmd = |given: &Option<String>, reference: &str, slot: usize| -> Result<_> {
+        match given {
+            None => Ok((common(&process::sibling_binary(reference)?, slot), true)),
+            Some(cmd) => match shlex::split(cmd) {
+                Some(words) if !words.is_empty() => Ok((words, false)),
+                _ => Err(Error::usage(format!(
+                    "--{reference} {cmd:?}: not a command (empty, or unbalanced quotes)"
+                ))),
+            },
+        }
+    };
     let mut servers = Vec::new();
     if a.serve == Serve::Lab4 {
         let dir_s = dir.display().to_string();
-        let mut argv = common(&process::sibling_binary("dispatcher")?, 0);
+        let (mut argv, beats) = role_cmd(&a.dispatcher, "dispatcher", 0)?;
         argv.extend([
-            "--dir".into(),
-            dir_s.clone(),
             "--workers".into(),
             k.to_string(),
+            "--dir".into(),
+            dir_s.clone(),
         ]);
-        servers.push(Server::new("dispatcher", 0, argv));
+        servers.push(Server::new("dispatcher", 0, argv, beats));
         for i in 1..=k {
-            let mut argv = common(&process::sibling_binary("worker")?, i);
+            let (mut argv, beats) = role_cmd(&a.worker, "worker", i)?;
             argv.extend([
-                "--dir".into(),
-                dir_s.clone(),
                 "--id".into(),
                 i.to_string(),
+                "--dir".into(),
+                dir_s.clone(),
                 "--work-ms".into(),
                 a.work_ms.to_string(),
             ]);
-            servers.push(Server::new(&format!("worker-{i}"), i, argv));
+            servers.push(Server::new(&format!("worker-{i}"), i, argv, beats));
         }
     }
     let mut argv = common(&main_bin, 0);
@@ -232,7 +257,7 @@ fn run(a: &Args) -> Result<i32> {
         k.to_string(),
     ]);
     if a.serve == Serve::Lab3 {
-        servers.push(Server::new("main", 0, argv));
+        servers.push(Server::new("main", 0, argv, true));
     }
     for (i, pair) in fifos.iter().enumerate() {
         let mut argv = common(&sec_bin, i + 1);
@@ -242,7 +267,7 @@ fn run(a: &Args) -> Result<i32> {
             "--pong".into(),
             pair.pong().display().to_string(),
         ]);
-        servers.push(Server::new(&format!("secondary-{}", i + 1), i + 1, argv));
+        servers.push(Server::new(&format!("secondary-{}", i + 1), i + 1, argv, true));
     }
     // 3.a: the watchdog starts every server itself, so it is the parent that can reap them all.
     for s in servers.iter_mut() {
@@ -289,7 +314,7 @@ fn run(a: &Args) -> Result<i32> {
 }
 
 impl Server {
-    fn new(role: &str, slot: usize, argv: Vec<String>) -> Server {
+    fn new(role: &str, slot: usize, argv: Vec<String>, beats: bool) -> Server {
         Server {
             role: role.into(),
             slot,
@@ -301,6 +326,7 @@ impl Server {
             started_at: 0,
             kill_at: None,
             gave_up: false,
+            beats,
         }
     }
 }
@@ -321,6 +347,12 @@ fn start(s: &mut Server, table: &Table, ev: &mut Events) -> Result<()> {
     s.started_at = now_ms();
     s.kill_at = None;
     ev.log("start", &s.role, Some(pid), None, None);
+    if let (false, Some(down)) = (s.beats, s.down_since) {
+        // No heartbeat to wait for: restarted once it runs the new program.
+        s.down_since = None;
+        let now = now_ms();
+        ev.log("restart", &s.role, Some(pid), None, Some(now - down));
+    }
     Ok(())
 }
 
@@ -364,7 +396,9 @@ fn check_heartbeat(
     ev: &mut Events,
     dir: &Path,
 ) -> Result<()> {
-    let Some(pid) = s.pid else { return Ok(()) };
+    let Some(pid) = s.pid.filter(|_| s.beats) else {
+        return Ok(());
+    };
     let now = now_ms();
     let last = table.last(s.slot);
     if let Some(down) = s.down_since {

@@ -69,6 +69,12 @@ pub struct Contract {
     /// Bytes of stdout and of stderr kept; the rest is drained and counted.
     #[serde(default = "default_output_cap")]
     pub output_cap_bytes: usize,
+    /// The reference program run as main instead of the implementation (lab 4: the lab 3
+    /// watchdog); the implementation then plays `roles`, passed to it as `--ROLE 'IMPL ROLE'`.
+    #[serde(default)]
+    pub supervisor: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Ranges of the random parameters, by name.
     pub params: BTreeMap<String, Range>,
     /// Points per check, by stable check name.

@@ -222,13 +222,7 @@ pub fn judge(
     if out.timed_out {
         k.skip("no-leaked-files", SKIP_TIMEOUT);
     } else {
-        let left: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let left = super::checks::dir_entries(dir);
         if left.is_empty() {
             k.add("no-leaked-files", true, "DIR is empty");
         } else {

@@ -10,6 +10,7 @@ pub mod harness;
 pub mod lab1;
 pub mod lab2;
 pub mod lab3;
+pub mod lab4;
 pub mod lab5;
 pub mod lab6;
 pub mod report;
@@ -124,9 +125,10 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         .contract
         .clone()
         .ok_or_else(|| Error::usage("no contract"))?;
-    let (program, mut args, shown) = match &o.impl_cmd {
-        Some(cmd) => resolve_impl(cmd)?,
-        None => {
+    let (program, mut args, shown) = match (&c.supervisor, &o.impl_cmd) {
+        (Some(sup), cmd) => supervised(sup, &c.roles, cmd.as_deref())?,
+        (None, Some(cmd)) => resolve_impl(cmd)?,
+        (None, None) => {
             let bin = s.lab.binaries.first().cloned().unwrap_or_default();
             let p = crate::process::sibling_binary(&bin)?;
             (p.clone(), vec![], format!("reference {bin}"))
@@ -207,13 +209,22 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             values.get("K").copied().unwrap_or(1),
             values.get("T").copied().unwrap_or(400),
         );
-        let script: Option<&mut dyn harness::Script> = if s.lab.number == 3 {
-            Some(&mut injector)
-        } else {
-            None
+        let mut driver = lab4::Driver::new(
+            &root.dir,
+            values.get("K").copied().unwrap_or(1),
+            values.get("W").copied().unwrap_or(0),
+            values.get("C").copied().unwrap_or(1),
+            rs,
+        );
+        let script: Option<&mut dyn harness::Script> = match s.lab.number {
+            3 => Some(&mut injector),
+            4 => Some(&mut driver),
+            _ => None,
         };
-        let out =
-            harness::run_scripted(&launch, script).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        let out = harness::run_scripted(&launch, script);
+        // The clients' threads end within their patience; none may live on into the next fork.
+        driver.finish();
+        let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
         // Name-only objects the run left: judged, then removed (the machine stays clean).
         let leaked = shm_prefix
             .as_deref()
@@ -231,6 +242,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
                 &c,
                 timeout_s,
             ),
+            4 => lab4::judge(&out, &driver.seen, &root.dir, &c, timeout_s),
             1 => lab1::judge(
                 &out,
                 &values,
@@ -536,6 +548,36 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(self.top.path());
     }
+}
+
+/// Main is the reference `sup` (lab 4: the watchdog); each role is given to it as `--ROLE CMD`,
+/// CMD being `IMPL ROLE` (or the reference program of that role).
+fn supervised(
+    sup: &str,
+    roles: &[String],
+    impl_cmd: Option<&str>,
+) -> Result<(PathBuf, Vec<String>, String)> {
+    let program = crate::process::sibling_binary(sup)?;
+    let mut args = Vec::new();
+    for role in roles {
+        let cmd = match impl_cmd {
+            Some(cmd) => {
+                let (prog, mut words, _) = resolve_impl(cmd)?;
+                words.insert(0, prog.display().to_string());
+                words.push(role.clone());
+                shlex::try_join(words.iter().map(|w| w.as_str()))
+                    .map_err(|e| Error::usage(format!("--impl {cmd:?}: {e}")))?
+            }
+            None => crate::process::sibling_binary(role)?.display().to_string(),
+        };
+        args.push(format!("--{role}"));
+        args.push(cmd);
+    }
+    let shown = match impl_cmd {
+        Some(cmd) => format!("{cmd} (as {}, under the reference {sup})", roles.join(", ")),
+        None => format!("reference {} under the reference {sup}", roles.join(", ")),
+    };
+    Ok((program, args, shown))
 }
 
 /// Splits CMD shell-style (no shell runs). The program: a path with a slash is taken relative to
