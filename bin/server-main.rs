@@ -1,9 +1,11 @@
-//! Lab 3 — main server under a watchdog: every P ms writes its heartbeat and sends `ping n` to
-//! each secondary through that secondary's FIFO pair, then reads the pongs that came back. It
-//! never blocks on a secondary: a frozen one just stops answering (its pipe fills, writes fail
-//! with EAGAIN and are counted).
+//! Lab 3 — main server under a watchdog: every P ms writes its heartbeat, publishes its pid and
+//! round in the watchdog's data segment (lab 1's kind of segment), and sends `ping n` to each
+//! secondary through that secondary's FIFO pair, then reads the pongs that came back. It never
+//! blocks on a secondary: a frozen one just stops answering (its pipe fills, writes fail with
+//! EAGAIN and are counted).
 //!
-//! Syscalls, in order: execve (started by the watchdog), openat + mmap of the heartbeat table,
+//! Syscalls, in order: execve (started by the watchdog), openat + mmap of the heartbeat table
+//! and of the data segment,
 //! openat(ping-i, O_RDWR|O_NONBLOCK) and openat(pong-i, ...) per secondary, then write / read /
 //! poll in a loop; it ends on SIGTERM (default action) or SIGKILL.
 //!
@@ -18,6 +20,8 @@
 use clap::Parser;
 use ipclab::error::{Error, Result};
 use ipclab::heartbeat::Table;
+use ipclab::shm::Segment;
+use std::sync::atomic::Ordering;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -39,6 +43,9 @@ struct Args {
     dir: PathBuf,
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     secondaries: u32,
+    /// The watchdog's data segment: word 0 our pid, word 1 the round (for the secondaries).
+    #[arg(long)]
+    data: String,
 }
 
 fn main() {
@@ -48,6 +55,11 @@ fn main() {
 fn run(a: &Args) -> Result<()> {
     let table = Table::open(&a.table)?;
     table.beat(a.slot);
+    let data = Segment::open(&a.data)?;
+    let [me, round, ..] = data.words() else {
+        return Err(Error::runtime(format!("{}: segment too small", a.data)));
+    };
+    me.store(std::process::id() as u64, Ordering::Release);
     // O_RDWR|O_NONBLOCK: never blocks in open or write, never sees EOF when a secondary restarts.
     let open = |name: String| -> Result<File> {
         let p = a.dir.join(&name);
@@ -80,6 +92,7 @@ fn run(a: &Args) -> Result<()> {
         next_tick = ipclab::heartbeat::now_ms() + a.heartbeat_ms;
         table.beat(a.slot);
         n += 1;
+        round.store(n, Ordering::Release);
         for (ping, _) in pairs.iter_mut() {
             if ping.write(format!("ping {n}\n").as_bytes()).is_err() {
                 dropped += 1;

@@ -1,9 +1,11 @@
 //! Lab 3 — secondary server under a watchdog: answers main's pings on its FIFO pair and writes a
 //! heartbeat into the watchdog's table every P ms. Its first heartbeat comes before it opens its
-//! data FIFOs, so a restart is visible to the watchdog even if the data side is stuck.
+//! data FIFOs, so a restart is visible to the watchdog even if the data side is stuck. It reads
+//! main's pid from the data segment: a new pid means main was restarted, and nothing else has
+//! to change (its FIFOs stay open).
 //!
 //! Syscalls, in order: execve (started by the watchdog), openat("/dev/shm/TABLE") + mmap (the
-//! heartbeat table), openat(ping, O_RDWR), openat(pong, O_RDWR), then poll / read / write in a
+//! heartbeat table, then the data segment), openat(ping, O_RDWR), openat(pong, O_RDWR), then poll / read / write in a
 //! loop; it ends on SIGTERM (default action) or SIGKILL.
 //!
 //! Try: started by `watchdog`; run `target/debug/watchdog --secondaries 2 --events /tmp/ev`.
@@ -18,6 +20,8 @@
 use clap::Parser;
 use ipclab::error::{Error, Result};
 use ipclab::heartbeat::{now_ms, Table};
+use ipclab::shm::Segment;
+use std::sync::atomic::Ordering;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -38,6 +42,9 @@ struct Args {
     ping: PathBuf,
     #[arg(long)]
     pong: PathBuf,
+    /// The watchdog's data segment, where main publishes its pid and round.
+    #[arg(long)]
+    data: String,
 }
 
 fn main() {
@@ -55,6 +62,8 @@ fn run(a: &Args) -> Result<()> {
             .open(p)
             .map_err(|e| Error::io(&e, "open", p.display()))
     };
+    let data = Segment::open(&a.data)?;
+    let mut main_pid = data.words().first().map_or(0, |w| w.load(Ordering::Acquire));
     let mut ping = open(&a.ping)?;
     let mut pong = open(&a.pong)?;
     let period = Duration::from_millis(a.heartbeat_ms);
@@ -72,6 +81,16 @@ fn run(a: &Args) -> Result<()> {
                 .read(&mut chunk)
                 .map_err(|e| Error::io(&e, "read", a.ping.display()))?;
             buf.extend_from_slice(&chunk[..n]);
+            // A new pid in the segment: main was restarted. Our FIFOs stay open (O_RDWR), the
+            // rounds start again from 1, and nothing else has to change here.
+            let now_main = data.words().first().map_or(0, |w| w.load(Ordering::Acquire));
+            if now_main != main_pid && main_pid != 0 {
+                eprintln!(
+                    "[secondary {}] main restarted (pid {main_pid} -> {now_main}); its rounds start again",
+                    std::process::id()
+                );
+            }
+            main_pid = now_main;
             while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=i).collect();
                 let answer = String::from_utf8_lossy(&line).replacen("ping", "pong", 1);

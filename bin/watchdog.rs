@@ -5,8 +5,8 @@
 //! never the servers' data FIFOs. SIGTERM or SIGINT: secondaries stopped first, then main, each
 //! reaped, segment unlinked, FIFOs removed, exit 0. Every event is one JSON line in --events.
 //!
-//! Syscalls, in order: openat(/dev/shm/TABLE, O_CREAT|O_EXCL) + ftruncate + mmap, mknodat(FIFO)
-//! x 2K, rt_sigaction(SIGCHLD, SIGTERM, SIGINT), clone + execve per server, then poll on the
+//! Syscalls, in order: openat(/dev/shm/TABLE, O_CREAT|O_EXCL) + ftruncate + mmap, the same for
+//! the data segment main and the secondaries share, mknodat(FIFO) x 2K, rt_sigaction(SIGCHLD, SIGTERM, SIGINT), clone + execve per server, then poll on the
 //! self-pipe; on SIGCHLD wait4(-1, WNOHANG) until 0; on a hang kill(SIGTERM) (+ SIGCONT for a
 //! stopped process), kill(SIGKILL) after the grace; on SIGTERM the orderly shutdown.
 //!
@@ -23,6 +23,7 @@ use clap::{Parser, ValueEnum};
 use ipclab::error::{Error, Result};
 use ipclab::heartbeat::{now_ms, Table};
 use ipclab::process::{self, tag, ExecGate};
+use ipclab::shm::Segment;
 use ipclab::signals::SignalPipe;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -192,6 +193,16 @@ fn run(a: &Args) -> Result<i32> {
 
     let k = a.secondaries as usize;
     let mut table = Table::create(&ipclab::shm::unique_name("ipclab"), k + 1)?;
+    // Lab 3's data segment (lab 1's kind), where main publishes its pid and round for the
+    // secondaries. Ours to create and unlink: it must outlive any restart of main.
+    let mut data = match a.serve {
+        Serve::Lab3 => Some(Segment::create(
+            &ipclab::shm::unique_name("ipclab-data"),
+            4096,
+        )?),
+        Serve::Lab4 => None,
+    };
+    let data_name = data.as_ref().map(|d| d.name().to_string()).unwrap_or_default();
     let mut fifos = Vec::new();
     for i in (1..=k).filter(|_| a.serve == Serve::Lab3) {
         fifos.push(
@@ -255,6 +266,8 @@ fn run(a: &Args) -> Result<i32> {
         dir.display().to_string(),
         "--secondaries".into(),
         k.to_string(),
+        "--data".into(),
+        data_name.clone(),
     ]);
     if a.serve == Serve::Lab3 {
         servers.push(Server::new("main", 0, argv, true));
@@ -266,6 +279,8 @@ fn run(a: &Args) -> Result<i32> {
             pair.ping().display().to_string(),
             "--pong".into(),
             pair.pong().display().to_string(),
+            "--data".into(),
+            data_name.clone(),
         ]);
         servers.push(Server::new(&format!("secondary-{}", i + 1), i + 1, argv, true));
     }
@@ -293,7 +308,10 @@ fn run(a: &Args) -> Result<i32> {
                         }
                     }
                 }
-                _ => return shutdown(&mut servers, &mut table, fifos, a, &mut ev, &mut sigs),
+                _ => {
+                    let objects = (&mut table, data.as_mut(), fifos);
+                    return shutdown(&mut servers, objects, a, &mut ev, &mut sigs);
+                }
             }
         }
         let now = now_ms();
@@ -455,8 +473,7 @@ fn check_heartbeat(
 /// segment and the FIFOs removed.
 fn shutdown(
     servers: &mut [Server],
-    table: &mut Table,
-    fifos: Vec<ipclab::fifo::FifoPair>,
+    (table, data, fifos): (&mut Table, Option<&mut Segment>, Vec<ipclab::fifo::FifoPair>),
     a: &Args,
     ev: &mut Events,
     sigs: &mut SignalPipe,
@@ -505,6 +522,9 @@ fn shutdown(
         }
     }
     table.unlink()?;
+    if let Some(d) = data {
+        d.unlink()?;
+    }
     for f in fifos {
         f.remove()?;
     }

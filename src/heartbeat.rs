@@ -37,9 +37,8 @@ impl Table {
     }
 
     fn words(&self) -> &[AtomicU64] {
-        // Safety: the mapping is page-aligned, at least slots * 8 bytes, alive as long as self;
-        // AtomicU64 permits concurrent access from other processes.
-        unsafe { std::slice::from_raw_parts(self.seg.as_ptr().cast::<AtomicU64>(), self.slots * 2) }
+        let w = self.seg.words();
+        &w[..w.len().min(self.slots * 2)]
     }
 
     /// Records a heartbeat in `slot` (out of range: ignored); the first one is kept apart.

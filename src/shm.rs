@@ -103,6 +103,18 @@ impl Segment {
         self.map.as_ptr() as *mut u8
     }
 
+    /// The mapping as 64-bit atomic words: how processes share counters without a lock.
+    pub fn words(&self) -> &[std::sync::atomic::AtomicU64] {
+        // Safety: the mapping is page-aligned and lives as long as self; AtomicU64 permits
+        // concurrent access from other processes.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.as_ptr().cast::<std::sync::atomic::AtomicU64>(),
+                self.len() / 8,
+            )
+        }
+    }
+
     /// `shm_unlink` now, reporting failure; the mapping stays valid until drop.
     pub fn unlink(&mut self) -> Result<()> {
         if !self.owner {

@@ -1,4 +1,4 @@
-//! The grader on labs 1, 3, 5 and 6: references pass, each fixture fails exactly its fault's
+//! The grader on labs 1, 3, 4, 5 and 6: references pass, each fixture fails exactly its fault's
 //! checks (skipped ones aside), and graded runs leave no process, cgroup or shm object behind.
 
 mod common;
@@ -187,5 +187,88 @@ fn grade_lab3_c_watchdog_passes() {
         ],
     );
     assert_eq!(code, 0, "{}", v["checks"]);
+    clean_after();
+}
+
+/// Lab 4 under the reference watchdog: each run must fail every check of `must` and nothing
+/// outside `must` and `may` (skipped ones aside). A dispatcher that hangs when all workers are
+/// busy may still be draining its backlog of given-up clients in the later phases: `may`.
+fn judge_lab4(cmd: &str, must: &[&str], may: &[&str]) {
+    let (code, v) = grade("4", &["--impl", cmd, "--runs", "1", "--seed", "44"]);
+    let skipped: BTreeSet<String> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["skipped"] == true)
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    for failed in failing_each_run(&v) {
+        let failed: BTreeSet<&str> = failed.difference(&skipped).map(|s| s.as_str()).collect();
+        for m in must {
+            assert!(failed.contains(m), "{cmd}: {m} passed: {}", v["checks"]);
+        }
+        for f in &failed {
+            assert!(
+                must.contains(f) || may.contains(f),
+                "{cmd}: {f} failed: {}",
+                v["checks"]
+            );
+        }
+    }
+    assert_eq!(code, if must.is_empty() { 0 } else { 1 }, "{cmd}");
+}
+
+/// Lab 4: the reference passes twice; each Python fault fails its checks.
+#[test]
+fn grade_lab4_fixtures_are_judged_exactly() {
+    let (code, v) = grade("4", &["--runs", "2", "--seed", "41"]);
+    assert_eq!(code, 0, "reference: {}", v["checks"]);
+    let rows: &[(&str, &[&str], &[&str])] = &[
+        ("correct", &[], &[]),
+        (
+            "busy-hangs",
+            &["all-clients-served", "busy-reply"],
+            &["malformed-request", "worker-crash"],
+        ),
+        ("crash-on-malformed", &["malformed-request"], &[]),
+        ("keep-sockets", &["worker-crash", "no-leaked-files"], &[]),
+        ("zombies", &["no-zombies"], &[]),
+    ];
+    for (variant, must, may) in rows {
+        judge_lab4(&fixture("lab4", "servers.py", variant), must, may);
+    }
+    clean_after();
+}
+
+/// Lab 4 in C: a correct dispatcher and worker pass; built with -DHANG_WHEN_BUSY, the dispatcher
+/// that waits for a free worker fails busy-reply.
+#[test]
+fn grade_lab4_c_servers_are_judged() {
+    let dir = tempfile::Builder::new()
+        .prefix("ipclab-cfix-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab4/servers.c");
+    for (name, flags) in [("servers", &[][..]), ("servers-hang", &["-DHANG_WHEN_BUSY"][..])] {
+        let exe = dir.path().join(name);
+        let out = run(Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&exe)
+            .args(flags)
+            .arg(&src));
+        assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    }
+    let exe = |n: &str| dir.path().join(n).display().to_string();
+    judge_lab4(&exe("servers"), &[], &[]);
+    judge_lab4(
+        &exe("servers-hang"),
+        &["all-clients-served", "busy-reply"],
+        &["malformed-request", "worker-crash"],
+    );
     clean_after();
 }
