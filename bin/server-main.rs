@@ -21,12 +21,12 @@ use clap::Parser;
 use ipclab::error::{Error, Result};
 use ipclab::heartbeat::Table;
 use ipclab::shm::Segment;
-use std::sync::atomic::Ordering;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Parser)]

@@ -21,10 +21,10 @@ use clap::Parser;
 use ipclab::error::{Error, Result};
 use ipclab::heartbeat::{now_ms, Table};
 use ipclab::shm::Segment;
-use std::sync::atomic::Ordering;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -63,7 +63,10 @@ fn run(a: &Args) -> Result<()> {
             .map_err(|e| Error::io(&e, "open", p.display()))
     };
     let data = Segment::open(&a.data)?;
-    let mut main_pid = data.words().first().map_or(0, |w| w.load(Ordering::Acquire));
+    let mut main_pid = data
+        .words()
+        .first()
+        .map_or(0, |w| w.load(Ordering::Acquire));
     let mut ping = open(&a.ping)?;
     let mut pong = open(&a.pong)?;
     let period = Duration::from_millis(a.heartbeat_ms);
@@ -83,7 +86,10 @@ fn run(a: &Args) -> Result<()> {
             buf.extend_from_slice(&chunk[..n]);
             // A new pid in the segment: main was restarted. Our FIFOs stay open (O_RDWR), the
             // rounds start again from 1, and nothing else has to change here.
-            let now_main = data.words().first().map_or(0, |w| w.load(Ordering::Acquire));
+            let now_main = data
+                .words()
+                .first()
+                .map_or(0, |w| w.load(Ordering::Acquire));
             if now_main != main_pid && main_pid != 0 {
                 eprintln!(
                     "[secondary {}] main restarted (pid {main_pid} -> {now_main}); its rounds start again",

@@ -170,6 +170,22 @@ fn run(a: &Args) -> Result<i32> {
     if a.serve != Serve::Lab4 && (a.dispatcher.is_some() || a.worker.is_some()) {
         return Err(Error::usage("--dispatcher and --worker need --serve lab4"));
     }
+    // Checked before anything is created: a bad command leaves nothing behind.
+    let split = |given: &Option<String>, flag: &str| -> Result<Option<Vec<String>>> {
+        given
+            .as_ref()
+            .map(|cmd| match shlex::split(cmd) {
+                Some(words) if !words.is_empty() => Ok(words),
+                _ => Err(Error::usage(format!(
+                    "--{flag} {cmd:?}: not a command (empty, or unbalanced quotes)"
+                ))),
+            })
+            .transpose()
+    };
+    let (dispatcher_cmd, worker_cmd) = (
+        split(&a.dispatcher, "dispatcher")?,
+        split(&a.worker, "worker")?,
+    );
     let main_bin = process::sibling_binary("server-main")?;
     let sec_bin = process::sibling_binary("server-secondary")?;
     let private;
@@ -202,7 +218,10 @@ fn run(a: &Args) -> Result<i32> {
         )?),
         Serve::Lab4 => None,
     };
-    let data_name = data.as_ref().map(|d| d.name().to_string()).unwrap_or_default();
+    let data_name = data
+        .as_ref()
+        .map(|d| d.name().to_string())
+        .unwrap_or_default();
     let mut fifos = Vec::new();
     for i in (1..=k).filter(|_| a.serve == Serve::Lab3) {
         fifos.push(
@@ -225,21 +244,16 @@ fn run(a: &Args) -> Result<i32> {
         ]
     };
     // A reference server beats into the table; a given command is run as it is.
-    let role_cmd = |given: &Option<String>, reference: &str, slot: usize| -> Result<_> {
+    let role_cmd = |given: &Option<Vec<String>>, reference: &str, slot: usize| -> Result<_> {
         match given {
             None => Ok((common(&process::sibling_binary(reference)?, slot), true)),
-            Some(cmd) => match shlex::split(cmd) {
-                Some(words) if !words.is_empty() => Ok((words, false)),
-                _ => Err(Error::usage(format!(
-                    "--{reference} {cmd:?}: not a command (empty, or unbalanced quotes)"
-                ))),
-            },
+            Some(words) => Ok((words.clone(), false)),
         }
     };
     let mut servers = Vec::new();
     if a.serve == Serve::Lab4 {
         let dir_s = dir.display().to_string();
-        let (mut argv, beats) = role_cmd(&a.dispatcher, "dispatcher", 0)?;
+        let (mut argv, beats) = role_cmd(&dispatcher_cmd, "dispatcher", 0)?;
         argv.extend([
             "--workers".into(),
             k.to_string(),
@@ -248,7 +262,7 @@ fn run(a: &Args) -> Result<i32> {
         ]);
         servers.push(Server::new("dispatcher", 0, argv, beats));
         for i in 1..=k {
-            let (mut argv, beats) = role_cmd(&a.worker, "worker", i)?;
+            let (mut argv, beats) = role_cmd(&worker_cmd, "worker", i)?;
             argv.extend([
                 "--id".into(),
                 i.to_string(),
@@ -282,7 +296,12 @@ fn run(a: &Args) -> Result<i32> {
             "--data".into(),
             data_name.clone(),
         ]);
-        servers.push(Server::new(&format!("secondary-{}", i + 1), i + 1, argv, true));
+        servers.push(Server::new(
+            &format!("secondary-{}", i + 1),
+            i + 1,
+            argv,
+            true,
+        ));
     }
     // 3.a: the watchdog starts every server itself, so it is the parent that can reap them all.
     for s in servers.iter_mut() {
@@ -473,7 +492,11 @@ fn check_heartbeat(
 /// segment and the FIFOs removed.
 fn shutdown(
     servers: &mut [Server],
-    (table, data, fifos): (&mut Table, Option<&mut Segment>, Vec<ipclab::fifo::FifoPair>),
+    (table, data, fifos): (
+        &mut Table,
+        Option<&mut Segment>,
+        Vec<ipclab::fifo::FifoPair>,
+    ),
     a: &Args,
     ev: &mut Events,
     sigs: &mut SignalPipe,

@@ -254,7 +254,10 @@ fn grade_lab4_c_servers_are_judged() {
     )
     .unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab4/servers.c");
-    for (name, flags) in [("servers", &[][..]), ("servers-hang", &["-DHANG_WHEN_BUSY"][..])] {
+    for (name, flags) in [
+        ("servers", &[][..]),
+        ("servers-hang", &["-DHANG_WHEN_BUSY"][..]),
+    ] {
         let exe = dir.path().join(name);
         let out = run(Command::new("cc")
             .args(["-O2", "-o"])

@@ -214,6 +214,11 @@ fn lab3_bad_input_is_one_line_exit_2() {
             "--secondaries",
         ),
         (vec!["--fault", "nonsense", "--events", ev], "--fault"),
+        (vec!["--dispatcher", "x", "--events", ev], "--serve lab4"),
+        (
+            vec!["--serve", "lab4", "--worker", "'x", "--events", ev],
+            "unbalanced quotes",
+        ),
         (vec!["--events", "/nonexistent/dir/ev"], "ENOENT"),
     ] {
         let out = run(Command::new(bin("watchdog")).args(&args));

@@ -25,7 +25,10 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// Handed to the worker at `worker` (pid of the process listening there), answered right.
-    Served { worker: String, pid: i32 },
+    Served {
+        worker: String,
+        pid: i32,
+    },
     Busy,
     /// The dispatcher's socket could not be reached (not bound yet, or gone).
     Unreachable(String),
@@ -61,10 +64,7 @@ fn connect(path: &Path, patience: Duration) -> std::io::Result<UnixStream> {
     // A full listen backlog makes connect block: SO_SNDTIMEO bounds it (and writes).
     let tv = TimeVal::new(patience.as_secs() as i64, patience.subsec_micros() as i64);
     socket::setsockopt(&fd, sockopt::SendTimeout, &tv)?;
-    socket::connect(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &UnixAddr::new(path)?,
-    )?;
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
     let s = UnixStream::from(fd);
     s.set_read_timeout(Some(patience))?;
     Ok(s)
@@ -164,8 +164,11 @@ fn cut(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
+/// Each malformed case: what was sent, and whether the reply was right (else why not).
+pub type Cases = Vec<(String, Result<(), String>)>;
+
 /// The malformed frames, each on its own connection, and what came back.
-fn malformed(dir: &Path, patience: Duration) -> Vec<(String, Result<(), String>)> {
+fn malformed(dir: &Path, patience: Duration) -> Cases {
     let disp = dir.join("dispatcher.sock");
     let mut results = Vec::new();
     // (what, bytes, whether an ERR reply is owed: a cut frame can only be closed)
@@ -297,7 +300,7 @@ pub struct Seen {
     pub warmup: Option<Result<(), String>>,
     pub crowd: Option<Vec<Done>>,
     pub busy: Option<Result<String, String>>,
-    pub malformed: Option<Vec<(String, Result<(), String>)>>,
+    pub malformed: Option<Cases>,
     /// Server exits during the malformed phase: (pid, when).
     pub malformed_exits: Vec<i32>,
     pub malformed_after: Option<Answer>,
@@ -313,7 +316,7 @@ pub struct Driver {
     phase: Phase,
     pub seen: Seen,
     jobs: Vec<JoinHandle<Done>>,
-    malformed_job: Option<JoinHandle<(Vec<(String, Result<(), String>)>, Answer)>>,
+    malformed_job: Option<JoinHandle<(Cases, Answer)>>,
     holders: Holders,
     extra: Option<JoinHandle<Done>>,
     /// The crash client, the worker pid it was given, when it was killed, by the grader's clock.
@@ -692,9 +695,9 @@ impl Driver {
             }
             if h.is_finished() {
                 let d = self.crash_client.take().and_then(|(h, _)| h.join().ok());
-                let again = d.as_ref().is_some_and(|d| {
-                    matches!(d.answer, Answer::Busy | Answer::Unreachable(_))
-                });
+                let again = d
+                    .as_ref()
+                    .is_some_and(|d| matches!(d.answer, Answer::Busy | Answer::Unreachable(_)));
                 if again && v.t - since < self.phase_patience() {
                     let (tx, rx) = mpsc::channel();
                     let h = self.spawn(self.text("crash", 0), Some(tx));
@@ -707,7 +710,9 @@ impl Driver {
                 )));
                 self.phase = Phase::Terminate;
             } else if v.t - since > self.phase_patience() {
-                self.seen.crash = Some(Err("the client to crash a worker under never sent its request".into()));
+                self.seen.crash = Some(Err(
+                    "the client to crash a worker under never sent its request".into(),
+                ));
                 self.phase = Phase::Terminate;
             }
             return vec![];
@@ -720,8 +725,9 @@ impl Driver {
         let answer = d.map(|d| d.answer);
         match answer {
             Some(Answer::Failed(why)) => {
-                self.crash_note =
-                    format!("worker pid {victim} SIGKILLed mid-request; its client got an error ({why})");
+                self.crash_note = format!(
+                    "worker pid {victim} SIGKILLed mid-request; its client got an error ({why})"
+                );
                 self.phase = Phase::Recover { since: at };
             }
             Some(Answer::Hung(why)) => {
@@ -784,7 +790,9 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
                 "{n} concurrent clients: {served} served, {busy} told BUSY"
             ))
         } else if bad.is_empty() {
-            Err(format!("{n} concurrent clients: none served, all told BUSY"))
+            Err(format!(
+                "{n} concurrent clients: none served, all told BUSY"
+            ))
         } else {
             Err(format!(
                 "{n} concurrent clients: {served} served, {busy} told BUSY, {} neither; {}",
