@@ -60,26 +60,26 @@ fn run(a: &Args) -> Result<i32> {
     let me = tag("client");
     let dispatcher = a.dir.join("dispatcher.sock");
     let mut d = connect(&dispatcher).map_err(|e| e.into_usage())?;
-    eprintln!("{me} 1 connected to the dispatcher");
+    ipclab::say!("{me} 1 connected to the dispatcher");
     let answer = ask(&mut d, "HELLO", "the dispatcher")?;
     drop(d);
     let Some(addr) = answer.strip_prefix("WORKER ") else {
         if answer == "BUSY" {
-            eprintln!("{me} every worker is busy: try again later");
+            ipclab::say!("{me} every worker is busy: try again later");
             return Ok(3);
         }
         return Err(Error::runtime(format!(
             "the dispatcher answered {answer:?}"
         )));
     };
-    eprintln!("{me} 4 sent to {addr}");
+    ipclab::say!("{me} 4 sent to {addr}");
     let mut w = connect(Path::new(addr))?;
-    eprintln!("{me} 5 sending the request");
+    ipclab::say!("{me} 5 sending the request");
     let resp = ask(&mut w, &format!("REQ {}", a.request), "the worker")?;
     let Some(text) = resp.strip_prefix("RESP ") else {
         return Err(Error::runtime(format!("the worker answered {resp:?}")));
     };
-    eprintln!("{me} 6 answered");
+    ipclab::say!("{me} 6 answered");
     println!("{text}");
     Ok(0)
 }

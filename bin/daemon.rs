@@ -233,7 +233,7 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
     );
     match ready {
         Some(r) => tell(Some(&r), &format!("ok {}\n", std::process::id())),
-        None => eprintln!("{me} started in the foreground; log {}", p.log.display()),
+        None => ipclab::say!("{me} started in the foreground; log {}", p.log.display()),
     }
     loop {
         for sig in sigs.wait(None)? {

@@ -61,14 +61,14 @@ fn run(a: &Args) -> Result<i32> {
     let listener = &bound.listener;
     let mut sigs = SignalPipe::new(&[Signal::SIGTERM, Signal::SIGINT])?;
     let mut done: Vec<(u32, UnixStream)> = Vec::new();
-    eprintln!("{me} listening on {}", path.display());
+    ipclab::say!("{me} listening on {}", path.display());
     loop {
         let mut fds = vec![sigs.fd(), listener.as_fd()];
         fds.extend(done.iter().map(|(_, c)| c.as_fd()));
         let ready = ipclab::signals::poll_fds(&fds, beat.wait())?;
         beat.tick();
         if ready[0] && !sigs.take().is_empty() {
-            eprintln!("{me} stopping");
+            ipclab::say!("{me} stopping");
             return Ok(0);
         }
         // Asked now, polled from the next round (`ready` has no slot for it yet).
@@ -95,8 +95,8 @@ fn run(a: &Args) -> Result<i32> {
                 continue;
             }
             match frame::read(&mut c) {
-                Ok(Some(m)) if m == "YES" => eprintln!("{me} 7 worker-{w} says it has finished"),
-                _ => eprintln!("{me} 7 worker-{w} never said it finished (it died?)"),
+                Ok(Some(m)) if m == "YES" => ipclab::say!("{me} 7 worker-{w} says it has finished"),
+                _ => ipclab::say!("{me} 7 worker-{w} never said it finished (it died?)"),
             }
         }
         keep.extend(asked);
@@ -125,27 +125,27 @@ fn hand_off(me: &str, a: &Args, mut client: UnixStream) -> Option<u32> {
             return None;
         }
     }
-    eprintln!("{me} 1 client connected");
+    ipclab::say!("{me} 1 client connected");
     for w in 1..=a.workers {
         let Ok(mut c) = UnixStream::connect(a.dir.join(format!("worker-{w}.ctl"))) else {
             continue;
         };
         let _ = c.set_read_timeout(Some(ASK_TIMEOUT));
-        eprintln!("{me} 2 asking worker-{w}: FREE?");
+        ipclab::say!("{me} 2 asking worker-{w}: FREE?");
         if frame::write(&mut c, "FREE?").is_err() {
             continue;
         }
         if let Ok(Some(answer)) = frame::read(&mut c) {
-            eprintln!("{me} 3 worker-{w} says {answer}");
+            ipclab::say!("{me} 3 worker-{w} says {answer}");
             if answer == "YES" {
                 let addr = a.dir.join(format!("worker-{w}.sock"));
                 let _ = frame::write(&mut client, &format!("WORKER {}", addr.display()));
-                eprintln!("{me} 4 client sent to worker-{w}; closing");
+                ipclab::say!("{me} 4 client sent to worker-{w}; closing");
                 return Some(w);
             }
         }
     }
     let _ = frame::write(&mut client, "BUSY");
-    eprintln!("{me} 3 no worker free: BUSY");
+    ipclab::say!("{me} 3 no worker free: BUSY");
     None
 }

@@ -64,6 +64,29 @@ enum Cmd {
         #[arg(long, hide = true)]
         no_ptrace: bool,
     },
+    /// Run lab N's reference (or --impl) under strace, as its contract runs it; print the trace
+    /// normalised (roles, DIR, masked addresses, times in ms) and save it under target/trace/.
+    Trace {
+        n: u32,
+        /// The implementation's command, split shell-style (default: the reference programs).
+        #[arg(long = "impl", value_name = "CMD")]
+        impl_cmd: Option<String>,
+        /// A contract parameter's value, e.g. N=7 (default: the spec's trace value, or its min).
+        #[arg(long, value_name = "K=V", value_parser = key_value)]
+        set: Vec<(String, u64)>,
+        /// Print strace's own lines, one block per process file.
+        #[arg(long)]
+        raw: bool,
+        /// Also draw the message sequence chart as SVG.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+        /// Print the chart as text lines too.
+        #[arg(long)]
+        chart: bool,
+        /// Compare with the lab's strace.expected: exit 1 if a key line is missing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Remove this user's ipclab objects whose creator is gone: /dev/shm/ipclab-UID-PID-*.
     Clean,
 }
@@ -75,6 +98,24 @@ fn main() {
         Cmd::Lab { n, step } => ipclab::walkthrough::run(n, step),
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
+        Cmd::Trace {
+            n,
+            impl_cmd,
+            set,
+            raw,
+            svg,
+            chart,
+            check,
+        } => ipclab::trace::trace(&ipclab::trace::Options {
+            lab: n,
+            impl_cmd,
+            set,
+            raw,
+            svg,
+            chart,
+            check,
+            out_dir: std::path::PathBuf::from("target/trace"),
+        }),
         Cmd::Grade {
             lab,
             impl_cmd,
@@ -122,6 +163,17 @@ fn pair_outputs(
     };
     let mut outs = outputs.into_iter();
     Ok(formats.into_iter().map(|f| (f, outs.next())).collect())
+}
+
+/// `K=V` with V a number.
+fn key_value(s: &str) -> std::result::Result<(String, u64), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: want NAME=NUMBER"))?;
+    let v = v
+        .parse()
+        .map_err(|_| format!("{s:?}: {v:?} is not a number"))?;
+    Ok((k.to_string(), v))
 }
 
 fn list() -> Result<i32> {

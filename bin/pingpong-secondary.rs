@@ -68,7 +68,7 @@ fn run(args: &Args) -> Result<i32> {
             .read_line(&mut line)
             .map_err(|e| Error::io(&e, "read", args.ping.display()))?;
         if n == 0 {
-            eprintln!(
+            ipclab::say!(
                 "{me} end of file on {} before ping {i}: main ({parent}) closed it (it died?)",
                 args.ping.display()
             );
@@ -89,7 +89,7 @@ fn run(args: &Args) -> Result<i32> {
         use std::fmt::Write as _;
         let _ = writeln!(msg, "pong {i}");
         if let Err(e) = to_main.write_all(msg.as_bytes()) {
-            eprintln!("{}", Error::io(&e, "write", args.pong.display()));
+            ipclab::say!("{}", Error::io(&e, "write", args.pong.display()));
             return Ok(orphan_cleanup(args, &from_main, &to_main));
         }
     }
@@ -105,7 +105,7 @@ fn orphan_cleanup(args: &Args, from_main: &std::fs::File, to_main: &std::fs::Fil
     for (path, file) in [(&args.ping, from_main), (&args.pong, to_main)] {
         if let Err(e) = fifo::unlink_if_same(path, file) {
             if !e.to_string().contains("ENOENT") {
-                eprintln!("{e}");
+                ipclab::say!("{e}");
             }
         }
     }
@@ -121,7 +121,7 @@ fn linger(me: &str, parent: Pid, parent_fd: std::os::fd::OwnedFd) -> Result<()> 
     let comm = ipclab::inspect::info(now.as_raw())
         .map(|p| p.comm)
         .unwrap_or_default();
-    eprintln!(
+    ipclab::say!(
         "{me} main ({parent}) exited before me: I am an orphan, my parent is now {now} ({comm}) \
          (press Enter or close stdin)"
     );

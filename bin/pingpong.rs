@@ -73,7 +73,7 @@ fn run(args: &Args) -> Result<i32> {
         }
     })?;
     let me = tag("main");
-    eprintln!(
+    ipclab::say!(
         "{me} created FIFOs {} and {}",
         pair.ping().display(),
         pair.pong().display()
@@ -109,7 +109,7 @@ fn run(args: &Args) -> Result<i32> {
         Ok(ForkResult::Parent { child }) => child,
     };
     gate.wait_exec(child, &path_str)?;
-    eprintln!("{me} started secondary {child} (fork + execve)");
+    ipclab::say!("{me} started secondary {child} (fork + execve)");
 
     match exchange(args, &pair, child) {
         Ok(rtts) => {
@@ -119,10 +119,10 @@ fn run(args: &Args) -> Result<i32> {
         }
         Err(e) => {
             // The secondary died or broke the protocol: reap it so it is no zombie, then fail.
-            eprintln!("{e}");
+            ipclab::say!("{e}");
             let _ = process::signal(child, nix::sys::signal::Signal::SIGTERM);
             if let Ok(st) = process::wait_for(child) {
-                eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
+                ipclab::say!("{me} secondary {child} {}; reaped", process::describe(&st));
             }
             pair.remove()?;
             return Ok(1);
@@ -132,9 +132,9 @@ fn run(args: &Args) -> Result<i32> {
     match args.fault {
         None => {
             let st = process::wait_for(child)?;
-            eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
+            ipclab::say!("{me} secondary {child} {}; reaped", process::describe(&st));
             pair.remove()?;
-            eprintln!("{me} removed the FIFOs; exiting");
+            ipclab::say!("{me} removed the FIFOs; exiting");
             Ok(if st == WaitStatus::Exited(child, 0) {
                 0
             } else {
@@ -146,7 +146,7 @@ fn run(args: &Args) -> Result<i32> {
             waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
                 .map_err(|e| Error::sys(e, "waitid", child))?;
             pair.remove()?;
-            eprintln!(
+            ipclab::say!(
                 "{me} FAULT no-wait: secondary {child} has exited and is not reaped: a zombie \
                  until main exits (press Enter or close stdin)"
             );
@@ -155,7 +155,7 @@ fn run(args: &Args) -> Result<i32> {
         }
         Some(Fault::MainFirst) => {
             pair.remove()?;
-            eprintln!("{me} FAULT main-first: exiting without waiting for secondary {child}");
+            ipclab::say!("{me} FAULT main-first: exiting without waiting for secondary {child}");
             Ok(0)
         }
     }
@@ -219,7 +219,7 @@ fn report_stats(me: &str, rtts: &[Duration], n: u64) {
     let mean = total.as_secs_f64() * 1e6 / n as f64;
     let min = rtts.iter().min().copied().unwrap_or_default();
     let max = rtts.iter().max().copied().unwrap_or_default();
-    eprintln!(
+    ipclab::say!(
         "{me} {n} exchanges, mean round trip {mean:.2} µs (min {:.2} µs, max {:.2} µs)",
         min.as_secs_f64() * 1e6,
         max.as_secs_f64() * 1e6

@@ -47,7 +47,7 @@ fn run(args: &Args) -> Result<i32> {
     chld.add(Signal::SIGCHLD);
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None)
         .map_err(|e| Error::sys(e, "sigprocmask", "SIG_BLOCK SIGCHLD"))?;
-    eprintln!(
+    ipclab::say!(
         "{me} SIGCHLD blocked; forking {} children that exit at once",
         args.children
     );
@@ -74,7 +74,7 @@ fn run(args: &Args) -> Result<i32> {
             .map_err(|e| Error::sys(e, "waitid", pid))?;
     }
     let pending = sigpending()?;
-    eprintln!(
+    ipclab::say!(
         "{me} all {} children are zombies; SIGCHLD pending: {}; handler has run {} times",
         pids.len(),
         if pending.contains(Signal::SIGCHLD) {
@@ -88,7 +88,7 @@ fn run(args: &Args) -> Result<i32> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&chld), None)
         .map_err(|e| Error::sys(e, "sigprocmask", "SIG_UNBLOCK SIGCHLD"))?;
     let n = deliveries.load(Ordering::SeqCst);
-    eprintln!(
+    ipclab::say!(
         "{me} SIGCHLD unblocked: delivered {n} time(s) for {} deaths",
         pids.len()
     );
@@ -99,7 +99,7 @@ fn run(args: &Args) -> Result<i32> {
             println!("child {} {}", i + 1, process::describe(st));
         }
     }
-    eprintln!(
+    ipclab::say!(
         "{me} waitpid(-1, WNOHANG) loop reaped {} children",
         reaped.len()
     );

@@ -97,7 +97,7 @@ fn run(a: &Args) -> Result<()> {
             if ping.write(format!("ping {n}\n").as_bytes()).is_err() {
                 dropped += 1;
                 if dropped.is_power_of_two() {
-                    eprintln!(
+                    ipclab::say!(
                         "[main {}] {dropped} pings not written: a secondary is not reading",
                         std::process::id()
                     );

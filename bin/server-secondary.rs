@@ -91,7 +91,7 @@ fn run(a: &Args) -> Result<()> {
                 .first()
                 .map_or(0, |w| w.load(Ordering::Acquire));
             if now_main != main_pid && main_pid != 0 {
-                eprintln!(
+                ipclab::say!(
                     "[secondary {}] main restarted (pid {main_pid} -> {now_main}); its rounds start again",
                     std::process::id()
                 );

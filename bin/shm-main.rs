@@ -65,7 +65,7 @@ fn run(args: &Args) -> Result<i32> {
             SharedSem::init(std::ptr::addr_of_mut!((*h).reply), 0)?,
         )
     };
-    eprintln!(
+    ipclab::say!(
         "{me} created /dev/shm{name} ({} bytes)",
         layout::SEGMENT_LEN
     );
@@ -92,7 +92,7 @@ fn run(args: &Args) -> Result<i32> {
         Ok(ForkResult::Parent { child }) => child,
     };
     gate.wait_exec(child, &path_str)?;
-    eprintln!("{me} started secondary {child} (fork + execve)");
+    ipclab::say!("{me} started secondary {child} (fork + execve)");
 
     let outcome = if args.no_sync {
         race(&seg, child)
@@ -100,18 +100,18 @@ fn run(args: &Args) -> Result<i32> {
         exchange(args, &seg, &request, &reply, child)
     };
     if let Err(e) = outcome {
-        eprintln!("{e}");
+        ipclab::say!("{e}");
         let _ = process::signal(child, nix::sys::signal::Signal::SIGTERM);
         if let Ok(st) = process::wait_for(child) {
-            eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
+            ipclab::say!("{me} secondary {child} {}; reaped", process::describe(&st));
         }
         seg.unlink()?;
         return Ok(1);
     }
     let st = process::wait_for(child)?;
-    eprintln!("{me} secondary {child} {}; reaped", process::describe(&st));
+    ipclab::say!("{me} secondary {child} {}; reaped", process::describe(&st));
     seg.unlink()?;
-    eprintln!("{me} unlinked /dev/shm{name}; exiting");
+    ipclab::say!("{me} unlinked /dev/shm{name}; exiting");
     Ok(if st == WaitStatus::Exited(child, 0) {
         0
     } else {
@@ -192,6 +192,6 @@ fn race(seg: &Segment, child: Pid) -> Result<()> {
             )));
         }
     }
-    eprintln!("{} wrote {g} generations", tag("main"));
+    ipclab::say!("{} wrote {g} generations", tag("main"));
     Ok(())
 }

@@ -53,7 +53,7 @@ fn run(args: &Args) -> Result<i32> {
             layout::SEGMENT_LEN
         )));
     }
-    eprintln!("{me} mapped /dev/shm{}", args.name);
+    ipclab::say!("{me} mapped /dev/shm{}", args.name);
     if args.no_sync {
         return Ok(race(args, &seg));
     }
@@ -85,17 +85,17 @@ fn run(args: &Args) -> Result<i32> {
         reply.post()?;
         answered += 1;
     }
-    eprintln!("{me} answered {answered} messages; exiting first");
+    ipclab::say!("{me} answered {answered} messages; exiting first");
     Ok(0)
 }
 
 /// Main died: remove the segment it can no longer unlink (only if the name is still ours).
 fn orphaned(me: &str, parent: Pid, seg: &mut Segment, answered: u64) -> i32 {
-    eprintln!("{me} main ({parent}) died after {answered} messages");
+    ipclab::say!("{me} main ({parent}) died after {answered} messages");
     match seg.unlink_if_same() {
-        Ok(true) => eprintln!("{me} unlinked /dev/shm{} left by main", seg.name()),
+        Ok(true) => ipclab::say!("{me} unlinked /dev/shm{} left by main", seg.name()),
         Ok(false) => {}
-        Err(e) => eprintln!("{e}"),
+        Err(e) => ipclab::say!("{e}"),
     }
     1
 }

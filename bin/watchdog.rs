@@ -152,7 +152,7 @@ impl Events {
         line.push_str("}\n");
         // One write per line: a reader never sees half an event.
         let _ = self.file.write_all(line.as_bytes());
-        eprint!("{} {line}", tag("watchdog"));
+        ipclab::say!("{} {}", tag("watchdog"), line.trim_end());
     }
 }
 
@@ -473,7 +473,7 @@ fn check_heartbeat(
             .custom_flags_nonblock()
             .open(&path)
             .and_then(|mut f| f.write(b"RESTART\n"));
-        eprintln!(
+        ipclab::say!(
             "{} FAULT control-over-data: wrote RESTART into {} ({:?}); nothing reads it",
             tag("watchdog"),
             path.display(),

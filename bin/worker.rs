@@ -80,7 +80,7 @@ fn run(a: &Args) -> Result<i32> {
     let mut state = State::Free;
     let mut ctl_conns: Vec<UnixStream> = Vec::new();
     let mut waiting_done: Vec<UnixStream> = Vec::new();
-    eprintln!("{me} listening on {}", ctl_path.display());
+    ipclab::say!("{me} listening on {}", ctl_path.display());
     loop {
         let due = match &state {
             State::Reserved(since) if since.elapsed() > RESERVATION => true,
@@ -93,7 +93,7 @@ fn run(a: &Args) -> Result<i32> {
             } = std::mem::replace(&mut state, State::Free)
             {
                 let _ = frame::write(&mut client, &answer);
-                eprintln!("{me} 6 answered, closing");
+                ipclab::say!("{me} 6 answered, closing");
             }
             answer_done(&mut waiting_done);
         }
@@ -107,7 +107,7 @@ fn run(a: &Args) -> Result<i32> {
         let ready = ipclab::signals::poll_fds(&fds, Some(wait))?;
         beat.tick();
         if ready[0] && !sigs.take().is_empty() {
-            eprintln!("{me} stopping");
+            ipclab::say!("{me} stopping");
             return Ok(0);
         }
         // Accepted now, polled from the next round (`ready` has no slot for it yet).
@@ -178,7 +178,7 @@ fn serve(me: &str, mut c: UnixStream, state: &mut State, work_ms: u64) {
     }
     match frame::read(&mut c) {
         Ok(Some(m)) if m.starts_with("REQ ") => {
-            eprintln!("{me} 5 request received: {}", truncate(&m[4..]));
+            ipclab::say!("{me} 5 request received: {}", truncate(&m[4..]));
             let answer = format!("RESP {}", m[4..].to_uppercase());
             let until = Instant::now() + Duration::from_millis(work_ms);
             *state = State::Busy {

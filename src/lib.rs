@@ -14,6 +14,7 @@ pub mod process;
 pub mod shm;
 pub mod signals;
 pub mod spec;
+pub mod trace;
 pub mod walkthrough;
 
 pub use error::{Error, Result};

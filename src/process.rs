@@ -245,6 +245,17 @@ pub fn reap_children_within(timeout: std::time::Duration) -> (Vec<(Pid, WaitStat
     (reaped, running)
 }
 
+/// `eprintln!` as one write(2): processes sharing a stderr pipe then never interleave inside a
+/// line (`eprintln!` itself may write a line in several pieces).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }};
+}
+
 /// Tag printed in front of stderr lines so output can be compared with `ps`: `[main 4242]`.
 pub fn tag(role: &str) -> String {
     format!("[{role} {}]", std::process::id())

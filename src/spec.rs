@@ -23,6 +23,31 @@ pub const LABS: &[(&str, &str)] = &[
     ("lab6-daemon", include_str!("../labs/lab6-daemon/spec.toml")),
 ];
 
+/// Each lab's `strace.expected` (see `trace::expected`), as (directory name, text).
+pub const EXPECTED: &[(&str, &str)] = &[
+    ("lab1-shm", include_str!("../labs/lab1-shm/strace.expected")),
+    (
+        "lab2-pingpong",
+        include_str!("../labs/lab2-pingpong/strace.expected"),
+    ),
+    (
+        "lab3-watchdog",
+        include_str!("../labs/lab3-watchdog/strace.expected"),
+    ),
+    (
+        "lab4-client",
+        include_str!("../labs/lab4-client/strace.expected"),
+    ),
+    (
+        "lab5-zombies",
+        include_str!("../labs/lab5-zombies/strace.expected"),
+    ),
+    (
+        "lab6-daemon",
+        include_str!("../labs/lab6-daemon/strace.expected"),
+    ),
+];
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -86,6 +111,8 @@ pub struct Contract {
 pub struct Range {
     pub min: u64,
     pub max: u64,
+    /// The value `ipclab trace` uses (default: min).
+    pub trace: Option<u64>,
 }
 
 fn default_linger() -> u64 {

@@ -125,15 +125,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         .contract
         .clone()
         .ok_or_else(|| Error::usage("no contract"))?;
-    let (program, mut args, shown) = match (&c.supervisor, &o.impl_cmd) {
-        (Some(sup), cmd) => supervised(sup, &c.roles, cmd.as_deref())?,
-        (None, Some(cmd)) => resolve_impl(cmd)?,
-        (None, None) => {
-            let bin = s.lab.binaries.first().cloned().unwrap_or_default();
-            let p = crate::process::sibling_binary(&bin)?;
-            (p.clone(), vec![], format!("reference {bin}"))
-        }
-    };
+    let (program, mut args, shown) = command_for(&c, s, o.impl_cmd.as_deref())?;
     let argv0 = program.display().to_string();
     args.insert(0, argv0);
     let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
@@ -290,6 +282,24 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
     }
     report.aggregate();
     Ok(report)
+}
+
+/// The program main runs, the arguments before the contract's, and how reports name it: the
+/// implementation's command, or the lab's reference (its first binary, or its supervisor).
+pub fn command_for(
+    c: &spec::Contract,
+    s: &Spec,
+    impl_cmd: Option<&str>,
+) -> Result<(PathBuf, Vec<String>, String)> {
+    match (&c.supervisor, impl_cmd) {
+        (Some(sup), cmd) => supervised(sup, &c.roles, cmd),
+        (None, Some(cmd)) => resolve_impl(cmd),
+        (None, None) => {
+            let bin = s.lab.binaries.first().cloned().unwrap_or_default();
+            let p = crate::process::sibling_binary(&bin)?;
+            Ok((p.clone(), vec![], format!("reference {bin}")))
+        }
+    }
 }
 
 /// A run's launch with the contract's limits; callers set what differs (watch, tracking).

@@ -1,0 +1,560 @@
+//! A message sequence chart from a trace: one lifeline per process, an arrow per message, the
+//! process events (fork, exec, exit, reap, signals) marked, and each zombie interval — from a
+//! child's exit to its reaping, or to its parent's exit when nobody reaped it — shaded.
+//!
+//! Messages are matched by byte offset: FIFOs, pipes and stream sockets are byte streams, so a
+//! read may hold part of a write, or several. Every byte written into a channel (a FIFO's path,
+//! a pipe's inode, a socket pair's inodes) is numbered; a message is a newline-terminated run
+//! of those bytes (or one whole write, where the channel carries no newline at all); it is sent
+//! by the write holding its first byte and received by the read holding its last.
+
+use super::parse::{Kind, Normaliser, Trace};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub from: i32,
+    pub to: i32,
+    pub sent: f64,
+    pub received: f64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mark {
+    Fork {
+        parent: i32,
+        child: i32,
+        t: f64,
+    },
+    Exec {
+        pid: i32,
+        t: f64,
+        program: String,
+    },
+    Exit {
+        pid: i32,
+        t: f64,
+        how: String,
+    },
+    Reap {
+        parent: i32,
+        child: i32,
+        t: f64,
+    },
+    Signal {
+        pid: i32,
+        t: f64,
+        name: String,
+    },
+    Kill {
+        from: i32,
+        to: i32,
+        t: f64,
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Zombie {
+    pub pid: i32,
+    pub from: f64,
+    pub to: f64,
+    /// "reaped by main", "parent exited, adopted by the tracer", "never reaped".
+    pub how: String,
+}
+
+pub struct Chart<'a> {
+    trace: &'a Trace,
+    pub messages: Vec<Message>,
+    pub marks: Vec<Mark>,
+    pub zombies: Vec<Zombie>,
+}
+
+/// The channel a call's first argument names (strace -yy), and whether this end reads it.
+fn channel(args: &str, reading: bool) -> Option<String> {
+    let open = args.find('<')?;
+    let close = args[open..].find('>')? + open;
+    let what = &args[open + 1..close];
+    if let Some(rest) = what
+        .strip_prefix("UNIX-STREAM:[")
+        .or_else(|| what.strip_prefix("UNIX:["))
+    {
+        // `A->B`: this end is A, its peer B. Bytes written on A are read on B.
+        let ids = rest.split([']', ',']).next()?;
+        let (a, b) = ids.split_once("->")?;
+        return Some(if reading {
+            format!("sock:{b}->{a}")
+        } else {
+            format!("sock:{a}->{b}")
+        });
+    }
+    Some(what.to_string())
+}
+
+/// strace's quoted string back to bytes (\n, \t, \\, \", \xNN, octal \NNN).
+pub fn unquote(args: &str) -> Option<Vec<u8>> {
+    let start = args.find('"')? + 1;
+    let b = args.as_bytes();
+    let mut out = Vec::new();
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some(out),
+            b'\\' if i + 1 < b.len() => {
+                i += 1;
+                match b[i] {
+                    b'n' => out.push(b'\n'),
+                    b't' => out.push(b'\t'),
+                    b'r' => out.push(b'\r'),
+                    b'v' => out.push(0x0b),
+                    b'f' => out.push(0x0c),
+                    b'x' if i + 2 < b.len() => {
+                        let h = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+                        out.push(u8::from_str_radix(h, 16).ok()?);
+                        i += 2;
+                    }
+                    c @ b'0'..=b'7' => {
+                        let mut v = (c - b'0') as u32;
+                        let mut n = 1;
+                        while n < 3 && i + 1 < b.len() && (b'0'..=b'7').contains(&b[i + 1]) {
+                            i += 1;
+                            v = v * 8 + (b[i] - b'0') as u32;
+                            n += 1;
+                        }
+                        out.push(v as u8);
+                    }
+                    c => out.push(c),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+fn label(bytes: &[u8]) -> String {
+    let text: String = bytes
+        .iter()
+        .filter(|b| b.is_ascii_graphic() || **b == b' ')
+        .map(|b| *b as char)
+        .collect();
+    let text = text.trim();
+    if text.chars().count() > 28 {
+        format!("{}…", text.chars().take(27).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+struct Piece {
+    pid: i32,
+    t: f64,
+    bytes: Vec<u8>,
+}
+
+impl<'a> Chart<'a> {
+    pub fn new(trace: &'a Trace, _norm: &Normaliser) -> Chart<'a> {
+        let mut writes: BTreeMap<String, Vec<Piece>> = BTreeMap::new();
+        let mut reads: BTreeMap<String, Vec<Piece>> = BTreeMap::new();
+        let mut marks = Vec::new();
+        for e in &trace.events {
+            match &e.kind {
+                Kind::Call { name, args, ret } => {
+                    let n = e.ret_num().unwrap_or(-1);
+                    let is_write = matches!(name.as_str(), "write" | "send" | "sendto");
+                    let is_read = matches!(name.as_str(), "read" | "recv" | "recvfrom");
+                    if (is_write || is_read) && n > 0 {
+                        let (Some(ch), Some(mut bytes)) = (channel(args, is_read), unquote(args))
+                        else {
+                            continue;
+                        };
+                        bytes.truncate(n as usize);
+                        let p = Piece {
+                            pid: e.pid,
+                            t: e.end(),
+                            bytes,
+                        };
+                        if is_write { &mut writes } else { &mut reads }
+                            .entry(ch)
+                            .or_default()
+                            .push(p);
+                    }
+                    if name == "kill" && ret.starts_with('0') {
+                        let mut it = args.split(", ");
+                        let to = it.next().and_then(|p| p.trim().parse::<i32>().ok());
+                        let sig = it.next().unwrap_or("").trim().to_string();
+                        if let Some(to) = to.filter(|p| trace.procs.contains_key(p)) {
+                            marks.push(Mark::Kill {
+                                from: e.pid,
+                                to,
+                                t: e.t,
+                                name: sig,
+                            });
+                        }
+                    }
+                }
+                Kind::Signal { name, .. } => marks.push(Mark::Signal {
+                    pid: e.pid,
+                    t: e.t,
+                    name: name.clone(),
+                }),
+                Kind::Exit { .. } => {}
+            }
+        }
+        let mut messages = Vec::new();
+        for (ch, mut ws) in writes {
+            let Some(mut rs) = reads.remove(&ch) else {
+                continue;
+            };
+            ws.sort_by(|a, b| a.t.total_cmp(&b.t));
+            rs.sort_by(|a, b| a.t.total_cmp(&b.t));
+            // Byte i of the stream: who wrote it and when; who read it and when.
+            let mut w_at: Vec<(usize, i32, f64)> = Vec::new();
+            let mut stream = Vec::new();
+            for w in &ws {
+                w_at.push((stream.len(), w.pid, w.t));
+                stream.extend_from_slice(&w.bytes);
+            }
+            let mut r_end: Vec<(usize, i32, f64)> = Vec::new();
+            let mut off = 0;
+            for r in &rs {
+                off += r.bytes.len();
+                r_end.push((off, r.pid, r.t));
+            }
+            let newlines = stream.contains(&b'\n');
+            let mut bounds = Vec::new();
+            if newlines {
+                let mut a = 0;
+                for (i, b) in stream.iter().enumerate() {
+                    if *b == b'\n' {
+                        bounds.push((a, i + 1));
+                        a = i + 1;
+                    }
+                }
+            } else {
+                for (i, (start, _, _)) in w_at.iter().enumerate() {
+                    let end = w_at.get(i + 1).map_or(stream.len(), |n| n.0);
+                    bounds.push((*start, end));
+                }
+            }
+            for (a, b) in bounds {
+                let Some(&(_, from, sent)) = w_at.iter().rev().find(|w| w.0 <= a) else {
+                    continue;
+                };
+                // The read that delivered the last byte; unread bytes make no arrow.
+                let Some(&(_, to, received)) = r_end.iter().find(|r| r.0 >= b) else {
+                    continue;
+                };
+                messages.push(Message {
+                    from,
+                    to,
+                    sent,
+                    received,
+                    label: label(&stream[a..b]),
+                });
+            }
+        }
+        messages.sort_by(|a, b| a.sent.total_cmp(&b.sent));
+
+        let mut zombies = Vec::new();
+        let end = trace.events.last().map_or(0.0, |e| e.t);
+        for p in trace.procs.values() {
+            if let (Some(parent), true) =
+                (p.parent, trace.procs.contains_key(&p.parent.unwrap_or(0)))
+            {
+                marks.push(Mark::Fork {
+                    parent,
+                    child: p.pid,
+                    t: p.born,
+                });
+            }
+            if let Some(prog) = &p.exec {
+                let t = trace
+                    .events
+                    .iter()
+                    .find(|e| e.pid == p.pid && e.call().is_some_and(|c| c.0 == "execve"))
+                    .map_or(p.born, |e| e.t);
+                marks.push(Mark::Exec {
+                    pid: p.pid,
+                    t,
+                    program: prog.clone(),
+                });
+            }
+            let Some((died, how)) = &p.exit else { continue };
+            marks.push(Mark::Exit {
+                pid: p.pid,
+                t: *died,
+                how: how.clone(),
+            });
+            let parent_exit = p
+                .parent
+                .and_then(|pp| trace.procs.get(&pp))
+                .and_then(|pp| pp.exit.as_ref().map(|e| e.0));
+            let z = match (p.reaped, parent_exit) {
+                (Some((by, at)), _) => {
+                    marks.push(Mark::Reap {
+                        parent: by,
+                        child: p.pid,
+                        t: at,
+                    });
+                    Zombie {
+                        pid: p.pid,
+                        from: *died,
+                        to: at.max(*died),
+                        how: format!("zombie until reaped by {}", trace.role(by)),
+                    }
+                }
+                (None, Some(pe)) if p.parent.is_some() => Zombie {
+                    pid: p.pid,
+                    from: *died,
+                    to: pe.max(*died),
+                    how: format!(
+                        "zombie: never reaped; {} exited, adopted by the tracer",
+                        trace.role(p.parent.unwrap_or(0))
+                    ),
+                },
+                (None, _) if p.parent.is_some() => Zombie {
+                    pid: p.pid,
+                    from: *died,
+                    to: end.max(*died),
+                    how: "zombie: never reaped".into(),
+                },
+                _ => continue,
+            };
+            zombies.push(z);
+        }
+        marks.sort_by(|a, b| mark_t(a).total_cmp(&mark_t(b)));
+        Chart {
+            trace,
+            messages,
+            marks,
+            zombies,
+        }
+    }
+
+    /// Processes in tree order (each root, then its descendants depth first).
+    fn columns(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut stack: Vec<i32> = self.trace.roots.iter().rev().copied().collect();
+        while let Some(p) = stack.pop() {
+            out.push(p);
+            for c in self.trace.children(p).into_iter().rev() {
+                stack.push(c);
+            }
+        }
+        out
+    }
+
+    /// The chart as text: one line per message and process event, in time order.
+    pub fn text(&self) -> String {
+        let t0 = self.trace.t0;
+        let r = |p: i32| self.trace.role(p).to_string();
+        let mut rows: Vec<(f64, String)> = Vec::new();
+        for m in &self.messages {
+            rows.push((m.sent, format!("{} -> {}  {}", r(m.from), r(m.to), m.label)));
+        }
+        for mk in &self.marks {
+            let line = match mk {
+                Mark::Fork { parent, child, .. } => format!("{} forks {}", r(*parent), r(*child)),
+                Mark::Exec { pid, program, .. } => format!("{} execs {program}", r(*pid)),
+                Mark::Exit { pid, how, .. } => format!("{} {how}", r(*pid)),
+                Mark::Reap { parent, child, .. } => format!("{} reaps {}", r(*parent), r(*child)),
+                Mark::Signal { pid, name, .. } => format!("{} gets {name}", r(*pid)),
+                Mark::Kill { from, to, name, .. } => {
+                    format!("{} kill({}, {name})", r(*from), r(*to))
+                }
+            };
+            rows.push((mark_t(mk), line));
+        }
+        for z in &self.zombies {
+            rows.push((
+                z.from,
+                format!(
+                    "{} is a zombie for {:.1} ms ({})",
+                    r(z.pid),
+                    (z.to - z.from) * 1e3,
+                    z.how
+                ),
+            ));
+        }
+        rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut s = String::new();
+        for (t, line) in rows {
+            let _ = writeln!(s, "{:>10.3}  {line}", (t - t0) * 1e3);
+        }
+        s
+    }
+
+    /// The chart as SVG 1.1 (a browser and rsvg-convert render it). Time runs down by rank,
+    /// not to scale, so a 1 s pause takes no more room than 1 µs.
+    pub fn svg(&self, title: &str) -> String {
+        let cols = self.columns();
+        let x_of: BTreeMap<i32, f64> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, 90.0 + 170.0 * i as f64))
+            .collect();
+        let mut times: Vec<f64> = Vec::new();
+        for m in &self.messages {
+            times.push(m.sent);
+            times.push(m.received);
+        }
+        times.extend(self.marks.iter().map(mark_t));
+        for p in self.trace.procs.values() {
+            times.push(p.born);
+        }
+        for z in &self.zombies {
+            times.push(z.to);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        times.dedup();
+        let row = 22.0;
+        let top = 80.0;
+        let y = |t: f64| -> f64 {
+            let i = times.partition_point(|x| *x < t);
+            top + row * i as f64
+        };
+        let height = top + row * (times.len() as f64 + 2.0);
+        let width = 90.0 + 170.0 * cols.len().max(1) as f64 + 260.0;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r##"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="monospace" font-size="12">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#1f4e9c"/></marker>
+<marker id="thin" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"##,
+            esc(title)
+        );
+        let end_t = self.trace.events.last().map_or(0.0, |e| e.t);
+        for p in &cols {
+            let pr = &self.trace.procs[p];
+            let x = x_of[p];
+            let y0 = y(pr.born);
+            let y1 = pr.exit.as_ref().map_or(y(end_t) + row, |e| y(e.0));
+            let _ = writeln!(
+                s,
+                r##"<g class="lifeline" data-pid="{p}"><text x="{x:.0}" y="{:.0}" text-anchor="middle" font-weight="bold">{}</text><line x1="{x:.0}" y1="{y0:.0}" x2="{x:.0}" y2="{y1:.0}" stroke="#444" stroke-width="2"/></g>"##,
+                y0 - 8.0,
+                esc(&pr.role)
+            );
+        }
+        for z in &self.zombies {
+            let x = x_of.get(&z.pid).copied().unwrap_or(0.0);
+            let (y0, y1) = (y(z.from), y(z.to).max(y(z.from) + 6.0));
+            let _ = writeln!(
+                s,
+                r##"<g class="zombie"><rect x="{:.0}" y="{y0:.0}" width="16" height="{:.0}" fill="#e23" fill-opacity="0.35" stroke="#b00"/><text x="{:.0}" y="{:.0}" fill="#b00">{}</text></g>"##,
+                x - 8.0,
+                y1 - y0,
+                x + 12.0,
+                y0 + 12.0,
+                esc(&z.how)
+            );
+        }
+        for m in &self.messages {
+            let (Some(x1), Some(x2)) = (x_of.get(&m.from), x_of.get(&m.to)) else {
+                continue;
+            };
+            let (y1, y2) = (y(m.sent), y(m.received).max(y(m.sent)));
+            let _ = writeln!(
+                s,
+                r##"<g class="message"><line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#1f4e9c">{}</text></g>"##,
+                (x1 + x2) / 2.0,
+                (y1 + y2) / 2.0 - 4.0,
+                esc(&m.label)
+            );
+        }
+        for mk in &self.marks {
+            let line = |s: &mut String, a: i32, b: i32, t: f64, text: &str, class: &str| {
+                let (Some(x1), Some(x2)) = (x_of.get(&a), x_of.get(&b)) else {
+                    return;
+                };
+                let _ = writeln!(
+                    s,
+                    r##"<g class="{class}"><line x1="{x1:.0}" y1="{yy:.0}" x2="{x2:.0}" y2="{yy:.0}" stroke="#777" stroke-dasharray="4,3" marker-end="url(#thin)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#555">{}</text></g>"##,
+                    (x1 + x2) / 2.0,
+                    y(t) - 4.0,
+                    esc(text),
+                    yy = y(t)
+                );
+            };
+            let note = |s: &mut String, p: i32, t: f64, text: &str, class: &str, color: &str| {
+                let Some(x) = x_of.get(&p) else { return };
+                let _ = writeln!(
+                    s,
+                    r##"<g class="{class}"><circle cx="{x:.0}" cy="{yy:.0}" r="4" fill="{color}"/><text x="{:.0}" y="{:.0}" fill="{color}">{}</text></g>"##,
+                    x + 8.0,
+                    y(t) + 4.0,
+                    esc(text),
+                    yy = y(t)
+                );
+            };
+            match mk {
+                Mark::Fork { parent, child, t } => {
+                    line(&mut s, *parent, *child, *t, "fork", "fork")
+                }
+                Mark::Reap { parent, child, t } => {
+                    line(&mut s, *child, *parent, *t, "reaped (wait)", "reap")
+                }
+                Mark::Kill { from, to, t, name } => {
+                    line(&mut s, *from, *to, *t, &format!("kill {name}"), "kill")
+                }
+                Mark::Exec { pid, t, program } => {
+                    note(&mut s, *pid, *t, &format!("exec {program}"), "exec", "#2a7")
+                }
+                Mark::Exit { pid, t, how } => note(&mut s, *pid, *t, how, "exit", "#000"),
+                Mark::Signal { pid, t, name } => note(&mut s, *pid, *t, name, "signal", "#a50"),
+            }
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+fn mark_t(m: &Mark) -> f64 {
+    match m {
+        Mark::Fork { t, .. }
+        | Mark::Exec { t, .. }
+        | Mark::Exit { t, .. }
+        | Mark::Reap { t, .. }
+        | Mark::Signal { t, .. }
+        | Mark::Kill { t, .. } => *t,
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strace_strings_are_unquoted() {
+        assert_eq!(
+            unquote(r#"4</x>, "ping 1\n\0\x41\101\"", 7"#).unwrap(),
+            b"ping 1\n\0AA\""
+        );
+        assert_eq!(
+            channel("4</tmp/d/ping>, \"x\"", false).unwrap(),
+            "/tmp/d/ping"
+        );
+        assert_eq!(
+            channel("3<UNIX-STREAM:[10->11,\"/d/s\"]>, \"x\"", false).unwrap(),
+            "sock:10->11"
+        );
+        assert_eq!(
+            channel("5<UNIX-STREAM:[11->10]>, \"x\"", true).unwrap(),
+            "sock:10->11"
+        );
+    }
+}
