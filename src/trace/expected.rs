@@ -43,14 +43,16 @@ impl Expected {
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let mut it = l.splitn(3, char::is_whitespace);
-            let (Some(role), Some(calls)) = (it.next(), it.next()) else {
+            let mut words = l.split_whitespace();
+            let (Some(role), Some(calls)) = (words.next(), words.next()) else {
                 return Err(format!("line {}: want ROLE CALL [FRAGMENT]", i + 1));
             };
+            // The fragment is the rest of the line, inner spaces kept.
+            let after_calls = l[role.len()..].trim_start()[calls.len()..].trim();
             entries.push(Entry {
                 role: role.to_string(),
                 calls: calls.split('|').map(str::to_string).collect(),
-                fragment: it.next().unwrap_or("").trim().to_string(),
+                fragment: after_calls.to_string(),
                 line: i + 1,
             });
         }

@@ -152,6 +152,15 @@ pub fn trace(o: &Options) -> Result<i32> {
         3 => scenario_lab3(&tracer, &contract_args(""), &events, params["K"] as usize),
         4 => scenario_lab4(&tracer, &contract_args(""), &scratch.dir()),
         6 => scenario_lab6(&tracer, &contract_args),
+        // The reference's trace also shows the lab's other two programs.
+        5 if o.impl_cmd.is_none() => tracer.run(&contract_args("")).and_then(|_| {
+            for (bin, args) in [("zombie", &[][..]), ("orphan", &["--subreaper"][..])] {
+                let mut argv = vec![crate::process::sibling_binary(bin)?.display().to_string()];
+                argv.extend(args.iter().map(|a| a.to_string()));
+                tracer.run(&argv)?;
+            }
+            Ok(())
+        }),
         _ => tracer.run(&contract_args("")).map(|_| ()),
     };
     // Whatever the scenario left (an orphan, a daemon) is ended and reaped before we read.
@@ -260,7 +269,7 @@ fn roots(lab: u32) -> Vec<&'static str> {
         1 | 2 => vec!["main"],
         3 => vec!["watchdog"],
         4 => vec!["watchdog", "client"],
-        5 => vec!["reaper"],
+        5 => vec!["reaper", "zombie", "orphan"],
         6 => vec!["start", "status", "stop"],
         _ => vec!["main"],
     }
@@ -282,6 +291,9 @@ fn children(lab: u32, role: &str, k: usize, m: usize) -> Vec<String> {
             v
         }
         (5, "reaper") => numbered("child", m),
+        (5, "zombie") => vec!["zombie-child".into()],
+        (5, "orphan") => vec!["orphan-child".into()],
+        (5, "orphan-child") => vec!["grandchild".into()],
         (6, "start") => vec!["middle".into()],
         (6, "middle") => vec!["daemon".into()],
         _ => vec![],
