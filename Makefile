@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/debug
 LABS := 1 2 3 4 5 6
 
-.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 grade bench-grade bench-restart bench-lab4 clean doctor help
+.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 grade bench-grade bench-restart bench-lab4 clean doctor help
 
 all: build
 
@@ -21,6 +21,11 @@ check:
 
 lab1 lab2 lab3 lab4 lab5 lab6: build
 	$(BIN)/ipclab lab $(@:lab%=%)
+
+# A lab's reference under strace, normalised (roles, DIR, times in ms), checked against
+# labs/labN-*/strace.expected, with its sequence chart in target/trace/labN.svg.
+strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6: build
+	$(BIN)/ipclab trace $(@:strace-lab%=%) --check --chart --svg target/trace/$(@:strace-%=%).svg
 
 # The references must pass their own contracts.
 grade: build
@@ -50,6 +55,7 @@ clean:
 
 help:
 	@echo "make lab1 .. lab6           run a lab's walkthrough"
+	@echo "make strace-lab1 .. 6     a lab's reference under strace, normalised, with its chart"
 	@echo "make test                 build and run every test (what CI runs)"
 	@echo "make check                rustfmt, clippy -D warnings, course lint"
 	@echo "make grade                grade the reference programs (ipclab grade all)"

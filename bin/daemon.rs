@@ -17,7 +17,7 @@
 //!   chdir("/") = 0
 //!   flock(3, LOCK_EX|LOCK_NB) = 0
 //!   --- SIGTERM {si_signo=SIGTERM, si_code=SI_USER, ...} ---
-//!   unlink("D/daemon.pid") = 0
+//!   unlink("DIR/daemon.pid") = 0
 //!
 //! Exit status as LSB init scripts: status 0 running / 3 not running; stop 0 also when not
 //! running; a second start is refused (2).

@@ -98,3 +98,82 @@ fn course_lab_directories_are_complete() {
         }
     }
 }
+
+/// The "strace shows" lines of a header (`//!   name(...) = ...`).
+fn header_strace_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .take_while(|l| l.starts_with("//!"))
+        .skip_while(|l| !l.contains("strace shows:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("//!   "))
+        .map(|l| l.trim_start_matches("//!").trim().to_string())
+        .collect()
+}
+
+/// Syscall lines quoted in a README's strace section (`name(...)`, `--- SIG... ---`).
+fn readme_strace_lines(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in text.lines() {
+        if l.starts_with("## ") {
+            inside = l.contains("strace");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        for (i, part) in l.split('`').enumerate() {
+            let code = part.replace("\\|", "|");
+            let is_call = code.split('(').next().is_some_and(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            }) && code.contains('(');
+            if i % 2 == 1 && (is_call || code.starts_with("--- ") || code.starts_with("+++ ")) {
+                out.push(code);
+            }
+        }
+    }
+    out
+}
+
+/// strace.expected is the one source: every strace line a lab's bin/ headers or READMEs show
+/// is one of its entries (same call, the entry's fragment in it), and each file parses.
+#[test]
+fn course_strace_lines_come_from_strace_expected() {
+    let bins = cargo_bins();
+    for s in ipclab::spec::all().unwrap() {
+        let exp = ipclab::trace::expected::Expected::for_lab(&s).unwrap();
+        let mut shown: Vec<(String, String)> = Vec::new();
+        for b in &s.lab.binaries {
+            let (_, path) = bins.iter().find(|(n, _)| n == b).unwrap();
+            let text = std::fs::read_to_string(root().join(path)).unwrap();
+            shown.extend(
+                header_strace_lines(&text)
+                    .into_iter()
+                    .map(|l| (path.clone(), l)),
+            );
+        }
+        for f in ["README.md", "README.fr.md"] {
+            let p = format!("labs/{}/{f}", s.dir_name());
+            let text = std::fs::read_to_string(root().join(&p)).unwrap();
+            let lines = readme_strace_lines(&text);
+            assert!(
+                !lines.is_empty(),
+                "{p}: no strace lines in its strace section"
+            );
+            shown.extend(lines.into_iter().map(|l| (p.clone(), l)));
+        }
+        let stray: Vec<String> = shown
+            .iter()
+            .filter(|(_, l)| !exp.covers(l))
+            .map(|(p, l)| format!("{p}: {l}"))
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "not in labs/{}/strace.expected:\n{}",
+            s.dir_name(),
+            stray.join("\n")
+        );
+    }
+}

@@ -463,7 +463,9 @@ impl<'a> Chart<'a> {
             let (y1, y2) = (y(m.sent), y(m.received).max(y(m.sent)));
             let _ = writeln!(
                 s,
-                r##"<g class="message"><line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#1f4e9c">{}</text></g>"##,
+                r##"<g class="message" data-from="{}" data-to="{}"><line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#1f4e9c">{}</text></g>"##,
+                esc(self.trace.role(m.from)),
+                esc(self.trace.role(m.to)),
                 (x1 + x2) / 2.0,
                 (y1 + y2) / 2.0 - 4.0,
                 esc(&m.label)

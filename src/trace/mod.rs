@@ -417,6 +417,14 @@ fn scenario_lab3(t: &Tracer, argv: &[String], events: &Path, k: usize) -> Result
             (s.len() > k).then_some(s)
         })?;
         let victim = *first.last().unwrap_or(&0);
+        // Killed once it has read from DIR (its FIFO): mid-exchange, as the lab shows it.
+        let file = t.base.with_extension(victim.to_string());
+        let dir = t.cwd.with_file_name("dir").display().to_string();
+        until("the server to read from its FIFO", || {
+            std::fs::read_to_string(&file)
+                .ok()
+                .filter(|s| s.lines().any(|l| l.contains(" read(") && l.contains(&dir)))
+        })?;
         crate::process::signal(
             nix::unistd::Pid::from_raw(victim as i32),
             nix::sys::signal::Signal::SIGKILL,

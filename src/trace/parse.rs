@@ -411,7 +411,8 @@ impl Normaliser {
         };
         let text = self.text(&format!("{args} {ret}"));
         // Anonymous mappings are the allocator's, not shared memory.
-        SYSTEM.is_match(&text) || (e.call().is_some_and(|c| c.0 == "mmap") && text.contains("MAP_ANONYMOUS"))
+        SYSTEM.is_match(&text)
+            || (e.call().is_some_and(|c| c.0 == "mmap") && text.contains("MAP_ANONYMOUS"))
     }
 
     /// The call (or signal, or exit) as strace shows it, normalised.

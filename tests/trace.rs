@@ -1,0 +1,163 @@
+//! `ipclab trace`: each reference trace holds its lab's strace.expected key lines; lab 2's chart
+//! has one arrow per message, a fork and a reap, for the reference and for a Python program
+//! that reads one byte at a time; the no-wait fault's zombie interval is drawn; the SVG parses
+//! and renders to PNG; without strace, one line and exit 2.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn trace(args: &[&str]) -> (i32, String, String) {
+    let out = run(Command::new(bin("ipclab")).arg("trace").args(args));
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// (from role, to role, label) of every message arrow, and the classes of every group.
+fn chart(svg: &Path) -> (Vec<(String, String, String)>, Vec<String>) {
+    let text = std::fs::read_to_string(svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let mut arrows = Vec::new();
+    let mut classes = Vec::new();
+    for g in doc.descendants().filter(|n| n.has_tag_name("g")) {
+        let class = g.attribute("class").unwrap_or("").to_string();
+        if class == "message" {
+            let label = g
+                .descendants()
+                .find(|n| n.has_tag_name("text"))
+                .and_then(|t| t.text())
+                .unwrap_or("")
+                .to_string();
+            arrows.push((
+                g.attribute("data-from").unwrap().to_string(),
+                g.attribute("data-to").unwrap().to_string(),
+                label,
+            ));
+        }
+        classes.push(class);
+    }
+    (arrows, classes)
+}
+
+fn renders(svg: &Path) {
+    let png = svg.with_extension("png");
+    let out = run(Command::new("rsvg-convert").arg("-o").arg(&png).arg(svg));
+    assert!(out.status.success(), "rsvg-convert: {}", text(&out.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 1000);
+}
+
+#[test]
+fn trace_every_reference_has_its_key_lines() {
+    for n in 1..=6 {
+        let lab = n.to_string();
+        let (code, out, err) = trace(&[&lab, "--check"]);
+        assert_eq!(code, 0, "lab {n}: {out}\n{err}");
+        assert!(out.contains("every key line"), "lab {n}: {out}");
+        // Normalised: no raw pid of a traced process, the private directory shown as DIR.
+        assert!(!out.contains("/tmp/ipclab-trace-"), "lab {n}: {out}");
+    }
+    Clean::new("ipclab-trace").check();
+}
+
+/// 2N arrows between main and secondary (N of each direction, labelled ping i / pong i), one
+/// fork, one reap; also when the program reads its FIFO one byte at a time (the fixture's
+/// unbuffered readline does).
+#[test]
+fn trace_lab2_chart_has_one_arrow_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2/pingpong.py");
+    let python = format!("/usr/bin/python3 {} fork", fixture.display());
+    for (i, impl_cmd) in [None, Some(python.as_str())].into_iter().enumerate() {
+        let n = rand::random_range(1..=12u32);
+        let svg = dir.path().join(format!("lab2-{i}.svg"));
+        let set = format!("N={n}");
+        let mut args = vec![
+            "2",
+            "--set",
+            &set,
+            "--chart",
+            "--svg",
+            svg.to_str().unwrap(),
+        ];
+        if let Some(c) = impl_cmd {
+            args.extend(["--impl", c]);
+        }
+        let (code, out, err) = trace(&args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        let (arrows, classes) = chart(&svg);
+        let mut want: Vec<(String, String, String)> = (1..=n)
+            .flat_map(|k| {
+                [
+                    ("main".into(), "secondary".into(), format!("ping {k}")),
+                    ("secondary".into(), "main".into(), format!("pong {k}")),
+                ]
+            })
+            .collect();
+        let mut got = arrows.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "N = {n}, impl {impl_cmd:?}");
+        let count = |c: &str| classes.iter().filter(|x| *x == c).count();
+        assert_eq!((count("fork"), count("reap")), (1, 1), "{classes:?}");
+        assert_eq!(count("zombie"), 1, "the secondary's exit-to-reap interval");
+        if impl_cmd.is_some() {
+            assert!(
+                out.contains("read(3<DIR/ping>, \"p\", 1) = 1"),
+                "the fixture reads one byte at a time: {out}"
+            );
+        }
+        renders(&svg);
+    }
+}
+
+/// Main exits without waiting: its dead secondary stays a zombie, drawn as never reaped.
+#[test]
+fn trace_no_wait_fault_draws_the_zombie() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("nowait.svg");
+    let cmd = format!("{} --fault no-wait", bin("pingpong").display());
+    let (code, out, err) = trace(&[
+        "2",
+        "--impl",
+        &cmd,
+        "--chart",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("never reaped"), "{out}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let (_, classes) = chart(&svg);
+    assert!(classes.iter().any(|c| c == "zombie"), "{classes:?}");
+    assert!(!classes.iter().any(|c| c == "reap"), "nothing reaps it");
+    assert!(text.contains("never reaped"));
+    renders(&svg);
+}
+
+/// No strace: one line naming the fix, exit 2. Unknown parameter or lab: exit 2.
+#[test]
+fn trace_bad_input_and_no_strace_are_exit_2() {
+    let out = run(Command::new(bin("ipclab"))
+        .args(["trace", "2"])
+        .env("PATH", "/nonexistent"));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("apt-get install strace"), "{err}");
+    for (args, what) in [
+        (vec!["2", "--set", "X=1"], "no parameter X"),
+        (vec!["2", "--set", "N=0"], "out of the contract's range"),
+        (vec!["2", "--set", "N"], "NAME=NUMBER"),
+        (vec!["9"], "no lab 9"),
+    ] {
+        let (code, _, err) = trace(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
