@@ -87,6 +87,9 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// The live process tree under PID (default: the whole machine, from PID 1), with each
+    /// process's state; zombies say who has not reaped them (in red on a terminal).
+    Ps { pid: Option<i32> },
     /// Remove this user's ipclab objects whose creator is gone: /dev/shm/ipclab-UID-PID-*.
     Clean,
 }
@@ -98,6 +101,7 @@ fn main() {
         Cmd::Lab { n, step } => ipclab::walkthrough::run(n, step),
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
+        Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
         Cmd::Trace {
             n,
             impl_cmd,
@@ -114,6 +118,7 @@ fn main() {
             svg,
             chart,
             check,
+            quiet: false,
             out_dir: std::path::PathBuf::from("target/trace"),
         }),
         Cmd::Grade {
@@ -174,6 +179,17 @@ fn key_value(s: &str) -> std::result::Result<(String, u64), String> {
         .parse()
         .map_err(|_| format!("{s:?}: {v:?} is not a number"))?;
     Ok((k.to_string(), v))
+}
+
+fn ps(root: i32) -> Result<i32> {
+    if ipclab::inspect::info(root).is_none() {
+        return Err(Error::usage(format!("ps {root}: no such process")));
+    }
+    println!("PID S COMMAND (the tree under {root})");
+    for l in ipclab::inspect::tree(root, &[], ipclab::inspect::color_wanted()) {
+        println!("{l}");
+    }
+    Ok(0)
 }
 
 fn list() -> Result<i32> {

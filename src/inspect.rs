@@ -82,6 +82,53 @@ pub fn descendants(pid: i32) -> Vec<ProcInfo> {
     out
 }
 
+/// The process tree under `root` (itself included), one line per process: pid, state, name,
+/// indented by depth; a zombie says who has not reaped it, in red when `color`. `marked` pids
+/// get an arrow.
+pub fn tree(root: i32, marked: &[i32], color: bool) -> Vec<String> {
+    let snapshot = all();
+    let mut out = Vec::new();
+    let mut stack: Vec<(i32, usize)> = vec![(root, 0)];
+    while let Some((pid, depth)) = stack.pop() {
+        let Some(p) = snapshot.iter().find(|p| p.pid == pid) else {
+            continue;
+        };
+        let mut line = format!(
+            "{:indent$}{}{} {} {}",
+            "",
+            if depth > 0 { "└─" } else { "" },
+            p.pid,
+            p.state,
+            p.comm,
+            indent = depth.saturating_sub(1) * 2
+        );
+        if p.is_zombie() {
+            line.push_str(&format!(" <defunct: exited, not yet reaped by {}>", p.ppid));
+            if color {
+                line = format!("\x1b[31m{line}\x1b[0m");
+            }
+        }
+        if marked.contains(&p.pid) {
+            line.push_str("  <-");
+        }
+        out.push(line);
+        let mut kids: Vec<i32> = snapshot
+            .iter()
+            .filter(|c| c.ppid == pid && c.pid != pid)
+            .map(|c| c.pid)
+            .collect();
+        kids.sort_unstable_by(|a, b| b.cmp(a));
+        stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
+    }
+    out
+}
+
+/// Colour only for a terminal, and never with NO_COLOR set (no-color.org).
+pub fn color_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
 pub fn is_alive(pid: Pid) -> bool {
     info(pid.as_raw()).is_some_and(|p| !p.is_zombie())
 }
@@ -111,5 +158,34 @@ mod tests {
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw());
         assert!(!me.is_zombie());
         assert!(me.row().contains(&me.pid.to_string()));
+    }
+
+    /// The tree starts at its root and shows a zombie child as such, marked, uncoloured.
+    #[test]
+    fn tree_shows_a_zombie_child() {
+        let me = std::process::id() as i32;
+        // Safety: the child only calls _exit.
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => unsafe { libc::_exit(0) },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        // A zombie from the moment waitid(WNOWAIT) returns until it is reaped.
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(child),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        )
+        .unwrap();
+        let lines = tree(me, &[child.as_raw()], false);
+        nix::sys::wait::waitpid(child, None).unwrap();
+        assert!(lines[0].contains(&me.to_string()), "{lines:?}");
+        let z = lines
+            .iter()
+            .find(|l| l.contains(&child.as_raw().to_string()))
+            .unwrap();
+        assert!(
+            z.contains(" Z ") && z.contains("not yet reaped by") && z.ends_with("<-"),
+            "{z}"
+        );
+        assert!(!z.contains('\x1b'));
     }
 }

@@ -27,6 +27,8 @@ pub struct Options {
     pub check: bool,
     /// Print the chart as text lines after the trace.
     pub chart: bool,
+    /// Print only the chart (and where the trace was saved), not the trace itself.
+    pub quiet: bool,
     /// Where the normalised trace (and raw files) are saved.
     pub out_dir: PathBuf,
 }
@@ -143,11 +145,16 @@ pub fn trace(o: &Options) -> Result<i32> {
         cwd: scratch.cwd(),
         log: scratch.top.path().join("output.txt"),
     };
-    eprintln!(
+    let say = |m: String| {
+        if !o.quiet {
+            eprintln!("{m}");
+        }
+    };
+    say(format!(
         "tracing lab {} ({shown}) with strace; its output goes to {}",
         o.lab,
         o.out_dir.join(format!("lab{}.out", o.lab)).display()
-    );
+    ));
     let scenario = match o.lab {
         3 => scenario_lab3(&tracer, &contract_args(""), &events, params["K"] as usize),
         4 => scenario_lab4(&tracer, &contract_args(""), &scratch.dir()),
@@ -221,10 +228,13 @@ pub fn trace(o: &Options) -> Result<i32> {
     }
     if o.raw {
         print!("{raw}");
-    } else {
+    } else if !o.quiet {
         print!("{text}");
     }
-    println!(
+    if o.quiet {
+        println!("   (the whole trace: {})", saved.display());
+    } else {
+        println!(
         "-- {} processes, {} lines ({} more on system files hidden: --raw shows them); saved in {} (strace's own files in {})",
         t.procs.len(),
         lines.len(),
@@ -232,10 +242,15 @@ pub fn trace(o: &Options) -> Result<i32> {
         saved.display(),
         raw_dir.display()
     );
+    }
     let chart = chart::Chart::new(&t, &norm);
     if o.chart {
-        println!("-- the chart, as text:");
-        print!("{}", chart.text());
+        if !o.quiet {
+            println!("-- the chart, as text:");
+        }
+        for l in chart.text().lines() {
+            println!("{}{l}", if o.quiet { "   | " } else { "" });
+        }
     }
     if let Some(svg) = &o.svg {
         std::fs::write(svg, chart.svg(&format!("lab {}: {}", o.lab, s.lab.title)))

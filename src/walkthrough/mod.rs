@@ -165,6 +165,11 @@ impl Walk {
                 println!("   {}", p.row());
             }
         }
+        // The same processes in their tree (`ipclab ps`), under this walkthrough.
+        println!("   tree (ipclab ps {}):", std::process::id());
+        for l in inspect::tree(std::process::id() as i32, pids, inspect::color_wanted()) {
+            println!("   | {l}");
+        }
     }
 
     /// Reaps whatever was re-parented to us and has exited, saying so: (pid, shell-style status).
@@ -253,6 +258,44 @@ impl Walk {
         Ok(())
     }
 
+    /// The lab's reference traced once more, shown as a sequence chart in text (after the
+    /// clean-up check: the trace's own processes cannot hide a leftover of the walkthrough).
+    fn chart(&mut self) {
+        println!(
+            "\n== The run as a sequence chart (`make strace-lab{}` for the whole trace) ==",
+            self.spec.lab.number
+        );
+        if let Err(why) = strace_usable() {
+            println!("   (skipped: {why})");
+            return;
+        }
+        let o = crate::trace::Options {
+            lab: self.spec.lab.number,
+            impl_cmd: None,
+            set: Vec::new(),
+            raw: false,
+            svg: None,
+            check: false,
+            chart: true,
+            quiet: true,
+            out_dir: PathBuf::from("target/trace"),
+        };
+        // Where target/ is not ours to write (another user's checkout), a private directory.
+        let scratch = tempfile::tempdir().ok();
+        let writable = std::fs::create_dir_all(&o.out_dir).is_ok()
+            && tempfile::tempfile_in(&o.out_dir).is_ok();
+        let o = match (&scratch, writable) {
+            (Some(d), false) => crate::trace::Options {
+                out_dir: d.path().to_path_buf(),
+                ..o
+            },
+            _ => o,
+        };
+        if let Err(e) = crate::trace::trace(&o) {
+            self.problems.push(format!("the traced run failed: {e}"));
+        }
+    }
+
     fn finish(mut self) -> Result<i32> {
         println!("\n== Clean-up check ==");
         self.settle();
@@ -272,6 +315,7 @@ impl Walk {
             new.is_empty(),
             &format!("no new /dev/shm object{}", list(&new)),
         );
+        self.chart();
         if self.problems.is_empty() {
             println!(
                 "\nLab {} walkthrough: all steps behaved as described.",
