@@ -122,6 +122,15 @@ fn readme_strace_lines(text: &str) -> Vec<String> {
         if !inside {
             continue;
         }
+        // A normalised excerpt (```text block): `   12.345  role   call(...) = ...`.
+        let mut words = l.split_whitespace();
+        if let (Some(t), Some(_role)) = (words.next(), words.next()) {
+            if t.contains('.') && t.parse::<f64>().is_ok() {
+                let body: Vec<&str> = words.collect();
+                out.push(body.join(" ").trim_end_matches(" …").to_string());
+                continue;
+            }
+        }
         for (i, part) in l.split('`').enumerate() {
             let code = part.replace("\\|", "|");
             let is_call = code.split('(').next().is_some_and(|n| {
