@@ -407,7 +407,7 @@ pub fn strace_usable() -> std::result::Result<String, String> {
     if !probe.status.success() {
         let err = String::from_utf8_lossy(&probe.stderr);
         return Err(format!(
-            "strace cannot trace here ({}): ptrace is not permitted (check /proc/sys/kernel/yama/ptrace_scope, or the container's SYS_PTRACE)",
+            "strace cannot trace here ({}): ptrace is not permitted; give the container SYS_PTRACE (docker run --cap-add SYS_PTRACE) or lower kernel.yama.ptrace_scope to 1 (3 needs a reboot)",
             err.lines().next().unwrap_or("").trim()
         ));
     }
