@@ -72,10 +72,22 @@ pub struct Chart<'a> {
     pub zombies: Vec<Zombie>,
 }
 
-/// The channel a call's first argument names (strace -yy), and whether this end reads it.
-fn channel(args: &str, reading: bool) -> Option<String> {
+/// Where the first argument's `-yy` decoration `<...>` opens and closes.
+fn decoration(args: &str) -> Option<(usize, usize)> {
     let open = args.find('<')?;
-    let close = args[open..].find('>')? + open;
+    // The first '>' that is not the arrow of a socket's `A->B`.
+    let close = args[open..]
+        .char_indices()
+        .find(|(i, c)| *c == '>' && !args[open..][..*i].ends_with('-'))?
+        .0
+        + open;
+    Some((open, close))
+}
+
+/// The channel a call's first argument names (strace -yy), and whether this end reads it.
+/// `peers` completes a socket shown without its peer (strace could not tell it at that moment).
+fn channel(args: &str, reading: bool, peers: &BTreeMap<String, String>) -> Option<String> {
+    let (open, close) = decoration(args)?;
     let what = &args[open + 1..close];
     if let Some(rest) = what
         .strip_prefix("UNIX-STREAM:[")
@@ -83,7 +95,10 @@ fn channel(args: &str, reading: bool) -> Option<String> {
     {
         // `A->B`: this end is A, its peer B. Bytes written on A are read on B.
         let ids = rest.split([']', ',']).next()?;
-        let (a, b) = ids.split_once("->")?;
+        let (a, b) = match ids.split_once("->") {
+            Some(ab) => ab,
+            None => (ids, peers.get(ids)?.as_str()),
+        };
         return Some(if reading {
             format!("sock:{b}->{a}")
         } else {
@@ -135,17 +150,31 @@ pub fn unquote(args: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+static SOCK_PAIR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"UNIX(?:-STREAM)?:\[(\d+)->(\d+)").expect("regex")
+});
+
 fn label(bytes: &[u8]) -> String {
+    // A frame with a 4-byte big-endian length prefix (lab 4): the label is its payload.
+    let bytes = match bytes.get(..4) {
+        Some(h) if u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize == bytes.len() - 4 => {
+            &bytes[4..]
+        }
+        _ => bytes,
+    };
     let text: String = bytes
         .iter()
         .filter(|b| b.is_ascii_graphic() || **b == b' ')
         .map(|b| *b as char)
         .collect();
-    let text = text.trim();
+    text.trim().to_string()
+}
+
+fn short(text: String) -> String {
     if text.chars().count() > 28 {
         format!("{}…", text.chars().take(27).collect::<String>())
     } else {
-        text.to_string()
+        text
     }
 }
 
@@ -156,10 +185,21 @@ struct Piece {
 }
 
 impl<'a> Chart<'a> {
-    pub fn new(trace: &'a Trace, _norm: &Normaliser) -> Chart<'a> {
+    pub fn new(trace: &'a Trace, norm: &Normaliser) -> Chart<'a> {
         let mut writes: BTreeMap<String, Vec<Piece>> = BTreeMap::new();
         let mut reads: BTreeMap<String, Vec<Piece>> = BTreeMap::new();
         let mut marks = Vec::new();
+        let mut peers: BTreeMap<String, String> = BTreeMap::new();
+        for e in &trace.events {
+            if let Some((_, args, ret)) = e.call() {
+                for c in SOCK_PAIR
+                    .captures_iter(args)
+                    .chain(SOCK_PAIR.captures_iter(ret))
+                {
+                    peers.insert(c[1].to_string(), c[2].to_string());
+                }
+            }
+        }
         for e in &trace.events {
             match &e.kind {
                 Kind::Call { name, args, ret } => {
@@ -167,7 +207,10 @@ impl<'a> Chart<'a> {
                     let is_write = matches!(name.as_str(), "write" | "send" | "sendto");
                     let is_read = matches!(name.as_str(), "read" | "recv" | "recvfrom");
                     if (is_write || is_read) && n > 0 {
-                        let (Some(ch), Some(mut bytes)) = (channel(args, is_read), unquote(args))
+                        // The data follows the fd's decoration (which may hold a quoted path).
+                        let data = decoration(args).map_or(args.as_str(), |(_, c)| &args[c + 1..]);
+                        let (Some(ch), Some(mut bytes)) =
+                            (channel(args, is_read, &peers), unquote(data))
                         else {
                             continue;
                         };
@@ -224,7 +267,12 @@ impl<'a> Chart<'a> {
                 off += r.bytes.len();
                 r_end.push((off, r.pid, r.t));
             }
-            let newlines = stream.contains(&b'\n');
+            // A line protocol (text with newlines): one message per line, however the writes
+            // and reads cut it. Anything else (frames, binary): one message per write.
+            let newlines = stream.contains(&b'\n')
+                && stream
+                    .iter()
+                    .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\n' | b'\t' | b'\r'));
             let mut bounds = Vec::new();
             if newlines {
                 let mut a = 0;
@@ -248,12 +296,16 @@ impl<'a> Chart<'a> {
                 let Some(&(_, to, received)) = r_end.iter().find(|r| r.0 >= b) else {
                     continue;
                 };
+                if from == to {
+                    // A process writing to itself: a self-pipe waking its own poll loop.
+                    continue;
+                }
                 messages.push(Message {
                     from,
                     to,
                     sent,
                     received,
-                    label: label(&stream[a..b]),
+                    label: short(norm.text(&label(&stream[a..b]))),
                 });
             }
         }
@@ -547,15 +599,25 @@ mod tests {
             b"ping 1\n\0AA\""
         );
         assert_eq!(
-            channel("4</tmp/d/ping>, \"x\"", false).unwrap(),
+            channel("4</tmp/d/ping>, \"x\"", false, &BTreeMap::new()).unwrap(),
             "/tmp/d/ping"
         );
         assert_eq!(
-            channel("3<UNIX-STREAM:[10->11,\"/d/s\"]>, \"x\"", false).unwrap(),
+            channel(
+                "3<UNIX-STREAM:[10->11,\"/d/s\"]>, \"x\"",
+                false,
+                &BTreeMap::new()
+            )
+            .unwrap(),
             "sock:10->11"
         );
         assert_eq!(
-            channel("5<UNIX-STREAM:[11->10]>, \"x\"", true).unwrap(),
+            channel(
+                "5<UNIX-STREAM:[11]>, \"x\"",
+                true,
+                &[("11".to_string(), "10".to_string())].into()
+            )
+            .unwrap(),
             "sock:10->11"
         );
     }
