@@ -1,9 +1,9 @@
 # ipclab — make labN runs lab N's narrated walkthrough; make test is what CI runs.
 CARGO ?= cargo
 BIN := target/debug
-LABS := 1 2 3 4 5 6
+LABS := 1 2 3 4 5 6 7
 
-.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 grade bench-grade bench-restart bench-lab4 clean doctor help
+.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 lab7 strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 strace-lab7 bench grade bench-grade bench-restart bench-lab4 clean doctor help
 
 all: build
 
@@ -19,17 +19,27 @@ check:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --test course
 
-lab1 lab2 lab3 lab4 lab5 lab6: build
+lab1 lab2 lab3 lab4 lab5 lab6 lab7: build
 	$(BIN)/ipclab lab $(@:lab%=%)
 
 # A lab's reference under strace, normalised (roles, DIR, times in ms), checked against
 # labs/labN-*/strace.expected, with its sequence chart in target/trace/labN.svg.
-strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6: build
+strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 strace-lab7: build
 	$(BIN)/ipclab trace $(@:strace-lab%=%) --check --chart --svg target/trace/$(@:strace-%=%).svg
 
 # The references must pass their own contracts.
 grade: build
 	$(BIN)/ipclab grade all
+
+# Lab 7: the whole zoo (release build), then the five C twins beside their Rust counterparts,
+# interleaved, same pinning: Rust/C ratios of medians with min/max over the pairs.
+bench:
+	$(CARGO) build --release --workspace --bins
+	mkdir -p target/bench
+	$${CC:-cc} -O2 -Wall -o target/bench/twins bench/twins.c
+	target/release/ipclab bench --round-trips 5000 --svg target/bench/zoo.svg
+	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin split
+	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin none
 
 # What grading adds to a lab 2 run, measured side by side with the bare run.
 bench-grade:
@@ -54,11 +64,12 @@ clean:
 	$(CARGO) clean
 
 help:
-	@echo "make lab1 .. lab6           run a lab's walkthrough"
+	@echo "make lab1 .. lab7           run a lab's walkthrough"
 	@echo "make strace-lab1 .. 6     a lab's reference under strace, normalised, with its chart"
 	@echo "make test                 build and run every test (what CI runs)"
 	@echo "make check                rustfmt, clippy -D warnings, course lint"
 	@echo "make grade                grade the reference programs (ipclab grade all)"
+	@echo "make bench                the IPC zoo, and the Rust/C ratios against bench/twins.c"
 	@echo "make bench-grade|bench-restart|bench-lab4   measurements (release build)"
 	@echo "make doctor               what works on this machine"
 	@echo "make clean                remove stale ipclab objects and build output"

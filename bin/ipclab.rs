@@ -87,6 +87,38 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Lab 7: every IPC mechanism measured between two processes (round trip, stream, CPU).
+    Bench {
+        /// Mechanisms to measure (default: all sixteen).
+        #[arg(long = "mechanism", value_name = "M")]
+        mechanisms: Vec<String>,
+        /// Message sizes in bytes, 1..=65536.
+        #[arg(long = "size", value_name = "BYTES", default_values_t = [1usize, 64, 4096, 65536])]
+        sizes: Vec<usize>,
+        /// Timed round trips per mechanism and size (and messages in the stream, up to 20000).
+        #[arg(long, value_name = "K", default_value_t = 10_000)]
+        round_trips: u64,
+        /// CPU placement: both on CPU 0, on CPUs 0 and 1, or free.
+        #[arg(long, value_enum, default_value = "none")]
+        pin: ipclab::zoo::Pin,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ipclab::zoo::Format,
+        /// Also draw the median round trips as an SVG bar chart (log scale).
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
+        /// Check every byte of every message, not only its sequence number.
+        #[arg(long)]
+        verify: bool,
+        /// Run the C twins (built from bench/twins.c) beside their Rust counterparts.
+        #[arg(long, value_name = "TWINS")]
+        compare_c: Option<std::path::PathBuf>,
+        /// Interleaved Rust/C pairs per mechanism with --compare-c.
+        #[arg(long, default_value_t = 5)]
+        pairs: u32,
+        /// Leave out the cost of starting a process (fork, exec, posix_spawn).
+        #[arg(long)]
+        no_process_costs: bool,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -102,6 +134,29 @@ fn main() {
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
+        Cmd::Bench {
+            mechanisms,
+            sizes,
+            round_trips,
+            pin,
+            format,
+            svg,
+            verify,
+            compare_c,
+            pairs,
+            no_process_costs,
+        } => ipclab::zoo::bench(&ipclab::zoo::Options {
+            mechanisms,
+            sizes,
+            round_trips,
+            pin,
+            format,
+            svg,
+            verify,
+            compare_c,
+            pairs,
+            process_costs: !no_process_costs,
+        }),
         Cmd::Trace {
             n,
             impl_cmd,

@@ -16,5 +16,6 @@ pub mod signals;
 pub mod spec;
 pub mod trace;
 pub mod walkthrough;
+pub mod zoo;
 
 pub use error::{Error, Result};

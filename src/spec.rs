@@ -21,6 +21,7 @@ pub const LABS: &[(&str, &str)] = &[
         include_str!("../labs/lab5-zombies/spec.toml"),
     ),
     ("lab6-daemon", include_str!("../labs/lab6-daemon/spec.toml")),
+    ("lab7-zoo", include_str!("../labs/lab7-zoo/spec.toml")),
 ];
 
 /// Each lab's `strace.expected` (see `trace::expected`), as (directory name, text).
@@ -46,6 +47,7 @@ pub const EXPECTED: &[(&str, &str)] = &[
         "lab6-daemon",
         include_str!("../labs/lab6-daemon/strace.expected"),
     ),
+    ("lab7-zoo", include_str!("../labs/lab7-zoo/strace.expected")),
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,7 @@ mod lab3;
 mod lab4;
 mod lab5;
 mod lab6;
+mod lab7;
 
 use crate::error::{Error, Result};
 use crate::{inspect, process, spec};
@@ -70,6 +71,7 @@ pub fn run(n: u32, step_mode: bool) -> Result<i32> {
         4 => lab4::walk(&mut walk),
         5 => lab5::walk(&mut walk),
         6 => lab6::walk(&mut walk),
+        7 => lab7::walk(&mut walk),
         _ => Err(Error::usage(format!("lab {n} has no walkthrough yet"))),
     };
     if let Err(e) = outcome {

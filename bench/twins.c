@@ -1,0 +1,321 @@
+/* Lab 7 — the C twins of five `ipclab bench` mechanisms, for `make bench` to run beside the
+ * Rust ones: the same protocol (main creates the objects, forks and execs itself as the peer,
+ * warm-up of K/10 round trips capped at 200, then K timed round trips, the sequence number in the
+ * first 8 bytes checked on return), the same pinning, the same clock (CLOCK_MONOTONIC).
+ *
+ *   twins MECH SIZE K PIN        MECH: fifo pipe unix-stream shm-futex shm-spin; PIN: none same split
+ *
+ * Prints one line: min median p99 max round trip, in ns. No third-party code.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SIZE 65536
+#define HDR 4096
+
+static const char *mech;
+static size_t size;
+static long k;
+static int rd = -1, wr = -1;
+static unsigned char *seg;
+static unsigned seen, sent;
+static int out_dir; /* 0: main writes buffer 0; 1: the peer writes buffer 1 */
+
+static void die(const char *what)
+{
+    fprintf(stderr, "twins %s: %s: %s\n", mech, what, strerror(errno));
+    exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + t.tv_nsec;
+}
+
+static void pin_to(int cpu)
+{
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    if (sched_setaffinity(0, sizeof s, &s) < 0)
+        die("sched_setaffinity");
+}
+
+static int is_shm(void) { return !strncmp(mech, "shm-", 4); }
+
+static unsigned *word(int i) { return (unsigned *)(seg + 4 * i); }
+
+static void send_msg(const unsigned char *b)
+{
+    if (is_shm()) {
+        memcpy(seg + HDR + out_dir * MAX_SIZE, b, size);
+        sent++;
+        __atomic_store_n(word(out_dir), sent, __ATOMIC_RELEASE);
+        if (!strcmp(mech, "shm-futex"))
+            syscall(SYS_futex, word(out_dir), FUTEX_WAKE, 1, NULL, NULL, 0);
+        return;
+    }
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = write(wr, b + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("write");
+        done += n;
+    }
+}
+
+static void recv_msg(unsigned char *b)
+{
+    if (is_shm()) {
+        int d = 1 - out_dir;
+        unsigned want = seen + 1, v;
+        if (!strcmp(mech, "shm-futex")) {
+            while ((v = __atomic_load_n(word(d), __ATOMIC_ACQUIRE)) != want)
+                syscall(SYS_futex, word(d), FUTEX_WAIT, v, NULL, NULL, 0);
+        } else {
+            while (__atomic_load_n(word(d), __ATOMIC_ACQUIRE) != want)
+                __builtin_ia32_pause();
+        }
+        seen = want;
+        memcpy(b, seg + HDR + d * MAX_SIZE, size);
+        return;
+    }
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = read(rd, b + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die("read");
+        done += n;
+    }
+}
+
+static long warmup(void) { long w = k / 10; return w < 1 ? 1 : w > 200 ? 200 : w; }
+
+static void fill(unsigned char *b, uint64_t i)
+{
+    size_t n = size < 8 ? size : 8;
+    memcpy(b, &i, n);
+}
+
+static void check(const unsigned char *b, uint64_t i)
+{
+    size_t n = size < 8 ? size : 8;
+    if (memcmp(b, &i, n)) {
+        fprintf(stderr, "twins %s: message %llu arrived corrupted\n", mech, (unsigned long long)i);
+        exit(1);
+    }
+}
+
+static int cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static struct sockaddr_un addr(const char *path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    return a;
+}
+
+/* The peer: open its end (spec: fds "r,w", a directory, a socket path, a segment name), echo. */
+static int peer(const char *spec, int cpu, int report)
+{
+    if (cpu >= 0)
+        pin_to(cpu);
+    out_dir = 1;
+    if (!strcmp(mech, "pipe")) {
+        sscanf(spec, "%d,%d", &rd, &wr);
+    } else if (!strcmp(mech, "fifo")) {
+        char p[4200];
+        if (write(report, "ready\n", 6) != 6)
+            die("report");
+        snprintf(p, sizeof p, "%s/ping", spec);
+        if ((rd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+            die("open ping");
+        snprintf(p, sizeof p, "%s/pong", spec);
+        if ((wr = open(p, O_WRONLY | O_CLOEXEC)) < 0)
+            die("open pong");
+    } else if (!strcmp(mech, "unix-stream")) {
+        struct sockaddr_un a = addr(spec);
+        rd = wr = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (connect(rd, (struct sockaddr *)&a, sizeof a) < 0)
+            die("connect");
+    } else {
+        int fd = shm_open(spec, O_RDWR, 0);
+        if (fd < 0)
+            die("shm_open");
+        seg = mmap(NULL, HDR + 2 * MAX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (seg == MAP_FAILED)
+            die("mmap");
+        close(fd);
+    }
+    if (strcmp(mech, "fifo") && write(report, "ready\n", 6) != 6)
+        die("report");
+    unsigned char *b = malloc(size);
+    for (long i = 0; i < warmup() + k; i++) {
+        recv_msg(b);
+        check(b, i < warmup() ? i : i - warmup());
+        send_msg(b);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 8 && !strcmp(argv[1], "--peer")) {
+        mech = argv[2];
+        size = strtoul(argv[3], NULL, 10);
+        k = strtol(argv[4], NULL, 10);
+        return peer(argv[5], atoi(argv[6]), atoi(argv[7]));
+    }
+    if (argc != 5) {
+        fprintf(stderr, "usage: twins fifo|pipe|unix-stream|shm-futex|shm-spin SIZE K none|same|split\n");
+        return 2;
+    }
+    mech = argv[1];
+    size = strtoul(argv[2], NULL, 10);
+    k = strtol(argv[3], NULL, 10);
+    const char *pin = argv[4];
+    if (size < 1 || size > MAX_SIZE || k < 1) {
+        fprintf(stderr, "twins: bad SIZE or K\n");
+        return 2;
+    }
+    int cpu = !strcmp(pin, "same") ? 0 : !strcmp(pin, "split") ? 1 : -1;
+    if (cpu >= 0)
+        pin_to(0);
+    char spec[4200] = "", dir[] = "/tmp/ipclab-twins-XXXXXX", shm_name[64] = "";
+    int peer_fds[2] = { -1, -1 }, listener = -1;
+    if (!mkdtemp(dir))
+        die("mkdtemp");
+    if (!strcmp(mech, "pipe")) {
+        int a[2], b[2];
+        if (pipe(a) < 0 || pipe(b) < 0)
+            die("pipe");
+        wr = a[1], rd = b[0];
+        peer_fds[0] = a[0], peer_fds[1] = b[1];
+        fcntl(wr, F_SETFD, FD_CLOEXEC), fcntl(rd, F_SETFD, FD_CLOEXEC);
+        snprintf(spec, sizeof spec, "%d,%d", a[0], b[1]);
+    } else if (!strcmp(mech, "fifo")) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/ping", dir);
+        if (mkfifo(p, 0600) < 0)
+            die("mkfifo");
+        snprintf(p, sizeof p, "%s/pong", dir);
+        if (mkfifo(p, 0600) < 0)
+            die("mkfifo");
+        snprintf(spec, sizeof spec, "%s", dir);
+    } else if (!strcmp(mech, "unix-stream")) {
+        snprintf(spec, sizeof spec, "%s/s", dir);
+        struct sockaddr_un a = addr(spec);
+        listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (bind(listener, (struct sockaddr *)&a, sizeof a) < 0 || listen(listener, 1) < 0)
+            die("bind");
+    } else if (!strcmp(mech, "shm-futex") || !strcmp(mech, "shm-spin")) {
+        snprintf(shm_name, sizeof shm_name, "/ipclab-twins-%d", getpid());
+        int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, HDR + 2 * MAX_SIZE) < 0)
+            die("shm_open");
+        seg = mmap(NULL, HDR + 2 * MAX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (seg == MAP_FAILED)
+            die("mmap");
+        close(fd);
+        snprintf(spec, sizeof spec, "%s", shm_name);
+    } else {
+        fprintf(stderr, "twins: unknown mechanism %s\n", mech);
+        rmdir(dir);
+        return 2;
+    }
+    int rep[2];
+    if (pipe2(rep, O_CLOEXEC) < 0)
+        die("pipe2");
+    char sz[32], kk[32], cpus[8], repfd[8];
+    snprintf(sz, sizeof sz, "%zu", size);
+    snprintf(kk, sizeof kk, "%ld", k);
+    snprintf(cpus, sizeof cpus, "%d", cpu < 0 ? -1 : cpu == 0 ? 0 : 1);
+    snprintf(repfd, sizeof repfd, "%d", rep[1]);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0) {
+        fcntl(rep[1], F_SETFD, 0);
+        char *args[] = { "/proc/self/exe", "--peer", (char *)mech, sz, kk, spec, cpus, repfd, NULL };
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    close(rep[1]);
+    if (peer_fds[0] >= 0)
+        close(peer_fds[0]), close(peer_fds[1]);
+    char ready[8];
+    if (read(rep[0], ready, 6) != 6)
+        die("peer not ready");
+    if (!strcmp(mech, "fifo")) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/ping", dir);
+        if ((wr = open(p, O_WRONLY | O_CLOEXEC)) < 0)
+            die("open ping");
+        snprintf(p, sizeof p, "%s/pong", dir);
+        if ((rd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+            die("open pong");
+    } else if (listener >= 0) {
+        rd = wr = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (rd < 0)
+            die("accept");
+    }
+    if (shm_name[0])
+        shm_unlink(shm_name);
+    unsigned char *out = calloc(1, size), *back = malloc(size);
+    uint64_t *rtt = malloc(k * sizeof *rtt);
+    for (long i = 0; i < warmup(); i++) {
+        fill(out, i);
+        send_msg(out);
+        recv_msg(back);
+        check(back, i);
+    }
+    for (long i = 0; i < k; i++) {
+        fill(out, i);
+        uint64_t t0 = now_ns();
+        send_msg(out);
+        recv_msg(back);
+        rtt[i] = now_ns() - t0;
+        check(back, i);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/ping", dir), unlink(p);
+    snprintf(p, sizeof p, "%s/pong", dir), unlink(p);
+    snprintf(p, sizeof p, "%s/s", dir), unlink(p);
+    rmdir(dir);
+    if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "twins %s: the peer failed\n", mech);
+        return 1;
+    }
+    qsort(rtt, k, sizeof *rtt, cmp);
+    printf("%llu %llu %llu %llu\n", (unsigned long long)rtt[0],
+           (unsigned long long)rtt[(size_t)((k - 1) * 0.5 + 0.5)],
+           (unsigned long long)rtt[(size_t)((k - 1) * 0.99 + 0.5)], (unsigned long long)rtt[k - 1]);
+    return 0;
+}

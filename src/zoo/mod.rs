@@ -1,0 +1,824 @@
+//! Lab 7, the IPC zoo: `ipclab bench` measures every mechanism of `mech` between two processes
+//! — this one and a `zoo-peer` it forks and execs — as a ping-pong (round-trip latency and the
+//! CPU time each side spends per round trip) and as a one-way stream (throughput), and the
+//! cost of starting a process three ways. `compare` runs the C twins of `bench/twins.c` beside
+//! their Rust counterparts.
+
+pub mod mech;
+
+use crate::error::{Error, Result};
+use mech::{Endpoint, Kind};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pin {
+    /// Both processes on CPU 0.
+    Same,
+    /// Main on CPU 0, the peer on CPU 1.
+    Split,
+    /// Wherever the scheduler puts them.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Csv,
+}
+
+pub struct Options {
+    pub mechanisms: Vec<String>,
+    pub sizes: Vec<usize>,
+    pub round_trips: u64,
+    pub pin: Pin,
+    pub format: Format,
+    pub svg: Option<PathBuf>,
+    /// Check every byte of every message (tests); by default only each message's sequence bytes.
+    pub verify: bool,
+    /// Run the C twins built at this path beside their Rust counterparts.
+    pub compare_c: Option<PathBuf>,
+    pub pairs: u32,
+    /// Also measure fork, fork + exec and posix_spawn.
+    pub process_costs: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rtt {
+    pub min: u64,
+    pub median: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+impl Rtt {
+    pub fn of(mut ns: Vec<u64>) -> Rtt {
+        ns.sort_unstable();
+        let at = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize];
+        Rtt {
+            min: ns[0],
+            median: at(0.5),
+            p99: at(0.99),
+            max: ns[ns.len() - 1],
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Cpu {
+    pub main: u64,
+    pub peer: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub mechanism: String,
+    pub size: usize,
+    pub round_trips: u64,
+    pub rtt_ns: Rtt,
+    pub throughput_msgs_s: f64,
+    pub throughput_bytes_s: f64,
+    pub cpu_ns_per_rt: Cpu,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub mechanism: String,
+    pub size: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessCost {
+    pub how: String,
+    pub runs: u32,
+    pub ns: Rtt,
+}
+
+/// Validates everything first: bad input leaves nothing behind because nothing was created.
+pub fn check(o: &Options) -> Result<Vec<Kind>> {
+    let kinds: Vec<Kind> = if o.mechanisms.is_empty() {
+        mech::ALL.to_vec()
+    } else {
+        o.mechanisms
+            .iter()
+            .map(|m| {
+                Kind::parse(m).ok_or_else(|| {
+                    let all: Vec<&str> = mech::ALL.iter().map(|k| k.name()).collect();
+                    Error::usage(format!(
+                        "unknown mechanism {m:?}: valid are {}",
+                        all.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if o.round_trips == 0 || o.round_trips > 10_000_000 {
+        return Err(Error::usage(format!(
+            "bad --round-trips {}: 1..=10000000",
+            o.round_trips
+        )));
+    }
+    for s in &o.sizes {
+        if *s == 0 || *s > mech::MAX_SIZE {
+            return Err(Error::usage(format!(
+                "bad --size {s}: 1..={} bytes",
+                mech::MAX_SIZE
+            )));
+        }
+        // Asked for one mechanism by name, a size beyond it is an error, not a skipped row.
+        if o.mechanisms.len() == 1 {
+            let (max, why) = kinds[0].limit();
+            if *s > max {
+                return Err(Error::usage(format!(
+                    "--size {s} is too big for {}: {why}",
+                    kinds[0].name()
+                )));
+            }
+        }
+    }
+    let cpus = nix::sched::sched_getaffinity(Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|i| set.is_set(*i).unwrap_or(false))
+                .count()
+        })
+        .unwrap_or(1);
+    if o.pin == Pin::Split && cpus < 2 {
+        return Err(Error::usage(format!(
+            "--pin split needs 2 CPUs; this process may run on {cpus}"
+        )));
+    }
+    if o.pin == Pin::Same && kinds.contains(&Kind::ShmSpin) && o.mechanisms.len() == 1 {
+        return Err(Error::usage(
+            "shm-spin refuses --pin same: the spinning side would hold the only CPU until its timeslice ends, every round trip",
+        ));
+    }
+    Ok(kinds)
+}
+
+fn pin_to(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(|e| Error::sys(e, "CPU_SET", cpu))?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
+        .map_err(|e| Error::sys(e, "sched_setaffinity", cpu))
+}
+
+/// CPU time (user + system) of this process so far, in ns.
+pub fn cpu_ns() -> u64 {
+    // Safety: getrusage fills a struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Message i's content: its sequence number in the first bytes; with `full`, every byte a
+/// function of i, so a misplaced or stale byte anywhere is seen.
+pub fn fill(buf: &mut [u8], i: u64, full: bool) {
+    let seq = i.to_le_bytes();
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&seq[..n]);
+    if full {
+        for (j, b) in buf.iter_mut().enumerate().skip(8) {
+            *b = (i as usize).wrapping_mul(31).wrapping_add(j) as u8;
+        }
+    }
+}
+
+pub fn verify(
+    buf: &[u8],
+    i: u64,
+    full: bool,
+    scratch: &mut [u8],
+) -> std::result::Result<(), String> {
+    fill(scratch, i, full);
+    let n = if full { buf.len() } else { buf.len().min(8) };
+    if buf[..n] != scratch[..n] {
+        return Err(format!("message {i} arrived corrupted"));
+    }
+    Ok(())
+}
+
+/// Warm-up round trips before the timed ones.
+fn warmup(k: u64) -> u64 {
+    (k / 10).clamp(1, 200)
+}
+
+/// Messages of the one-way stream.
+fn stream_len(k: u64) -> u64 {
+    k.clamp(1, 20_000)
+}
+
+/// The peer's command line.
+struct PeerArgs {
+    kind: Kind,
+    size: usize,
+    k: u64,
+    window: usize,
+    verify: bool,
+    cpu: Option<usize>,
+    spec: String,
+    report: RawFd,
+}
+
+impl PeerArgs {
+    fn argv(&self, bin: &str) -> Vec<String> {
+        let mut v = vec![
+            bin.to_string(),
+            "--mechanism".into(),
+            self.kind.name().into(),
+            "--size".into(),
+            self.size.to_string(),
+            "--round-trips".into(),
+            self.k.to_string(),
+            "--window".into(),
+            self.window.to_string(),
+            "--spec".into(),
+            self.spec.clone(),
+            "--report".into(),
+            self.report.to_string(),
+        ];
+        if self.verify {
+            v.push("--verify".into());
+        }
+        if let Some(c) = self.cpu {
+            v.extend(["--cpu".into(), c.to_string()]);
+        }
+        v
+    }
+}
+
+/// The peer's loop (bin/zoo-peer): the same round trips and stream as main, mirrored.
+#[allow(clippy::too_many_arguments)]
+pub fn serve(
+    kind: Kind,
+    spec: &str,
+    size: usize,
+    k: u64,
+    window: usize,
+    full: bool,
+    cpu: Option<usize>,
+    mut report: std::fs::File,
+) -> Result<()> {
+    if let Some(c) = cpu {
+        pin_to(c)?;
+    }
+    // Opening a FIFO blocks until main opens the other end: say ready first. The others say
+    // it once their end exists (a UDP peer says its port).
+    if kind == Kind::Fifo {
+        report
+            .write_all(b"ready\n")
+            .map_err(|e| Error::io(&e, "write", "report"))?;
+    }
+    let (mut ep, said) = mech::peer(kind, spec, size)?;
+    if kind != Kind::Fifo {
+        // One write: a line, not pieces.
+        report
+            .write_all(format!("ready {said}\n").as_bytes())
+            .map_err(|e| Error::io(&e, "write", "report"))?;
+    }
+    let mut buf = vec![0u8; size];
+    let mut scratch = vec![0u8; size];
+    let io = |e: std::io::Error| Error::io(&e, kind.name(), "peer");
+    for i in 0..warmup(k) {
+        ep.recv(&mut buf).map_err(io)?;
+        verify(&buf, i, full, &mut scratch).map_err(Error::runtime)?;
+        ep.send(&buf).map_err(io)?;
+    }
+    let c0 = cpu_ns();
+    for i in 0..k {
+        ep.recv(&mut buf).map_err(io)?;
+        verify(&buf, i, full, &mut scratch).map_err(Error::runtime)?;
+        ep.send(&buf).map_err(io)?;
+    }
+    let c1 = cpu_ns();
+    let n = stream_len(k);
+    for i in 0..n {
+        ep.recv(&mut buf).map_err(io)?;
+        verify(&buf, i, full, &mut scratch).map_err(Error::runtime)?;
+        if (i + 1) % window as u64 == 0 || i + 1 == n {
+            ep.send(&buf).map_err(io)?;
+        }
+    }
+    report
+        .write_all(format!("cpu {}\n", c1 - c0).as_bytes())
+        .map_err(|e| Error::io(&e, "write", "report"))?;
+    Ok(())
+}
+
+/// fork + exec of the peer with `keep` inherited (close-on-exec cleared in the child only).
+fn spawn(argv: &[String], keep: &[RawFd]) -> Result<Pid> {
+    let cargv = crate::process::argv(argv)?;
+    let gate = crate::process::ExecGate::new()?;
+    // Safety: single-threaded; the child only clears FD_CLOEXEC and execs (or _exits).
+    match unsafe { fork() } {
+        Err(e) => Err(Error::sys(e, "fork", "zoo-peer")),
+        Ok(ForkResult::Child) => {
+            for fd in keep {
+                // Safety: fcntl on inherited fds, async-signal-safe.
+                unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) };
+            }
+            gate.exec(&cargv[0], &cargv)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            gate.wait_exec(child, &argv[0])?;
+            Ok(child)
+        }
+    }
+}
+
+/// Reads one line from the peer's report pipe (its readiness, then its CPU time).
+fn line(r: &mut std::fs::File) -> Result<String> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => break,
+            Ok(_) if b[0] == b'\n' => break,
+            Ok(_) => out.push(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(&e, "read", "peer report")),
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One cell: mechanism × size, K timed round trips, then the stream.
+pub fn cell(kind: Kind, size: usize, k: u64, pin: Pin, full: bool) -> Result<Row> {
+    let peer_bin = crate::process::sibling_binary("zoo-peer")?;
+    if pin != Pin::None {
+        pin_to(0)?;
+    }
+    let mut s = mech::setup(kind, size)?;
+    let (rep_r, rep_w): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(e, "pipe2", ""))?;
+    let window = kind.slots(size);
+    let args = PeerArgs {
+        kind,
+        size,
+        k,
+        window,
+        verify: full,
+        cpu: match pin {
+            Pin::Same => Some(0),
+            Pin::Split => Some(1),
+            Pin::None => None,
+        },
+        spec: s.spec.clone(),
+        report: rep_w.as_raw_fd(),
+    };
+    let mut keep = s.inherit.clone();
+    keep.push(rep_w.as_raw_fd());
+    let pid = spawn(&args.argv(&peer_bin.display().to_string()), &keep)?;
+    drop(rep_w);
+    let mut report = std::fs::File::from(rep_r);
+    let result = (|| {
+        let ready = line(&mut report)?;
+        let said = ready.strip_prefix("ready").ok_or_else(|| {
+            Error::runtime(format!(
+                "{}: the peer failed to start ({ready:?})",
+                kind.name()
+            ))
+        })?;
+        let mut ep = s.finish(said, pid.as_raw())?;
+        run_main(&mut *ep, kind, size, k, window, full)
+    })();
+    let (rtts, c_main, stream_s) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = crate::process::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = crate::process::wait_for(pid);
+            return Err(e);
+        }
+    };
+    let peer_cpu: u64 = line(&mut report)?
+        .strip_prefix("cpu ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let st = crate::process::wait_for(pid)?;
+    if crate::process::shell_status(&st) != 0 {
+        return Err(Error::runtime(format!(
+            "{}: the peer {}",
+            kind.name(),
+            crate::process::describe(&st)
+        )));
+    }
+    drop(s);
+    let n = stream_len(k) as f64;
+    Ok(Row {
+        mechanism: kind.name().into(),
+        size,
+        round_trips: k,
+        rtt_ns: Rtt::of(rtts),
+        throughput_msgs_s: n / stream_s,
+        throughput_bytes_s: n * size as f64 / stream_s,
+        cpu_ns_per_rt: Cpu {
+            main: c_main / k,
+            peer: peer_cpu / k,
+        },
+    })
+}
+
+/// Main's loop: warm-up, K timed round trips, then the stream; (rtts, cpu ns, stream seconds).
+fn run_main(
+    ep: &mut dyn Endpoint,
+    kind: Kind,
+    size: usize,
+    k: u64,
+    window: usize,
+    full: bool,
+) -> Result<(Vec<u64>, u64, f64)> {
+    let mut out = vec![0u8; size];
+    let mut back = vec![0u8; size];
+    let mut scratch = vec![0u8; size];
+    let io = |e: std::io::Error| Error::io(&e, kind.name(), "main");
+    if !full {
+        fill(&mut out, 0, true);
+    }
+    for i in 0..warmup(k) {
+        fill(&mut out, i, full);
+        ep.send(&out).map_err(io)?;
+        ep.recv(&mut back).map_err(io)?;
+        verify(&back, i, full, &mut scratch).map_err(Error::runtime)?;
+    }
+    let mut rtts = Vec::with_capacity(k as usize);
+    let c0 = cpu_ns();
+    for i in 0..k {
+        fill(&mut out, i, full);
+        let t0 = now_ns();
+        ep.send(&out).map_err(io)?;
+        ep.recv(&mut back).map_err(io)?;
+        rtts.push(now_ns() - t0);
+        verify(&back, i, full, &mut scratch).map_err(Error::runtime)?;
+    }
+    let c1 = cpu_ns();
+    let n = stream_len(k);
+    let t0 = Instant::now();
+    for i in 0..n {
+        fill(&mut out, i, full);
+        ep.send(&out).map_err(io)?;
+        if (i + 1) % window as u64 == 0 || i + 1 == n {
+            ep.recv(&mut back).map_err(io)?;
+        }
+    }
+    Ok((rtts, c1 - c0, t0.elapsed().as_secs_f64()))
+}
+
+/// fork + waitpid, fork + exec + waitpid, posix_spawn + waitpid of `zoo-peer --noop`.
+pub fn process_costs(runs: u32) -> Result<Vec<ProcessCost>> {
+    let peer = crate::process::sibling_binary("zoo-peer")?;
+    let argv = crate::process::argv(&[peer.display().to_string(), "--noop".into()])?;
+    let mut ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    ptrs.push(std::ptr::null_mut());
+    let mut out = Vec::new();
+    for how in ["fork+waitpid", "fork+exec+waitpid", "posix_spawn+waitpid"] {
+        let mut ns = Vec::new();
+        for _ in 0..runs {
+            let t0 = now_ns();
+            let pid = match how {
+                "posix_spawn+waitpid" => {
+                    let mut pid: libc::pid_t = 0;
+                    // Safety: argv is NUL-terminated and outlives the call; environ is ours.
+                    let r = unsafe {
+                        libc::posix_spawn(
+                            &mut pid,
+                            argv[0].as_ptr(),
+                            std::ptr::null(),
+                            std::ptr::null(),
+                            ptrs.as_ptr(),
+                            std::ptr::null(),
+                        )
+                    };
+                    if r != 0 {
+                        return Err(Error::sys(
+                            nix::errno::Errno::from_raw(r),
+                            "posix_spawn",
+                            peer.display(),
+                        ));
+                    }
+                    Pid::from_raw(pid)
+                }
+                // Safety: single-threaded; the child calls only execv or _exit.
+                _ => match unsafe { fork() } {
+                    Err(e) => return Err(Error::sys(e, "fork", "")),
+                    Ok(ForkResult::Child) => unsafe {
+                        if how == "fork+exec+waitpid" {
+                            libc::execv(
+                                argv[0].as_ptr(),
+                                ptrs.as_ptr() as *const *const libc::c_char,
+                            );
+                        }
+                        libc::_exit(0)
+                    },
+                    Ok(ForkResult::Parent { child }) => child,
+                },
+            };
+            crate::process::wait_for(pid)?;
+            ns.push(now_ns() - t0);
+        }
+        out.push(ProcessCost {
+            how: how.into(),
+            runs,
+            ns: Rtt::of(ns),
+        });
+    }
+    Ok(out)
+}
+
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub skipped: Vec<Skipped>,
+    pub costs: Vec<ProcessCost>,
+    pub pin: Pin,
+}
+
+pub fn bench(o: &Options) -> Result<i32> {
+    let kinds = check(o)?;
+    if let Some(c) = &o.compare_c {
+        return compare(c, o);
+    }
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for kind in &kinds {
+        for &size in &o.sizes {
+            let (max, why) = kind.limit();
+            if size > max {
+                skipped.push(Skipped {
+                    mechanism: kind.name().into(),
+                    size,
+                    reason: why,
+                });
+                continue;
+            }
+            if *kind == Kind::ShmSpin && o.pin == Pin::Same {
+                skipped.push(Skipped {
+                    mechanism: kind.name().into(),
+                    size,
+                    reason: "refused with --pin same: a spinning side would hold the only CPU a timeslice per round trip".into(),
+                });
+                continue;
+            }
+            rows.push(cell(*kind, size, o.round_trips, o.pin, o.verify)?);
+        }
+    }
+    let costs = if o.process_costs {
+        process_costs(if o.round_trips < 200 { 20 } else { 200 })?
+    } else {
+        Vec::new()
+    };
+    let r = Report {
+        rows,
+        skipped,
+        costs,
+        pin: o.pin,
+    };
+    print!("{}", render(&r, o.format));
+    if let Some(svg) = &o.svg {
+        std::fs::write(svg, chart(&r)).map_err(|e| Error::io(&e, "write", svg.display()))?;
+        eprintln!("chart: {}", svg.display());
+    }
+    Ok(0)
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1000.0)
+}
+
+pub fn render(r: &Report, f: Format) -> String {
+    match f {
+        Format::Json => {
+            let v = serde_json::json!({
+                "pin": format!("{:?}", r.pin).to_lowercase(),
+                "rows": r.rows,
+                "skipped": r.skipped,
+                "process_costs": r.costs,
+            });
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())
+        }
+        Format::Csv => {
+            let mut s = String::from("mechanism,size,round_trips,rtt_min_ns,rtt_median_ns,rtt_p99_ns,rtt_max_ns,throughput_msgs_s,throughput_bytes_s,cpu_main_ns_per_rt,cpu_peer_ns_per_rt\n");
+            for x in &r.rows {
+                s.push_str(&format!(
+                    "{},{},{},{},{},{},{},{:.0},{:.0},{},{}\n",
+                    x.mechanism,
+                    x.size,
+                    x.round_trips,
+                    x.rtt_ns.min,
+                    x.rtt_ns.median,
+                    x.rtt_ns.p99,
+                    x.rtt_ns.max,
+                    x.throughput_msgs_s,
+                    x.throughput_bytes_s,
+                    x.cpu_ns_per_rt.main,
+                    x.cpu_ns_per_rt.peer
+                ));
+            }
+            s
+        }
+        Format::Text => {
+            let mut s = format!(
+                "round trip (µs)                        min   median      p99      max   stream msg/s     MB/s   cpu/rt µs main peer   (pin {:?})\n",
+                r.pin
+            );
+            for x in &r.rows {
+                s.push_str(&format!(
+                    "{:<12} {:>6} B  x{:<7} {:>8} {:>8} {:>8} {:>8}   {:>12.0} {:>8.1}   {:>8} {:>8}\n",
+                    x.mechanism,
+                    x.size,
+                    x.round_trips,
+                    us(x.rtt_ns.min),
+                    us(x.rtt_ns.median),
+                    us(x.rtt_ns.p99),
+                    us(x.rtt_ns.max),
+                    x.throughput_msgs_s,
+                    x.throughput_bytes_s / 1e6,
+                    us(x.cpu_ns_per_rt.main),
+                    us(x.cpu_ns_per_rt.peer)
+                ));
+            }
+            for k in &r.skipped {
+                s.push_str(&format!(
+                    "{:<12} {:>6} B  skipped: {}\n",
+                    k.mechanism, k.size, k.reason
+                ));
+            }
+            s.push_str("starting a process (µs)                min   median      p99      max\n");
+            for c in &r.costs {
+                s.push_str(&format!(
+                    "{:<22} x{:<6}   {:>8} {:>8} {:>8} {:>8}\n",
+                    c.how,
+                    c.runs,
+                    us(c.ns.min),
+                    us(c.ns.median),
+                    us(c.ns.p99),
+                    us(c.ns.max)
+                ));
+            }
+            s
+        }
+    }
+}
+
+/// One line per mechanism: why it costs what it costs.
+pub fn why(kind: &str) -> &'static str {
+    match kind {
+        "pipe" | "fifo" => "2 syscalls and 2 copies per message (user -> kernel buffer -> user); the reader sleeps and is woken",
+        "unix-stream" | "socketpair" => "like a pipe, through socket buffers: 2 copies, a wake-up per message",
+        "unix-dgram" => "one datagram per message, copied twice; boundaries kept by the kernel",
+        "tcp" => "the whole TCP/IP stack on loopback: headers, checksums offloaded, ACKs",
+        "udp" => "the IP stack without connection state: one datagram per message",
+        "posix-mq" => "mq_send/mq_receive: copied into and out of the kernel, priority-ordered",
+        "sysv-mq" => "msgsnd/msgrcv: copied twice, typed messages",
+        "shm-futex" => "no copy through the kernel: the data is already shared; one futex wake per message",
+        "shm-sem" => "a process-shared semaphore (a futex inside glibc): no kernel copy",
+        "shm-condvar" => "mutex + condition variable in shared memory: more atomics, same futex underneath",
+        "shm-spin" => "no syscall at all: the reader spins on a shared word and burns its CPU meanwhile",
+        "signal" => "a real-time signal with an 8-byte value: kernel queueing and a sigwaitinfo per message",
+        "eventfd" => "an 8-byte counter: a write wakes the reader's read",
+        "file-lock" => "fcntl locks handed over like a token, data by pwrite/pread: the slowest notification",
+        _ => "",
+    }
+}
+
+/// Bar chart of the median round trip per mechanism (log scale), at the smallest size measured.
+pub fn chart(r: &Report) -> String {
+    let size = r.rows.iter().map(|x| x.size).min().unwrap_or(1);
+    let rows: Vec<&Row> = r.rows.iter().filter(|x| x.size == size).collect();
+    let max = rows
+        .iter()
+        .map(|x| x.rtt_ns.median)
+        .max()
+        .unwrap_or(1)
+        .max(10) as f64;
+    let min = rows
+        .iter()
+        .map(|x| x.rtt_ns.median)
+        .min()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let lo = (min.log10().floor()).max(0.0);
+    let hi = max.log10().ceil().max(lo + 1.0);
+    let (left, width, bar_h, gap) = (130.0, 420.0, 18.0, 30.0);
+    let height = 70.0 + rows.len() as f64 * gap + 40.0;
+    let x = |ns: f64| left + width * ((ns.max(1.0).log10() - lo) / (hi - lo));
+    let mut s = format!(
+        r##"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="1200" height="{height:.0}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="22" font-size="15" font-weight="bold">Median round trip per mechanism, {size}-byte messages, log scale (pin {:?})</text>
+"##,
+        r.pin
+    );
+    let mut d = lo as i32;
+    while d as f64 <= hi {
+        let xx = x(10f64.powi(d));
+        let label = match d {
+            0..=2 => format!("{} ns", 10u64.pow(d as u32)),
+            3..=5 => format!("{} µs", 10u64.pow(d as u32 - 3)),
+            _ => format!("{} ms", 10u64.pow((d - 6).max(0) as u32)),
+        };
+        s.push_str(&format!(
+            r##"<line x1="{xx:.0}" y1="40" x2="{xx:.0}" y2="{:.0}" stroke="#ddd"/><text x="{xx:.0}" y="{:.0}" text-anchor="middle" fill="#666">{label}</text>
+"##,
+            height - 30.0,
+            height - 15.0
+        ));
+        d += 1;
+    }
+    for (i, row) in rows.iter().enumerate() {
+        let y = 50.0 + i as f64 * gap;
+        let w = x(row.rtt_ns.median as f64) - left;
+        s.push_str(&format!(
+            r##"<g class="bar" data-mechanism="{m}"><text x="{:.0}" y="{:.0}" text-anchor="end">{m}</text><rect x="{left:.0}" y="{y:.0}" width="{w:.1}" height="{bar_h:.0}" fill="#1f4e9c"/><text x="{:.0}" y="{:.0}">{} µs — {}</text></g>
+"##,
+            left - 8.0,
+            y + 13.0,
+            left + w + 6.0,
+            y + 13.0,
+            us(row.rtt_ns.median),
+            why(&row.mechanism).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"),
+            m = row.mechanism,
+        ));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The C twins beside their Rust counterparts, interleaved pair by pair, same pinning: the
+/// Rust/C ratio of medians, with min and max over the pairs. A goal (≤ 1.05) is reported, never
+/// enforced.
+pub fn compare(twins: &std::path::Path, o: &Options) -> Result<i32> {
+    let mechs = ["fifo", "pipe", "unix-stream", "shm-futex", "shm-spin"];
+    let size = o.sizes.first().copied().unwrap_or(64);
+    let pin = match o.pin {
+        Pin::None => "none",
+        Pin::Same => "same",
+        Pin::Split => "split",
+    };
+    println!(
+        "Rust vs C twins: {} round trips of {size} B, pin {pin}, {} interleaved pairs",
+        o.round_trips, o.pairs
+    );
+    println!("mechanism      Rust median µs   C median µs   Rust/C ratio: min  median   max   goal <= 1.05");
+    for m in mechs {
+        let kind = Kind::parse(m).ok_or_else(|| Error::runtime("twin list"))?;
+        if kind == Kind::ShmSpin && o.pin == Pin::Same {
+            println!("{m:<14} skipped: spinning refuses --pin same");
+            continue;
+        }
+        let (mut rs, mut cs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..o.pairs.max(1) {
+            let r = cell(kind, size, o.round_trips, o.pin, false)?.rtt_ns.median;
+            let out = std::process::Command::new(twins)
+                .args([m, &size.to_string(), &o.round_trips.to_string(), pin])
+                .output()
+                .map_err(|e| Error::io(&e, "exec", twins.display()))?;
+            if !out.status.success() {
+                return Err(Error::runtime(format!(
+                    "{} {m}: {}",
+                    twins.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let c: u64 = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|x| x.parse().ok())
+                .ok_or_else(|| Error::runtime(format!("{m}: the twin printed no median")))?;
+            rs.push(r);
+            cs.push(c);
+            ratios.push(r as f64 / c.max(1) as f64);
+        }
+        ratios.sort_by(|a, b| a.total_cmp(b));
+        let med = |v: &mut Vec<u64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let rm = ratios[ratios.len() / 2];
+        println!(
+            "{m:<14} {:>14} {:>13}   {:>17.3} {:>7.3} {:>5.3}   {}",
+            us(med(&mut rs)),
+            us(med(&mut cs)),
+            ratios[0],
+            rm,
+            ratios[ratios.len() - 1],
+            if rm <= 1.05 { "met" } else { "not met" }
+        );
+    }
+    Ok(0)
+}
