@@ -32,14 +32,15 @@ grade: build
 	$(BIN)/ipclab grade all
 
 # Lab 7: the whole zoo (release build), then the five C twins beside their Rust counterparts,
-# interleaved, same pinning: Rust/C ratios of medians with min/max over the pairs.
+# interleaved, pinned (same CPU, then two CPUs; unpinned placement is the scheduler's coin toss
+# and would compare placements, not code): Rust/C ratios of medians with min/max over the pairs.
 bench:
 	$(CARGO) build --release --workspace --bins
 	mkdir -p target/bench
 	$${CC:-cc} -O2 -Wall -o target/bench/twins bench/twins.c
 	target/release/ipclab bench --round-trips 5000 --svg target/bench/zoo.svg
 	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin split
-	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin none
+	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin same
 
 # What grading adds to a lab 2 run, measured side by side with the bare run.
 bench-grade:

@@ -53,7 +53,7 @@ fn renders(svg: &Path) {
 
 #[test]
 fn trace_every_reference_has_its_key_lines() {
-    for n in 1..=6 {
+    for n in 1..=7 {
         let lab = n.to_string();
         let (code, out, err) = trace(&[&lab, "--check"]);
         assert_eq!(code, 0, "lab {n}: {out}\n{err}");

@@ -305,7 +305,10 @@ impl<'a> Chart<'a> {
                     to,
                     sent,
                     received,
-                    label: short(norm.text(&label(&stream[a..b]))),
+                    label: match short(norm.text(&label(&stream[a..b]))) {
+                        l if l.is_empty() => format!("{} B", b - a),
+                        l => l,
+                    },
                 });
             }
         }

@@ -632,8 +632,8 @@ pub fn render(r: &Report, f: Format) -> String {
         }
         Format::Text => {
             let mut s = format!(
-                "round trip (µs)                        min   median      p99      max   stream msg/s     MB/s   cpu/rt µs main peer   (pin {:?})\n",
-                r.pin
+                "round trip (µs)                        min   median      p99      max   stream msg/s     MB/s   cpu/rt µs main peer   (pin {})\n",
+                format!("{:?}", r.pin).to_lowercase()
             );
             for x in &r.rows {
                 s.push_str(&format!(
@@ -720,9 +720,9 @@ pub fn chart(r: &Report) -> String {
         r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="1200" height="{height:.0}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="22" font-size="15" font-weight="bold">Median round trip per mechanism, {size}-byte messages, log scale (pin {:?})</text>
+<text x="10" y="22" font-size="15" font-weight="bold">Median round trip per mechanism, {size}-byte messages, log scale (pin {})</text>
 "##,
-        r.pin
+        format!("{:?}", r.pin).to_lowercase()
     );
     let mut d = lo as i32;
     while d as f64 <= hi {
