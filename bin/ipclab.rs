@@ -63,6 +63,15 @@ enum Cmd {
         /// Track the process tree by /proc sampling only (to test the fallback).
         #[arg(long, hide = true)]
         no_ptrace: bool,
+        /// A class: grade every subdirectory of DIR (entry: run, main.py, main.c or Cargo.toml).
+        #[arg(long, value_name = "DIR")]
+        submissions: Option<std::path::PathBuf>,
+        /// Submissions graded at once with --submissions.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// The uid a root grader runs the implementation as (a class gives each job its own).
+        #[arg(long, hide = true)]
+        uid: Option<u32>,
     },
     /// Run lab N's reference (or --impl) under strace, as its contract runs it; print the trace
     /// normalised (roles, DIR, masked addresses, times in ms) and save it under target/trace/.
@@ -186,6 +195,9 @@ fn main() {
             format,
             output,
             no_ptrace,
+            submissions,
+            jobs,
+            uid,
         } => pair_outputs(format, output).and_then(|outputs| {
             ipclab::grade::grade(&ipclab::grade::Options {
                 lab,
@@ -196,6 +208,9 @@ fn main() {
                 race,
                 outputs,
                 no_ptrace,
+                uid,
+                submissions,
+                jobs,
             })
         }),
     };

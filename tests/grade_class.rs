@@ -1,0 +1,222 @@
+//! A class of 20 lab 2 submissions graded in parallel: correct ones (run scripts, main.py,
+//! main.c) pass, each fault fails its check, a compile error and a missing entry point are
+//! reported as such, a hanging one times out, a fork bomb is bounded, one that kills every
+//! process it may (`kill -9 -1`) harms no one else; the class CSV says all that, each report sits
+//! beside its submission, and nothing is left running.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn write(path: &Path, text: &str, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn grade_class_of_twenty_in_parallel() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
+    let py = fixtures.join("pingpong.py");
+    let class = tempfile::Builder::new()
+        .prefix("ipclab-class-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(class.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = |variant: &str, before: &str| {
+        format!(
+            "#!/bin/sh\n{before}exec /usr/bin/python3 {} {variant} \"$@\"\n",
+            py.display()
+        )
+    };
+    let main_py = format!(
+        "import os, sys\nos.execv('/usr/bin/python3', ['python3', '{}', 'fork'] + sys.argv[1:])\n",
+        py.display()
+    );
+    let c = std::fs::read_to_string(fixtures.join("pingpong.c")).unwrap();
+    // (student, file, content, expected failing checks or the error's words)
+    let subs: Vec<(&str, &str, String, &str)> = vec![
+        ("alice", "run", script("fork", ""), ""),
+        ("bob", "run", script("exec", ""), ""),
+        ("carol", "run", script("subprocess", ""), ""),
+        ("dave", "main.py", main_py.clone(), ""),
+        ("erin", "main.c", c.clone(), ""),
+        (
+            "frank",
+            "main.c",
+            "int main(void) { return 0 }\n".into(),
+            "compile error",
+        ),
+        (
+            "grace",
+            "README",
+            "nothing to run\n".into(),
+            "no entry point",
+        ),
+        ("heidi", "run", script("never-answers", ""), "timeout"),
+        ("ivan", "run", script("fork-bomb", ""), "*"),
+        ("judy", "run", script("no-wait-dead", ""), "no-zombies"),
+        (
+            "mallory",
+            "run",
+            script("leak-fifos", ""),
+            "no-leaked-files",
+        ),
+        ("niaj", "run", script("wrong-line", ""), "protocol"),
+        (
+            "olivia",
+            "run",
+            script("helper", ""),
+            "no-leftover-processes",
+        ),
+        ("peggy", "run", script("anon-pipes", ""), "named-pipes"),
+        ("rupert", "run", script("late-wait", ""), "no-zombies"),
+        (
+            "sybil",
+            "run",
+            script("no-wait-running", ""),
+            "shutdown-order",
+        ),
+        ("trent", "main.c", c.clone(), ""),
+        (
+            "ursula",
+            "run",
+            script("fork", "kill -KILL -1 2>/dev/null\n"),
+            "",
+        ),
+        ("victor", "run", script("exec", ""), ""),
+        ("zoe", "main.py", main_py, ""),
+    ];
+    assert_eq!(subs.len(), 20);
+    for (who, file, text, _) in &subs {
+        let mode = if *file == "run" { 0o755 } else { 0o644 };
+        write(&class.path().join(who).join(file), text, mode);
+        std::fs::set_permissions(
+            class.path().join(who),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+    }
+    let out = run(Command::new(bin("ipclab")).args([
+        "grade",
+        "2",
+        "--submissions",
+        class.path().to_str().unwrap(),
+        "--jobs",
+        "4",
+        "--runs",
+        "1",
+        "--seed",
+        "7",
+        "--timeout",
+        "4",
+    ]));
+    let summary = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{summary}\n{}",
+        text(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(class.path().join("class-summary.csv")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(class.path().join("class-summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["students"].as_array().unwrap().len(), 20);
+    assert_eq!(csv.lines().count(), 21, "{csv}");
+    for (who, _, _, want) in &subs {
+        let line = csv
+            .lines()
+            .find(|l| l.starts_with(&format!("\"{who}\",")))
+            .unwrap_or_else(|| panic!("{who} missing: {csv}"));
+        let student = json["students"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["student"] == *who)
+            .unwrap();
+        match *want {
+            "" => {
+                assert_eq!(student["passed"], true, "{who}: {line}");
+                assert_eq!(student["score"], student["max_score"], "{who}: {line}");
+                assert!(class.path().join(who).join("ipclab-report.json").exists());
+            }
+            "*" => assert_eq!(student["passed"], false, "{who}: {line}"),
+            "compile error" | "no entry point" => {
+                let err = student["error"].as_str().unwrap_or("");
+                assert!(err.contains(want), "{who}: {line}");
+                assert_eq!(student["score"], 0);
+            }
+            check => {
+                let failing: Vec<&str> = student["failing"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap())
+                    .collect();
+                assert!(failing.contains(&check), "{who}: {line}");
+                assert!(student["error"].is_null(), "{who}: {line}");
+            }
+        }
+    }
+    assert!(class
+        .path()
+        .join("frank/ipclab-report-compile.txt")
+        .exists());
+    // Not a terminal: no progress bar in the output.
+    assert!(!text(&out.stderr).contains('\r'));
+    // Nothing of any job slot's uid is left, nor a cgroup.
+    let left: Vec<String> = ipclab::inspect::all()
+        .into_iter()
+        .filter(|p| {
+            std::fs::metadata(format!("/proc/{}", p.pid))
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (61000..61064).contains(&m.uid())
+                })
+                .unwrap_or(false)
+        })
+        .map(|p| p.row())
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+    Clean::new("ipclabg").check();
+}
+
+#[test]
+fn grade_class_bad_usage_is_exit_2() {
+    let empty = tempfile::tempdir().unwrap();
+    for (args, what) in [
+        (vec!["grade", "all", "--submissions", "/tmp"], "one lab"),
+        (
+            vec!["grade", "2", "--submissions", "/nonexistent"],
+            "not a directory",
+        ),
+        (
+            vec![
+                "grade",
+                "2",
+                "--submissions",
+                empty.path().to_str().unwrap(),
+            ],
+            "no subdirectory",
+        ),
+        (
+            vec!["grade", "2", "--submissions", "/tmp", "--impl", "x"],
+            "exclude each other",
+        ),
+        (
+            vec!["grade", "2", "--submissions", "/tmp", "--jobs", "0"],
+            "bad --jobs 0",
+        ),
+        (vec!["grade", "2", "--uid", "0"], "never runs as root"),
+    ] {
+        let out = run(Command::new(bin("ipclab")).args(&args));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+}
