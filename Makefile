@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/debug
 LABS := 1 2 3 4 5 6 7
 
-.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 lab7 strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 strace-lab7 bench grade bench-grade bench-restart bench-lab4 clean doctor help
+.PHONY: all build test check lint lab1 lab2 lab3 lab4 lab5 lab6 lab7 strace-lab1 strace-lab2 strace-lab3 strace-lab4 strace-lab5 strace-lab6 strace-lab7 bench static package-gradescope package-classroom grade bench-grade bench-restart bench-lab4 clean doctor help
 
 all: build
 
@@ -57,6 +57,17 @@ bench-lab4:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench --bench lab4_throughput
 
+# Self-contained binaries for grading images without a Rust toolchain (static glibc).
+STATIC := target/x86_64-unknown-linux-gnu/release
+static:
+	RUSTFLAGS="-C target-feature=+crt-static -C strip=debuginfo" $(CARGO) build --release --target x86_64-unknown-linux-gnu --bin ipclab --bin watchdog --bin dispatcher --bin worker
+
+# make package-gradescope LAB=2 / make package-classroom LAB=2 OUT=../template-repo
+package-gradescope: static
+	$(STATIC)/ipclab package gradescope $(LAB) --bin-dir $(STATIC) --output target/ipclab-gradescope-lab$(LAB).zip
+package-classroom: static
+	$(STATIC)/ipclab package classroom $(LAB) --bin-dir $(STATIC) --output $(or $(OUT),target/classroom-lab$(LAB))
+
 doctor: build
 	$(BIN)/ipclab doctor
 
@@ -72,5 +83,6 @@ help:
 	@echo "make grade                grade the reference programs (ipclab grade all)"
 	@echo "make bench                the IPC zoo, and the Rust/C ratios against bench/twins.c"
 	@echo "make bench-grade|bench-restart|bench-lab4   measurements (release build)"
+	@echo "make package-gradescope LAB=N   the autograder zip (static binaries; make package-classroom too)"
 	@echo "make doctor               what works on this machine"
 	@echo "make clean                remove stale ipclab objects and build output"

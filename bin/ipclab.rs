@@ -128,6 +128,23 @@ enum Cmd {
         #[arg(long)]
         no_process_costs: bool,
     },
+    /// Pack the grader of lab N for Gradescope (an autograder zip) or GitHub Classroom (a workflow).
+    Package {
+        target: ipclab::package::Target,
+        n: u32,
+        /// The zip (gradescope) or the directory to write into (classroom; default: here).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+        /// Statically linked binaries (`make static`); default: beside this ipclab.
+        #[arg(long)]
+        bin_dir: Option<std::path::PathBuf>,
+        /// Graded runs per submission.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Accept dynamically linked binaries (tests of the scripts).
+        #[arg(long, hide = true)]
+        allow_dynamic: bool,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -143,6 +160,21 @@ fn main() {
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
+        Cmd::Package {
+            target,
+            n,
+            output,
+            bin_dir,
+            runs,
+            allow_dynamic,
+        } => ipclab::package::package(&ipclab::package::Options {
+            target,
+            lab: n,
+            output,
+            bin_dir,
+            runs,
+            allow_dynamic,
+        }),
         Cmd::Bench {
             mechanisms,
             sizes,
