@@ -145,6 +145,15 @@ enum Cmd {
         #[arg(long, hide = true)]
         allow_dynamic: bool,
     },
+    /// A student's starter for lab N: the contract's arguments parsed, TODO(labN.k) stubs to fill.
+    New {
+        n: u32,
+        #[arg(long, value_enum)]
+        lang: ipclab::kit::Lang,
+        /// Where to write it (default: labN-LANG); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -160,6 +169,7 @@ fn main() {
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
+        Cmd::New { n, lang, dir } => ipclab::kit::new(n, lang, dir),
         Cmd::Package {
             target,
             n,

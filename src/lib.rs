@@ -10,6 +10,7 @@ pub mod frame;
 pub mod grade;
 pub mod heartbeat;
 pub mod inspect;
+pub mod kit;
 pub mod package;
 pub mod process;
 pub mod shm;

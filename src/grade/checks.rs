@@ -63,8 +63,9 @@ impl<'a> Checks<'a> {
                 "exit-status",
                 false,
                 format!(
-                    "main {}: it must exit 0 after a clean run",
-                    crate::process::describe(&st)
+                    "main {}: it must exit 0 after a clean run{}",
+                    crate::process::describe(&st),
+                    stderr_tail(out)
                 ),
             ),
             None => self.add("exit-status", false, "main's exit status was not seen"),
@@ -309,4 +310,17 @@ pub fn dir_entries(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The last line main's processes wrote on stderr, quoted (a starter kit's TODO says itself
+/// there), or nothing.
+pub fn stderr_tail(out: &Outcome) -> String {
+    let text = String::from_utf8_lossy(&out.stderr);
+    match text.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+        Some(l) => format!(
+            "; its stderr ends: {:?}",
+            l.chars().take(200).collect::<String>()
+        ),
+        None => String::new(),
+    }
 }

@@ -1,0 +1,146 @@
+//! Starter kits: each fresh kit runs and fails the grader with the message of its first TODO
+//! (never a crash of the grader); filled with the solution kept in tests/kits/, it passes.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+fn build(dir: &Path, lang: ipclab::kit::Lang) {
+    let out = match lang {
+        ipclab::kit::Lang::Python => return,
+        ipclab::kit::Lang::C => run(Command::new("make").arg("main").current_dir(dir)),
+        ipclab::kit::Lang::Rust => run(Command::new("cargo")
+            .args(["build", "--release", "--offline", "--quiet"])
+            .current_dir(dir)),
+    };
+    assert!(out.status.success(), "build: {}", text(&out.stderr));
+}
+
+fn grade(dir: &Path, lab: u32, cmd: &str) -> (i32, serde_json::Value) {
+    let out = run(Command::new(bin("ipclab"))
+        .args([
+            "grade",
+            &lab.to_string(),
+            "--impl",
+            cmd,
+            "--runs",
+            "2",
+            "--format",
+            "json",
+        ])
+        .current_dir(dir));
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn kits_fail_at_their_first_todo_and_pass_once_filled() {
+    let top = tempfile::Builder::new()
+        .prefix("ipclab-kits-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for kit in ipclab::kit::KITS {
+        let lang = format!("{:?}", kit.lang).to_lowercase();
+        let dir = top.path().join(format!("lab{}-{lang}", kit.lab));
+        let out = run(Command::new(bin("ipclab"))
+            .args(["new", &kit.lab.to_string(), "--lang", &lang, "--dir"])
+            .arg(&dir));
+        assert!(out.status.success(), "new: {}", text(&out.stderr));
+        for f in ["Makefile", "README.md", "README.fr.md"] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let readme_fr = std::fs::read_to_string(dir.join("README.fr.md")).unwrap();
+        assert!(readme_fr.contains(&format!("TODO(lab{}.1)", kit.lab)));
+        let cmd = match kit.lang {
+            ipclab::kit::Lang::Python => "/usr/bin/python3 main.py".to_string(),
+            ipclab::kit::Lang::C => "./main".to_string(),
+            ipclab::kit::Lang::Rust => format!("target/release/lab{}", kit.lab),
+        };
+        let makefile = std::fs::read_to_string(dir.join("Makefile")).unwrap();
+        assert!(makefile.contains(&cmd), "{makefile}");
+
+        // Fresh: it runs, stops at its first TODO, and the grader says so.
+        build(&dir, kit.lang);
+        let (code, v) = grade(&dir, kit.lab, &cmd);
+        assert_eq!(code, 1, "lab {} {lang}: {}", kit.lab, v["checks"]);
+        let first = format!("TODO(lab{}.1) not done", kit.lab);
+        assert!(
+            v["checks"].to_string().contains(&first),
+            "lab {} {lang}: {}",
+            kit.lab,
+            v["checks"]
+        );
+
+        // Filled with the solution: it passes.
+        let fills = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/kits/lab{}-{lang}.fills", kit.lab)),
+        )
+        .unwrap();
+        for (path, _) in kit.files {
+            let p = dir.join(path);
+            let program = std::fs::read_to_string(&p).unwrap();
+            if ipclab::kit::todos(&program).is_empty() {
+                continue;
+            }
+            let filled =
+                ipclab::kit::fill(&program, &fills).unwrap_or_else(|e| panic!("{path}: {e}"));
+            let marker = format!("TODO(lab{}.", kit.lab);
+            assert!(!filled.contains(&marker), "{path}: a TODO left");
+            std::fs::write(&p, filled).unwrap();
+        }
+        build(&dir, kit.lang);
+        let (code, v) = grade(&dir, kit.lab, &cmd);
+        assert_eq!(code, 0, "lab {} {lang} filled: {}", kit.lab, v["checks"]);
+    }
+    Clean::new("ipclabg").check();
+}
+
+#[test]
+fn kits_bad_input_is_exit_2_and_writes_nothing() {
+    let top = tempfile::tempdir().unwrap();
+    let taken = top.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("mine.py"), "x").unwrap();
+    let fresh = top.path().join("fresh");
+    for (args, what) in [
+        (
+            vec!["new", "3", "--lang", "c", "--dir", fresh.to_str().unwrap()],
+            "no starter for lab 3",
+        ),
+        (
+            vec![
+                "new",
+                "9",
+                "--lang",
+                "python",
+                "--dir",
+                fresh.to_str().unwrap(),
+            ],
+            "no lab 9",
+        ),
+        (
+            vec![
+                "new",
+                "2",
+                "--lang",
+                "python",
+                "--dir",
+                taken.to_str().unwrap(),
+            ],
+            "not empty",
+        ),
+        (vec!["new", "2", "--lang", "cobol"], "cobol"),
+    ] {
+        let out = run(Command::new(bin("ipclab")).args(&args));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(what), "{args:?}: {err}");
+    }
+    assert!(!fresh.exists());
+    assert_eq!(std::fs::read_dir(&taken).unwrap().count(), 1);
+}
