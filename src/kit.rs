@@ -58,6 +58,16 @@ pub const KITS: &[Kit] = &[
         ],
     },
     Kit {
+        lab: 3,
+        lang: Lang::Python,
+        files: &[("main.py", include_str!("../kits/lab3/python/main.py"))],
+    },
+    Kit {
+        lab: 4,
+        lang: Lang::Python,
+        files: &[("main.py", include_str!("../kits/lab4/python/main.py"))],
+    },
+    Kit {
         lab: 5,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab5/python/main.py"))],

@@ -312,11 +312,12 @@ pub fn dir_entries(dir: &std::path::Path) -> Vec<String> {
     v
 }
 
-/// The last line main's processes wrote on stderr, quoted (a starter kit's TODO says itself
-/// there), or nothing.
+/// What the processes last said on stderr, quoted: the first line naming a starter kit's
+/// `TODO(...)`, else the last line; or nothing.
 pub fn stderr_tail(out: &Outcome) -> String {
     let text = String::from_utf8_lossy(&out.stderr);
-    match text.lines().rev().map(str::trim).find(|l| !l.is_empty()) {
+    let todo = text.lines().map(str::trim).find(|l| l.contains("TODO(lab"));
+    match todo.or_else(|| text.lines().rev().map(str::trim).find(|l| !l.is_empty())) {
         Some(l) => format!(
             "; its stderr ends: {:?}",
             l.chars().take(200).collect::<String>()

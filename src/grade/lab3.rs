@@ -165,7 +165,7 @@ pub fn judge(
     };
 
     match (seen.crash, seen.crash_replacement) {
-        (None, _) => k.add("restart-after-crash", false, "the watchdog never had all its servers running: nothing to kill"),
+        (None, _) => k.add("restart-after-crash", false, format!("the watchdog never had all its servers running: nothing to kill{}", super::checks::stderr_tail(out))),
         (Some((victim, _)), None) => k.add("restart-after-crash", false, format!("server {victim} was SIGKILLed and no new server was started: restart on SIGCHLD (waitpid tells you which one died)")),
         (Some((victim, _)), Some((new, lat))) => match claims(victim, new) {
             Some(lie) => k.add("restart-after-crash", false, format!("server {victim} was restarted as {new}, but {lie}")),
@@ -188,8 +188,9 @@ pub fn judge(
         let mut bad = Vec::new();
         if code != Some(0) {
             bad.push(format!(
-                "the watchdog exited {} after SIGTERM (want 0)",
-                code.map(|c| c.to_string()).unwrap_or("?".into())
+                "the watchdog exited {} after SIGTERM (want 0){}",
+                code.map(|c| c.to_string()).unwrap_or("?".into()),
+                super::checks::stderr_tail(out)
             ));
         }
         if !out.alive_at_main_end.is_empty() {

@@ -751,7 +751,10 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
     let mut k = Checks::new(c, out);
     let warm = match &seen.warmup {
         Some(Ok(())) => None,
-        Some(Err(e)) => Some(format!("not judged: {e}")),
+        Some(Err(e)) => Some(format!(
+            "not judged: {e}{}",
+            super::checks::stderr_tail(out)
+        )),
         None if out.timed_out => Some(SKIP_TIMEOUT.to_string()),
         None => Some(format!(
             "not judged: the watchdog ended ({}) before any client was served",
