@@ -40,6 +40,11 @@ pub const KITS: &[Kit] = &[
         files: &[("main.py", include_str!("../kits/lab1/python/main.py"))],
     },
     Kit {
+        lab: 1,
+        lang: Lang::C,
+        files: &[("main.c", include_str!("../kits/lab1/c/main.c"))],
+    },
+    Kit {
         lab: 2,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab2/python/main.py"))],
@@ -71,6 +76,14 @@ pub const KITS: &[Kit] = &[
         lab: 5,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab5/python/main.py"))],
+    },
+    Kit {
+        lab: 5,
+        lang: Lang::Rust,
+        files: &[
+            ("Cargo.toml", include_str!("../kits/lab5/rust/Cargo.toml")),
+            ("src/main.rs", include_str!("../kits/lab5/rust/src/main.rs")),
+        ],
     },
     Kit {
         lab: 6,
@@ -138,7 +151,7 @@ fn makefile(lab: u32, lang: Lang) -> String {
     match lang {
         Lang::Python => format!("{head}\ngrade:\n\t$(IPCLAB) grade {lab} --impl \"{cmd}\"\n\n.PHONY: grade\n"),
         Lang::C => format!(
-            "{head}CC ?= cc\n\nmain: main.c\n\t$(CC) -O2 -Wall -o main main.c\n\ngrade: main\n\t$(IPCLAB) grade {lab} --impl {cmd}\n\n.PHONY: grade\n"
+            "{head}CC ?= cc\n\nmain: main.c\n\t$(CC) -O2 -Wall -pthread -o main main.c\n\ngrade: main\n\t$(IPCLAB) grade {lab} --impl {cmd}\n\n.PHONY: grade\n"
         ),
         Lang::Rust => format!(
             "{head}\ngrade:\n\tcargo build --release\n\t$(IPCLAB) grade {lab} --impl {cmd}\n\n.PHONY: grade\n"
