@@ -91,6 +91,11 @@ pub const KITS: &[Kit] = &[
         files: &[("main.py", include_str!("../kits/lab6/python/main.py"))],
     },
     Kit {
+        lab: 6,
+        lang: Lang::C,
+        files: &[("main.c", include_str!("../kits/lab6/c/main.c"))],
+    },
+    Kit {
         lab: 5,
         lang: Lang::C,
         files: &[("main.c", include_str!("../kits/lab5/c/main.c"))],
