@@ -73,6 +73,16 @@ pub const KITS: &[Kit] = &[
         files: &[("main.py", include_str!("../kits/lab4/python/main.py"))],
     },
     Kit {
+        lab: 3,
+        lang: Lang::C,
+        files: &[("main.c", include_str!("../kits/lab3/c/main.c"))],
+    },
+    Kit {
+        lab: 4,
+        lang: Lang::C,
+        files: &[("main.c", include_str!("../kits/lab4/c/main.c"))],
+    },
+    Kit {
         lab: 5,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab5/python/main.py"))],

@@ -109,8 +109,15 @@ fn kits_bad_input_is_exit_2_and_writes_nothing() {
     let fresh = top.path().join("fresh");
     for (args, what) in [
         (
-            vec!["new", "3", "--lang", "c", "--dir", fresh.to_str().unwrap()],
-            "no starter for lab 3",
+            vec![
+                "new",
+                "3",
+                "--lang",
+                "rust",
+                "--dir",
+                fresh.to_str().unwrap(),
+            ],
+            "no starter for lab 3 in rust",
         ),
         (
             vec![
