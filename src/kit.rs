@@ -45,6 +45,14 @@ pub const KITS: &[Kit] = &[
         files: &[("main.c", include_str!("../kits/lab1/c/main.c"))],
     },
     Kit {
+        lab: 1,
+        lang: Lang::Rust,
+        files: &[
+            ("Cargo.toml", include_str!("../kits/lab1/rust/Cargo.toml")),
+            ("src/main.rs", include_str!("../kits/lab1/rust/src/main.rs")),
+        ],
+    },
+    Kit {
         lab: 2,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab2/python/main.py"))],
@@ -104,6 +112,14 @@ pub const KITS: &[Kit] = &[
         lab: 6,
         lang: Lang::C,
         files: &[("main.c", include_str!("../kits/lab6/c/main.c"))],
+    },
+    Kit {
+        lab: 6,
+        lang: Lang::Rust,
+        files: &[
+            ("Cargo.toml", include_str!("../kits/lab6/rust/Cargo.toml")),
+            ("src/main.rs", include_str!("../kits/lab6/rust/src/main.rs")),
+        ],
     },
     Kit {
         lab: 5,
