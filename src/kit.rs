@@ -86,6 +86,14 @@ pub const KITS: &[Kit] = &[
         files: &[("main.c", include_str!("../kits/lab3/c/main.c"))],
     },
     Kit {
+        lab: 3,
+        lang: Lang::Rust,
+        files: &[
+            ("Cargo.toml", include_str!("../kits/lab3/rust/Cargo.toml")),
+            ("src/main.rs", include_str!("../kits/lab3/rust/src/main.rs")),
+        ],
+    },
+    Kit {
         lab: 4,
         lang: Lang::C,
         files: &[("main.c", include_str!("../kits/lab4/c/main.c"))],
