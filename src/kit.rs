@@ -99,6 +99,14 @@ pub const KITS: &[Kit] = &[
         files: &[("main.c", include_str!("../kits/lab4/c/main.c"))],
     },
     Kit {
+        lab: 4,
+        lang: Lang::Rust,
+        files: &[
+            ("Cargo.toml", include_str!("../kits/lab4/rust/Cargo.toml")),
+            ("src/main.rs", include_str!("../kits/lab4/rust/src/main.rs")),
+        ],
+    },
+    Kit {
         lab: 5,
         lang: Lang::Python,
         files: &[("main.py", include_str!("../kits/lab5/python/main.py"))],

@@ -111,13 +111,13 @@ fn kits_bad_input_is_exit_2_and_writes_nothing() {
         (
             vec![
                 "new",
-                "3",
+                "7",
                 "--lang",
                 "rust",
                 "--dir",
                 fresh.to_str().unwrap(),
             ],
-            "no starter for lab 3 in rust",
+            "no starter for lab 7 in rust",
         ),
         (
             vec![
