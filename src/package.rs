@@ -45,8 +45,8 @@ pub fn is_static(path: &Path) -> Result<bool> {
     };
     let (phoff, phentsize, phnum) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
     for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        if o + 4 > b.len() {
+        let o = phoff.saturating_add(i.saturating_mul(phentsize));
+        if o.saturating_add(4) > b.len() {
             break;
         }
         if u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]) == 3 {
