@@ -20,11 +20,7 @@ fn write(path: &Path, text: &str, mode: u32) {
 fn grade_class_of_twenty_in_parallel() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
     let py = fixtures.join("pingpong.py");
-    let class = tempfile::Builder::new()
-        .prefix("ipclab-class-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(class.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let class = world_dir("ipclab-class-");
     let script = |variant: &str, before: &str| {
         format!(
             "#!/bin/sh\n{before}exec /usr/bin/python3 {} {variant} \"$@\"\n",

@@ -166,26 +166,11 @@ fn grade_lab2_timeout_skips_what_depends_on_it() {
 /// without and fails in at least one of K seeded runs with --race.
 #[test]
 fn grade_lab2_c_fixtures_and_race_injection() {
-    let dir = tempfile::Builder::new()
-        .prefix("ipclab-cfix-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = world_dir("ipclab-cfix-");
     let ok = dir.path().join("lab2c");
     let racy = dir.path().join("racy");
-    for (out, extra) in [(&ok, None), (&racy, Some("-DRACY"))] {
-        let mut cc = Command::new("cc");
-        cc.args(["-O2", "-o"]).arg(out).arg(fixture("pingpong.c"));
-        if let Some(d) = extra {
-            cc.arg(d);
-        }
-        let res = run(&mut cc);
-        assert!(res.status.success(), "cc: {}", text(&res.stderr));
-    }
+    cc(&fixture("pingpong.c"), &ok, &[]);
+    cc(&fixture("pingpong.c"), &racy, &["-DRACY"]);
     let okp = ok.display().to_string();
     let racyp = racy.display().to_string();
     for race in [false, true] {
@@ -510,15 +495,7 @@ fn grade_lab2_as_unprivileged_user() {
         "{}",
         v["protections"]
     );
-    let copy = tempfile::Builder::new()
-        .prefix("ipclab-fix-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        copy.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let copy = world_dir("ipclab-fix-");
     let script = copy.path().join("pingpong.py");
     std::fs::copy(fixture("pingpong.py"), &script).unwrap();
     let out = run(as_nobody(&bins.path().join("ipclab"))

@@ -162,19 +162,10 @@ fn grade_lab3_fixtures_are_judged_exactly() {
 /// Lab 3 in C: a correct student watchdog (self-pipe, waitpid loop, pipe heartbeats) passes.
 #[test]
 fn grade_lab3_c_watchdog_passes() {
-    let dir = tempfile::Builder::new()
-        .prefix("ipclab-cfix-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = world_dir("ipclab-cfix-");
     let exe = dir.path().join("watchdog");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab3/watchdog.c");
-    let out = run(Command::new("cc").args(["-O2", "-o"]).arg(&exe).arg(&src));
-    assert!(out.status.success(), "cc: {}", text(&out.stderr));
+    cc(&src, &exe, &[]);
     let (code, v) = grade(
         "3",
         &[
@@ -244,27 +235,13 @@ fn grade_lab4_fixtures_are_judged_exactly() {
 /// that waits for a free worker fails busy-reply.
 #[test]
 fn grade_lab4_c_servers_are_judged() {
-    let dir = tempfile::Builder::new()
-        .prefix("ipclab-cfix-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let dir = world_dir("ipclab-cfix-");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab4/servers.c");
     for (name, flags) in [
         ("servers", &[][..]),
         ("servers-hang", &["-DHANG_WHEN_BUSY"][..]),
     ] {
-        let exe = dir.path().join(name);
-        let out = run(Command::new("cc")
-            .args(["-O2", "-o"])
-            .arg(&exe)
-            .args(flags)
-            .arg(&src));
-        assert!(out.status.success(), "cc: {}", text(&out.stderr));
+        cc(&src, &dir.path().join(name), flags);
     }
     let exe = |n: &str| dir.path().join(n).display().to_string();
     judge_lab4(&exe("servers"), &[], &[]);

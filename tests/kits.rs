@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -38,11 +37,7 @@ fn grade(dir: &Path, lab: u32, cmd: &str) -> (i32, serde_json::Value) {
 
 #[test]
 fn kits_fail_at_their_first_todo_and_pass_once_filled() {
-    let top = tempfile::Builder::new()
-        .prefix("ipclab-kits-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let top = world_dir("ipclab-kits-");
     for kit in ipclab::kit::KITS {
         let lang = format!("{:?}", kit.lang).to_lowercase();
         let dir = top.path().join(format!("lab{}-{lang}", kit.lab));

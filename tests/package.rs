@@ -24,12 +24,6 @@ fn unzip(zip: &Path, to: &Path) {
     }
 }
 
-fn world_dir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
 #[test]
 fn package_gradescope_runs_in_a_simulated_autograder() {
     let bins = world_readable_bins(&["ipclab"]);

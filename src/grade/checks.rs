@@ -129,6 +129,23 @@ impl<'a> Checks<'a> {
         }
     }
 
+    /// DIR empty after the run; `fix` says what the program should have removed.
+    pub fn no_leaked_files(&mut self, out: &Outcome, dir: &std::path::Path, fix: &str) {
+        if out.timed_out {
+            return self.skip("no-leaked-files", SKIP_TIMEOUT);
+        }
+        let left = dir_entries(dir);
+        if left.is_empty() {
+            self.add("no-leaked-files", true, "DIR is empty");
+        } else {
+            self.add(
+                "no-leaked-files",
+                false,
+                format!("DIR still holds {}: {fix}", left.join(", ")),
+            );
+        }
+    }
+
     /// Nothing of the tree still running once main had exited (and the linger time passed).
     pub fn no_leftover(&mut self, out: &Outcome) {
         if out.timed_out {

@@ -33,30 +33,7 @@ pub fn judge(out: &Outcome, n: u64, dir: &Path, c: &Contract, timeout_s: f64) ->
     k.no_zombies(out, &secondary, "secondary");
     k.shutdown_order(out, &secondary, "secondary");
     k.no_leftover(out);
-    if out.timed_out {
-        k.skip("no-leaked-files", SKIP_TIMEOUT);
-    } else {
-        let mut left: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        left.sort();
-        if left.is_empty() {
-            k.add("no-leaked-files", true, "DIR is empty");
-        } else {
-            k.add(
-                "no-leaked-files",
-                false,
-                format!(
-                    "DIR still holds {}: remove the FIFOs before exiting",
-                    left.join(", ")
-                ),
-            );
-        }
-    }
+    k.no_leaked_files(out, dir, "remove the FIFOs before exiting");
     k.timeout(out, checks::stuck(out, &expected, timeout_s, exact));
     k.list
 }

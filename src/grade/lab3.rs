@@ -220,23 +220,7 @@ pub fn judge(
         .collect();
     k.no_zombies(out, &children, "server");
     k.no_leftover(out);
-    if out.timed_out {
-        k.skip("no-leaked-files", SKIP_TIMEOUT);
-    } else {
-        let left = super::checks::dir_entries(dir);
-        if left.is_empty() {
-            k.add("no-leaked-files", true, "DIR is empty");
-        } else {
-            k.add(
-                "no-leaked-files",
-                false,
-                format!(
-                    "DIR still holds {}: remove the FIFOs at shutdown",
-                    left.join(", ")
-                ),
-            );
-        }
-    }
+    k.no_leaked_files(out, dir, "remove the FIFOs at shutdown");
     k.timeout(
         out,
         format!(

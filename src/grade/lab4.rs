@@ -541,7 +541,6 @@ impl Script for Driver {
                         _ => None,
                     })
                     .collect();
-                let (victim, _) = self.victim.unwrap_or((0, since));
                 let replacement = v
                     .procs
                     .values()
@@ -569,7 +568,6 @@ impl Script for Driver {
                         answers,
                         if replacement.is_none() { "; no new server process was started" } else { "" }
                     )));
-                    let _ = victim;
                     self.phase = Phase::Terminate;
                     return vec![];
                 }
@@ -835,23 +833,11 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
     phase(&mut k, "worker-crash", seen.crash.clone());
     k.no_zombies(out, &[], "process");
     k.no_leftover(out);
-    if out.timed_out {
-        k.skip("no-leaked-files", SKIP_TIMEOUT);
-    } else {
-        let left = super::checks::dir_entries(dir);
-        if left.is_empty() {
-            k.add("no-leaked-files", true, "DIR is empty");
-        } else {
-            k.add(
-                "no-leaked-files",
-                false,
-                format!(
-                    "DIR still holds {}: each server removes its socket path when it ends (SIGTERM)",
-                    left.join(", ")
-                ),
-            );
-        }
-    }
+    k.no_leaked_files(
+        out,
+        dir,
+        "each server removes its socket path when it ends (SIGTERM)",
+    );
     k.timeout(
         out,
         format!(

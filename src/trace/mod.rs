@@ -405,25 +405,22 @@ impl Tracer {
 }
 
 fn wait_child(child: &mut Child, limit: Duration) -> Result<i32> {
-    let start = Instant::now();
-    loop {
-        // waitpid on this child only: the orphans we adopt are reaped after the scenario.
-        match child.try_wait() {
-            Ok(Some(st)) => return Ok(st.code().unwrap_or(128)),
-            Ok(None) if start.elapsed() < limit => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::runtime(format!(
-                    "the traced program did not end within {} s: killed",
-                    limit.as_secs()
-                )));
-            }
-            Err(e) => return Err(Error::io(&e, "wait", "strace")),
-        }
+    use std::os::fd::AsFd;
+    // A pidfd becomes readable when the child exits: wait for that, bounded, then reap it
+    // (waitpid on this child only: the orphans we adopt are reaped after the scenario).
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pidfd = crate::process::pidfd_open(pid)?;
+    let ended = crate::signals::poll_fds(&[pidfd.as_fd()], Some(limit))?;
+    if !ended.first().copied().unwrap_or(false) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::runtime(format!(
+            "the traced program did not end within {} s: killed",
+            limit.as_secs()
+        )));
     }
+    let st = child.wait().map_err(|e| Error::io(&e, "wait", "strace"))?;
+    Ok(st.code().unwrap_or(128))
 }
 
 /// The pid strace started (its only child).

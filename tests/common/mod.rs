@@ -183,15 +183,33 @@ pub fn as_nobody(program: &Path) -> Option<Command> {
     Some(c)
 }
 
+/// A fresh 0755 directory a dropped uid can traverse and read (removed on drop).
+pub fn world_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+/// `cc -O2 -o exe FLAGS src`, asserting it compiled.
+pub fn cc(src: &Path, exe: &Path, flags: &[&str]) {
+    let out = run(Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(exe)
+        .args(flags)
+        .arg(src));
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        src.display(),
+        text(&out.stderr)
+    );
+}
+
 /// Copies the named binaries into a fresh 0755 directory a dropped uid can reach (/work and
 /// target/ may be private); the directory is removed on drop.
 pub fn world_readable_bins(names: &[&str]) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new()
-        .prefix("ipclab-bins-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = world_dir("ipclab-bins-");
     for n in names {
         std::fs::copy(bin(n), d.path().join(n)).unwrap();
     }
