@@ -69,9 +69,15 @@ enum Cmd {
         /// Submissions graded at once with --submissions.
         #[arg(long, default_value_t = 2)]
         jobs: usize,
-        /// The uid a root grader runs the implementation as (a class gives each job its own).
+        /// With --submissions: where reports and transcripts go (default: DIR-results beside DIR).
+        #[arg(long, value_name = "DIR")]
+        results: Option<std::path::PathBuf>,
+        /// A leased box uid held by the calling ipclab (batch grading gives each job its own).
         #[arg(long, hide = true)]
         uid: Option<u32>,
+        /// A directory to hide from the box besides the checkout (batch: the class, the results).
+        #[arg(long, hide = true)]
+        hide: Vec<std::path::PathBuf>,
     },
     /// Run lab N's reference (or --impl) under strace, as its contract runs it; print the trace
     /// normalised (roles, DIR, masked addresses, times in ms) and save it under target/trace/.
@@ -157,7 +163,8 @@ enum Cmd {
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
-    /// Remove this user's ipclab objects whose creator is gone: /dev/shm/ipclab-UID-PID-*.
+    /// Remove what dead ipclab processes left: this user's /dev/shm/ipclab-UID-PID-* objects and
+    /// grading scratch; as root also boxes, leases' leftovers and cgroups of dead graders.
     Clean,
 }
 
@@ -239,7 +246,9 @@ fn main() {
             no_ptrace,
             submissions,
             jobs,
+            results,
             uid,
+            hide,
         } => pair_outputs(format, output).and_then(|outputs| {
             ipclab::grade::grade(&ipclab::grade::Options {
                 lab,
@@ -253,6 +262,8 @@ fn main() {
                 uid,
                 submissions,
                 jobs,
+                results,
+                hide,
             })
         }),
     };
@@ -350,6 +361,10 @@ fn clean() -> i32 {
             }
             Err(e) => eprintln!("{}", Error::sys(e, "shm_unlink", &path)),
         }
+    }
+    for line in ipclab::sandbox::sweep() {
+        println!("{line}");
+        removed += 1;
     }
     println!("clean: {removed} object(s) removed");
     0

@@ -87,46 +87,51 @@ pub fn examine() -> Vec<Finding> {
             format!("grading: ptrace refused ({why}): the grader falls back to /proc polling"),
         ),
     }
-    if uid.is_root() {
+    let powers = crate::sandbox::powers();
+    if powers.drop_uid {
         push(
             "ok",
             format!(
-                "grading: implementations run as uid {} (not root), in their own session",
-                crate::grade::GRADE_UID
+                "grading: each box runs as its own leased uid ({}..={}), never root",
+                crate::sandbox::UID_FIRST,
+                crate::sandbox::UID_LAST
             ),
         );
         match crate::grade::cgroup::PidsCgroup::create(8, 9999) {
-            Ok(cg) => push("ok", format!("grading: process bound by a {} and RLIMIT_NPROC", cg.describe())),
-            Err(why) => push("warn", format!("grading: no pids cgroup ({why}); RLIMIT_NPROC on the dropped uid bounds processes")),
+            Ok(cg) => push("ok", format!("grading: process bound and whole-box kill by a {}", cg.describe())),
+            Err(why) => push("warn", format!("grading: no pids cgroup ({why}); RLIMIT_NPROC on the box's uid bounds processes, and processes that leave the ptrace tree may escape")),
         }
-        match std::process::Command::new("unshare")
-            .args(["--net", "true"])
-            .status()
-        {
-            Ok(st) if st.success() => push(
-                "ok",
-                "grading: a fresh network namespace per run (loopback only)".into(),
-            ),
-            _ => push(
-                "warn",
-                "grading: network namespaces unavailable: runs share the network".into(),
-            ),
-        }
-    } else {
-        push(
-            "ok",
-            "grading: implementations run as you, bounded by RLIMIT_NPROC (binds non-root users)"
-                .into(),
-        );
+    } else if uid.is_root() {
         push(
             "warn",
-            "grading: no cgroup and no network namespace as non-root".into(),
+            "grading: root without CAP_SETUID/CAP_SETGID: programs would run as root".into(),
+        );
+    } else {
+        push(
+            "warn",
+            "grading as a normal user: the program runs as you, bounded by rlimits (CPU, \
+             processes, file size, memory), in its own session, with a fixed environment and \
+             no inherited descriptor; no own uid, no namespaces, no cgroup, shared /tmp and \
+             /dev/shm: a program can signal or ptrace your other processes (grade as root for \
+             the full box)"
+                .into(),
         );
     }
-    push(
-        "ok",
-        "grading: /dev/shm is shared; leak checks look only at the contract's name prefix".into(),
-    );
+    if powers.namespaces {
+        push(
+            "ok",
+            "grading: fresh network, IPC and mount namespaces per run; cwd, DIR, /tmp and \
+             /dev/shm on the box's own tmpfs; the checkout hidden"
+                .into(),
+        );
+    } else if uid.is_root() {
+        push(
+            "warn",
+            "grading: root without CAP_SYS_ADMIN (a default container): no namespaces, no \
+             private /tmp or /dev/shm, the checkout visible"
+                .into(),
+        );
+    }
     let cg = if std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists() {
         "v1 (pids controller mounted)"
     } else if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod kit;
 pub mod package;
 pub mod process;
+pub mod sandbox;
 pub mod shm;
 pub mod signals;
 pub mod spec;

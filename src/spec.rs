@@ -96,6 +96,15 @@ pub struct Contract {
     /// Bytes of stdout and of stderr kept; the rest is drained and counted.
     #[serde(default = "default_output_cap")]
     pub output_cap_bytes: usize,
+    /// Address space of each process of the box (RLIMIT_AS), in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Largest file a process of the box may write (RLIMIT_FSIZE), in MiB.
+    #[serde(default = "default_file_size_mb")]
+    pub file_size_mb: u64,
+    /// The box's tmpfs (its cwd, DIR, /tmp and /dev/shm together), in MiB.
+    #[serde(default = "default_box_mb")]
+    pub box_mb: u64,
     /// The reference program run as main instead of the implementation (lab 4: the lab 3
     /// watchdog); the implementation then plays `roles`, passed to it as `--ROLE 'IMPL ROLE'`.
     #[serde(default)]
@@ -125,6 +134,15 @@ fn default_max_procs() -> u64 {
 }
 fn default_output_cap() -> usize {
     1 << 20
+}
+fn default_memory_mb() -> u64 {
+    2048
+}
+fn default_file_size_mb() -> u64 {
+    64
+}
+fn default_box_mb() -> u64 {
+    256
 }
 
 impl Spec {

@@ -10,6 +10,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// A directory the test made beside a temporary one, removed when the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn write(path: &Path, text: &str, mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -21,16 +29,15 @@ fn grade_class_of_twenty_in_parallel() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
     let py = fixtures.join("pingpong.py");
     let class = world_dir("ipclab-class-");
+    // Each submission carries its own copy of the fixture: the box shows a submission its own
+    // directory only (the checkout is hidden).
     let script = |variant: &str, before: &str| {
         format!(
-            "#!/bin/sh\n{before}exec /usr/bin/python3 {} {variant} \"$@\"\n",
-            py.display()
+            "#!/bin/sh\n{before}exec /usr/bin/python3 \"$(dirname \"$0\")/pingpong.py\" {variant} \"$@\"\n"
         )
     };
-    let main_py = format!(
-        "import os, sys\nos.execv('/usr/bin/python3', ['python3', '{}', 'fork'] + sys.argv[1:])\n",
-        py.display()
-    );
+    let main_py = "import os, sys\nhere = os.path.dirname(os.path.abspath(__file__))\nos.execv('/usr/bin/python3', ['python3', os.path.join(here, 'pingpong.py'), 'fork'] + sys.argv[1:])\n".to_string();
+    let py_text = std::fs::read_to_string(&py).unwrap();
     let c = std::fs::read_to_string(fixtures.join("pingpong.c")).unwrap();
     // (student, file, content, expected failing checks or the error's words)
     let subs: Vec<(&str, &str, String, &str)> = vec![
@@ -89,6 +96,7 @@ fn grade_class_of_twenty_in_parallel() {
     for (who, file, text, _) in &subs {
         let mode = if *file == "run" { 0o755 } else { 0o644 };
         write(&class.path().join(who).join(file), text, mode);
+        write(&class.path().join(who).join("pingpong.py"), &py_text, 0o644);
         std::fs::set_permissions(
             class.path().join(who),
             std::fs::Permissions::from_mode(0o777),
@@ -116,9 +124,15 @@ fn grade_class_of_twenty_in_parallel() {
         "{summary}\n{}",
         text(&out.stderr)
     );
-    let csv = std::fs::read_to_string(class.path().join("class-summary.csv")).unwrap();
+    // Reports go beside the class, never into a submission.
+    let results = class.path().with_file_name(format!(
+        "{}-results",
+        class.path().file_name().unwrap().to_string_lossy()
+    ));
+    let _cleanup = RemoveOnDrop(results.clone());
+    let csv = std::fs::read_to_string(results.join("class-summary.csv")).unwrap();
     let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(class.path().join("class-summary.json")).unwrap(),
+        &std::fs::read_to_string(results.join("class-summary.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(json["students"].as_array().unwrap().len(), 20);
@@ -138,7 +152,8 @@ fn grade_class_of_twenty_in_parallel() {
             "" => {
                 assert_eq!(student["passed"], true, "{who}: {line}");
                 assert_eq!(student["score"], student["max_score"], "{who}: {line}");
-                assert!(class.path().join(who).join("ipclab-report.json").exists());
+                assert!(results.join(who).join("ipclab-report.json").exists());
+                assert!(!class.path().join(who).join("ipclab-report.json").exists());
             }
             "*" => assert_eq!(student["passed"], false, "{who}: {line}"),
             "compile error" | "no entry point" => {
@@ -158,10 +173,8 @@ fn grade_class_of_twenty_in_parallel() {
             }
         }
     }
-    assert!(class
-        .path()
-        .join("frank/ipclab-report-compile.txt")
-        .exists());
+    assert!(results.join("frank/ipclab-report-compile.txt").exists());
+    assert!(!class.path().join("frank/.ipclab-build").exists());
     // Not a terminal: no progress bar in the output.
     assert!(!text(&out.stderr).contains('\r'));
     // Nothing of any job slot's uid is left, nor a cgroup.

@@ -1,12 +1,15 @@
-//! A class graded at once: `ipclab grade N --submissions DIR [--jobs J]`. Each subdirectory of
-//! DIR is one student's submission; its entry command is found by convention (`run`, `main.py`,
-//! `main.c`, `Cargo.toml`), built first where needed, then graded by its own `ipclab grade`
-//! process — its own subreaper, scratch directories and pids cgroup — and, as root, under its
-//! own uid per job slot, so that one submission's fork bomb or stray kill cannot reach another's.
-//! Reports go beside each submission; the class summary (CSV, JSON) into DIR.
+//! A class graded at once: `ipclab grade N --submissions DIR [--jobs J] [--results R]`. Each
+//! subdirectory of DIR is one student's submission. It is first copied into a staging directory
+//! we own, without following any symbolic link (openat with O_NOFOLLOW all the way down), so
+//! nothing a student planted can make root read, chown or write elsewhere; its entry command is
+//! found there by convention (`run`, `main.py`, `main.c`), C built as the job's box uid, then
+//! graded by its own `ipclab grade` process — its own box, subreaper and cgroup — under the uid
+//! leased for its job slot. Reports, compiler output and transcripts go to R/<student>/, created
+//! fresh (O_EXCL) in a directory only we write; the class summary (CSV, JSON) into R.
 
 use crate::error::{Error, Result};
 use serde::Serialize;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +19,8 @@ use std::time::Instant;
 pub struct BatchOptions {
     pub lab: u32,
     pub dir: PathBuf,
+    /// Where reports go: R/<student>/ipclab-report.*, R/class-summary.*.
+    pub results: PathBuf,
     pub jobs: usize,
     pub runs: u32,
     pub seed: u64,
@@ -36,45 +41,61 @@ pub struct Row {
     /// Why it could not be graded (no entry point, compile error, harness failure).
     pub error: Option<String>,
     pub entry: String,
+    /// What staging did not copy: symbolic links, FIFOs, sockets, devices.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
-/// The first uid of the job slots (root only): 61000 + slot.
-pub const SLOT_UID_BASE: u32 = 61000;
-
 const REPORT: &str = "ipclab-report";
+/// A submission larger than this (or with more files) is not staged.
+const STAGE_MAX_BYTES: u64 = 64 << 20;
+const STAGE_MAX_FILES: usize = 10_000;
 
-/// Finds the entry point and builds it. Ok(command) or Err(why it cannot be graded).
-fn prepare(sub: &Path, uid: Option<u32>) -> std::result::Result<(String, String), String> {
+/// Finds the entry point in the staged copy and builds it as `uid`. Ok(command) or Err(why it
+/// cannot be graded); a compiler's output is written to `out`.
+fn prepare(
+    sub: &Path,
+    uid: Option<u32>,
+    out: &Path,
+) -> std::result::Result<(String, String), String> {
     let has = |f: &str| sub.join(f).is_file();
     if has("run") {
-        return Ok(("./run".into(), "run".into()));
+        return Ok((sub.join("run").display().to_string(), "run".into()));
     }
     if has("main.py") {
-        return Ok(("/usr/bin/python3 main.py".into(), "main.py".into()));
+        return Ok((
+            format!("/usr/bin/python3 {}", sub.join("main.py").display()),
+            "main.py".into(),
+        ));
     }
-    let build = sub.join(".ipclab-build");
     if has("main.c") {
-        let _ = std::fs::create_dir_all(&build);
-        chown_tree(&build, uid);
+        // A fresh directory in our staging copy: the compiler (as the box uid) writes only there.
+        let build = sub.join(".ipclab-build");
+        std::fs::create_dir(&build).map_err(|e| format!("mkdir {}: {e}", build.display()))?;
+        if let Some(u) = uid {
+            nix::unistd::chown(&build, Some(u.into()), Some(u.into()))
+                .map_err(|e| format!("chown {}: {e}", build.display()))?;
+        }
         let mut sources: Vec<PathBuf> = std::fs::read_dir(sub)
             .map_err(|e| e.to_string())?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "c"))
+            .filter(|p| p.extension().is_some_and(|x| x == "c") && p.is_file())
             .collect();
         sources.sort();
         let exe = build.join("main");
-        // Compiled as the slot's uid (root grading): the compiler runs nothing of the student's,
-        // but it need not run as root either.
         let mut cmd = as_uid(uid, "cc");
         cmd.args(["-O2", "-Wall", "-o"])
             .arg(&exe)
             .args(&sources)
             .current_dir(sub)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
             .stdin(Stdio::null());
-        let out = cmd.output().map_err(|e| format!("cannot run cc: {e}"))?;
-        if !out.status.success() {
-            let log = String::from_utf8_lossy(&out.stderr).into_owned();
-            let _ = std::fs::write(sub.join(format!("{REPORT}-compile.txt")), &log);
+        let res = cmd.output().map_err(|e| format!("cannot run cc: {e}"))?;
+        if !res.status.success() {
+            let log = String::from_utf8_lossy(&res.stderr).into_owned();
+            let _ = write_new(&out.join(format!("{REPORT}-compile.txt")), log.as_bytes());
             let first = log
                 .lines()
                 .find(|l| l.contains("error"))
@@ -85,38 +106,15 @@ fn prepare(sub: &Path, uid: Option<u32>) -> std::result::Result<(String, String)
         return Ok((exe.display().to_string(), "main.c".into()));
     }
     if has("Cargo.toml") {
-        // cargo runs the package's build scripts with our rights: see the README.
-        let out = Command::new("cargo")
-            .args(["build", "--release", "--quiet", "--offline", "--target-dir"])
-            .arg(&build)
-            .current_dir(sub)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !out.status.success() {
-            let log = String::from_utf8_lossy(&out.stderr).into_owned();
-            let _ = std::fs::write(sub.join(format!("{REPORT}-compile.txt")), &log);
-            let first = log
-                .lines()
-                .find(|l| l.contains("error"))
-                .unwrap_or("")
-                .trim();
-            return Err(format!("compile error: {first}"));
-        }
-        let exe = std::fs::read_dir(build.join("release"))
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                use std::os::unix::fs::PermissionsExt;
-                p.is_file()
-                    && p.metadata()
-                        .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-            })
-            .ok_or("cargo built no executable")?;
-        chown_tree(&build, uid);
-        return Ok((exe.display().to_string(), "Cargo.toml".into()));
+        // cargo runs a package's build scripts and proc macros: code of the student's, at build
+        // time, outside any box. Refused rather than run as root.
+        return Err(
+            "Rust submissions are not supported in batch mode (cargo would run the \
+                    student's build scripts unboxed): submit the built binary as `run`"
+                .into(),
+        );
     }
-    Err("no entry point: give a `run` executable, main.py, main.c or Cargo.toml".into())
+    Err("no entry point: give a `run` executable, main.py or main.c".into())
 }
 
 fn as_uid(uid: Option<u32>, program: &str) -> Command {
@@ -135,26 +133,131 @@ fn as_uid(uid: Option<u32>, program: &str) -> Command {
     }
 }
 
-fn chown_tree(p: &Path, uid: Option<u32>) {
-    let Some(u) = uid else { return };
-    let _ = nix::unistd::chown(p, Some(u.into()), Some(u.into()));
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            chown_tree(&e.path(), Some(u));
+/// A new file (O_CREAT|O_EXCL|O_NOFOLLOW): never an existing file, never through a link.
+pub fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Copies the tree under `src` into the new directory `dst` without following a symbolic link
+/// anywhere (each level opened with O_NOFOLLOW relative to its parent's descriptor). Links,
+/// FIFOs, sockets and devices are skipped and listed; files keep only their execute bit.
+pub fn stage_copy(src: &Path, dst: &Path) -> std::result::Result<Vec<String>, String> {
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let top =
+        open(src, flags, Mode::empty()).map_err(|e| format!("open {}: {e}", src.display()))?;
+    let mut skipped = Vec::new();
+    let mut budget = (STAGE_MAX_BYTES, STAGE_MAX_FILES);
+    std::fs::create_dir(dst).map_err(|e| format!("mkdir {}: {e}", dst.display()))?;
+    let mut stack = vec![(top, dst.to_path_buf(), String::new())];
+    while let Some((dirfd, to, rel)) = stack.pop() {
+        let mut dir = nix::dir::Dir::from_fd(dirfd).map_err(|e| format!("opendir {rel}: {e}"))?;
+        let mut names = Vec::new();
+        for e in dir.iter().flatten() {
+            let n = e.file_name().to_bytes().to_vec();
+            if n != b"." && n != b".." {
+                names.push(n);
+            }
+        }
+        for n in names {
+            let name = String::from_utf8_lossy(&n).into_owned();
+            let shown = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            // Our own outputs of the old layout are not the student's work.
+            if name == ".ipclab-build" || name.starts_with(REPORT) {
+                continue;
+            }
+            if budget.1 == 0 {
+                return Err(format!("more than {STAGE_MAX_FILES} files"));
+            }
+            budget.1 -= 1;
+            let cname =
+                std::ffi::CString::new(n.clone()).map_err(|_| "NUL in a name".to_string())?;
+            let st = nix::sys::stat::fstatat(
+                &dir,
+                cname.as_c_str(),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| format!("lstat {shown}: {e}"))?;
+            let kind = st.st_mode & libc::S_IFMT;
+            let target = to.join(&name);
+            if kind == libc::S_IFDIR {
+                let fd = openat(&dir, cname.as_c_str(), flags, Mode::empty())
+                    .map_err(|e| format!("open {shown}: {e}"))?;
+                std::fs::create_dir(&target).map_err(|e| format!("mkdir {shown}: {e}"))?;
+                stack.push((fd, target, shown));
+            } else if kind == libc::S_IFREG {
+                let fd = openat(
+                    &dir,
+                    cname.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| format!("open {shown}: {e}"))?;
+                let mut from = std::fs::File::from(fd);
+                // Re-checked on the descriptor: what we opened is what we copy.
+                let md = from.metadata().map_err(|e| format!("fstat {shown}: {e}"))?;
+                if !md.is_file() {
+                    skipped.push(shown);
+                    continue;
+                }
+                if md.len() > budget.0 {
+                    return Err(format!("larger than {} MiB", STAGE_MAX_BYTES >> 20));
+                }
+                budget.0 -= md.len();
+                use std::os::unix::fs::OpenOptionsExt;
+                let mode = if st.st_mode & 0o111 != 0 {
+                    0o755
+                } else {
+                    0o644
+                };
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&target)
+                    .map_err(|e| format!("create {shown}: {e}"))?;
+                std::io::copy(&mut std::io::Read::take(&mut from, md.len()), &mut f)
+                    .map_err(|e| format!("copy {shown}: {e}"))?;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| format!("chmod {shown}: {e}"))?;
+            } else {
+                skipped.push(shown);
+            }
         }
     }
+    Ok(skipped)
+}
+
+/// What a job slot holds while it grades: its leased uid and the running grader's pid.
+struct Slot<'a> {
+    uid: Option<u32>,
+    staging: &'a Path,
+    running: &'a Mutex<Vec<u32>>,
 }
 
 /// Grades one submission in its own `ipclab grade` process.
-fn grade_one(o: &BatchOptions, sub: &Path, slot: usize) -> Row {
+fn grade_one(o: &BatchOptions, sub: &Path, k: usize, slot: &Slot<'_>) -> Row {
     let student = sub
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let root = nix::unistd::geteuid().is_root();
-    let uid = root.then_some(SLOT_UID_BASE + slot as u32);
+    let uid = slot.uid;
     let mut row = Row {
-        student,
+        student: student.clone(),
         score: 0,
         max_score: 0,
         passed: false,
@@ -162,15 +265,40 @@ fn grade_one(o: &BatchOptions, sub: &Path, slot: usize) -> Row {
         flaky: Vec::new(),
         error: None,
         entry: String::new(),
+        skipped: Vec::new(),
     };
-    let (cmd, entry) = match prepare(sub, uid) {
+    // A fresh directory for this student's reports; what a previous grading wrote goes first
+    // (remove_dir_all never follows a link, and only we write under the results directory).
+    let out = o.results.join(&student);
+    if std::fs::symlink_metadata(&out).is_ok() {
+        if let Err(e) = std::fs::remove_dir_all(&out) {
+            row.error = Some(format!("cannot remove the old {}: {e}", out.display()));
+            return row;
+        }
+    }
+    if let Err(e) = std::fs::create_dir(&out) {
+        row.error = Some(format!("cannot create {}: {e}", out.display()));
+        return row;
+    }
+    let not_graded = |row: &mut Row, why: String| {
+        let _ = write_new(
+            &out.join(format!("{REPORT}.txt")),
+            format!("not graded: {why}\n").as_bytes(),
+        );
+        row.error = Some(why);
+    };
+    let stage = slot.staging.join(k.to_string());
+    match stage_copy(sub, &stage) {
+        Ok(skipped) => row.skipped = skipped,
+        Err(why) => {
+            not_graded(&mut row, format!("cannot copy the submission: {why}"));
+            return row;
+        }
+    }
+    let (cmd, entry) = match prepare(&stage, uid, &out) {
         Ok(x) => x,
         Err(why) => {
-            row.error = Some(why.clone());
-            let _ = std::fs::write(
-                sub.join(format!("{REPORT}.txt")),
-                format!("not graded: {why}\n"),
-            );
+            not_graded(&mut row, why);
             return row;
         }
     };
@@ -182,15 +310,19 @@ fn grade_one(o: &BatchOptions, sub: &Path, slot: usize) -> Row {
             return row;
         }
     };
-    let json = sub.join(format!("{REPORT}.json"));
+    let json = out.join(format!("{REPORT}.json"));
     let mut c = Command::new(me);
     c.args(["grade", &o.lab.to_string(), "--impl", &cmd])
         .args(["--runs", &o.runs.to_string(), "--seed", &o.seed.to_string()])
         .args(["--format", "json", "--output"])
         .arg(&json)
         .args(["--format", "text", "--output"])
-        .arg(sub.join(format!("{REPORT}.txt")))
-        .current_dir(sub)
+        .arg(out.join(format!("{REPORT}.txt")))
+        .arg("--hide")
+        .arg(&o.dir)
+        .arg("--hide")
+        .arg(&o.results)
+        .current_dir(&out)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -200,10 +332,32 @@ fn grade_one(o: &BatchOptions, sub: &Path, slot: usize) -> Row {
     if let Some(u) = uid {
         c.args(["--uid", &u.to_string()]);
     }
-    let out = match c.output() {
-        Ok(out) => out,
+    // Safety: prctl in the child before exec, no allocation: the grader dies with its batch.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let child = match c.spawn() {
+        Ok(ch) => ch,
         Err(e) => {
             row.error = Some(format!("cannot run the grader: {e}"));
+            return row;
+        }
+    };
+    let pid = child.id();
+    if let Ok(mut r) = slot.running.lock() {
+        r.push(pid);
+    }
+    let res = child.wait_with_output();
+    if let Ok(mut r) = slot.running.lock() {
+        r.retain(|p| *p != pid);
+    }
+    let out = match res {
+        Ok(out) => out,
+        Err(e) => {
+            row.error = Some(format!("cannot wait for the grader: {e}"));
             return row;
         }
     };
@@ -275,40 +429,95 @@ pub fn batch(o: &BatchOptions) -> Result<Vec<Row>> {
     }
     let subs = submissions(&o.dir)?;
     let total = subs.len();
+    // Copies of the submissions, in a directory only we write (0711: each box reaches its own
+    // copy by its path, bound read-only; no one lists the others).
+    let staging = tempfile::Builder::new()
+        .prefix(&format!("ipclab-stage-{}-", std::process::id()))
+        .tempdir_in("/tmp")
+        .map_err(|e| Error::io(&e, "mkdir", "/tmp/ipclab-stage-*").with_code(3))?;
+    std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| Error::io(&e, "chmod", staging.path().display()).with_code(3))?;
+    let root = crate::sandbox::powers().drop_uid;
     let queue: Arc<Mutex<Vec<(usize, PathBuf)>>> =
         Arc::new(Mutex::new(subs.into_iter().enumerate().rev().collect()));
     let rows: Arc<Mutex<Vec<(usize, Row)>>> = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicUsize::new(0));
+    let running: Mutex<Vec<u32>> = Mutex::new(Vec::new());
     let bar = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let start = Instant::now();
+    let mut sigs = crate::signals::SignalPipe::new(&[
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ])?;
+    let slots = o.jobs.min(total);
+    let mut leases = Vec::new();
+    for _ in 0..slots {
+        leases.push(if root {
+            Some(crate::sandbox::Lease::claim()?)
+        } else {
+            None
+        });
+    }
+    let finished = AtomicUsize::new(0);
     std::thread::scope(|s| {
-        for slot in 0..o.jobs.min(total) {
+        for lease in &leases {
             let (queue, rows, done) = (queue.clone(), rows.clone(), done.clone());
-            s.spawn(move || loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some((i, sub)) = next else { break };
-                let row = grade_one(o, &sub, slot);
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if bar {
-                    let w = 30 * n / total;
-                    eprint!(
-                        "\r[{}{}] {n}/{total} graded ({:.0} s) — {}: {}/{}   ",
-                        "#".repeat(w),
-                        " ".repeat(30 - w),
-                        start.elapsed().as_secs_f64(),
-                        row.student,
-                        row.score,
-                        row.max_score
+            let slot = Slot {
+                uid: lease.as_ref().map(|l| l.uid()),
+                staging: staging.path(),
+                running: &running,
+            };
+            let finished = &finished;
+            s.spawn(move || {
+                loop {
+                    if crate::signals::interrupted().is_some() {
+                        break;
+                    }
+                    let next = queue.lock().ok().and_then(|mut q| q.pop());
+                    let Some((i, sub)) = next else { break };
+                    let row = grade_one(o, &sub, i, &slot);
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if bar {
+                        let w = 30 * n / total;
+                        eprint!(
+                            "\r[{}{}] {n}/{total} graded ({:.0} s) — {}: {}/{}   ",
+                            "#".repeat(w),
+                            " ".repeat(30 - w),
+                            start.elapsed().as_secs_f64(),
+                            row.student,
+                            row.score,
+                            row.max_score
+                        );
+                    }
+                    if let Ok(mut r) = rows.lock() {
+                        r.push((i, row));
+                    }
+                }
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        // The main thread forwards an interrupt to every running grader (each ends its box and
+        // exits); the slots then stop taking submissions.
+        let mut forwarded = false;
+        while finished.load(Ordering::SeqCst) < leases.len() {
+            let _ = sigs.wait(Some(std::time::Duration::from_millis(200)));
+            if !forwarded && crate::signals::interrupted().is_some() {
+                forwarded = true;
+                for pid in running.lock().map(|r| r.clone()).unwrap_or_default() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
                     );
                 }
-                if let Ok(mut r) = rows.lock() {
-                    r.push((i, row));
-                }
-            });
+            }
         }
     });
     if bar {
         eprintln!();
+    }
+    if let Some(sig) = crate::signals::interrupted() {
+        return Err(super::interrupted_error(sig));
     }
     let mut rows = Arc::try_unwrap(rows)
         .map_err(|_| Error::runtime("grading threads still hold the results"))?

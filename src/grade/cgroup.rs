@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub struct PidsCgroup {
     dir: PathBuf,
     pub version: u8,
+    /// v1: a freezer cgroup of the same name, so the box can be frozen before it is killed.
+    freezer: Option<PathBuf>,
 }
 
 impl PidsCgroup {
@@ -35,7 +37,15 @@ impl PidsCgroup {
         };
         let dir = base.join(name);
         fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let cg = PidsCgroup { dir, version };
+        let freezer = (version == 1)
+            .then(|| Path::new("/sys/fs/cgroup/freezer").join(dir.file_name().unwrap_or_default()))
+            .filter(|f| f.parent().is_some_and(|p| p.join("cgroup.procs").exists()))
+            .filter(|f| fs::create_dir(f).is_ok());
+        let cg = PidsCgroup {
+            dir,
+            version,
+            freezer,
+        };
         fs::write(cg.dir.join("pids.max"), max.to_string())
             .map_err(|e| format!("cannot write {}/pids.max: {e}", cg.dir.display()))?;
         Ok(cg)
@@ -44,13 +54,25 @@ impl PidsCgroup {
     /// Moves `pid` in; its future children are born inside.
     pub fn add(&self, pid: i32) -> Result<(), String> {
         fs::write(self.dir.join("cgroup.procs"), pid.to_string())
-            .map_err(|e| format!("cannot join {}: {e}", self.dir.display()))
+            .map_err(|e| format!("cannot join {}: {e}", self.dir.display()))?;
+        if let Some(f) = &self.freezer {
+            fs::write(f.join("cgroup.procs"), pid.to_string())
+                .map_err(|e| format!("cannot join {}: {e}", f.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Kills every member at once, whatever left the ptrace tree (CLONE_UNTRACED, setsid).
+    pub fn kill(&self) {
+        crate::sandbox::kill_cgroup(self.freezer.as_deref().unwrap_or(&self.dir));
     }
 
     /// Moves `pid` back to the parent cgroup (a daemon that must outlive this run).
     pub fn release(&self, pid: i32) {
-        if let Some(parent) = self.dir.parent() {
-            let _ = fs::write(parent.join("cgroup.procs"), pid.to_string());
+        for d in std::iter::once(&self.dir).chain(self.freezer.as_ref()) {
+            if let Some(parent) = d.parent() {
+                let _ = fs::write(parent.join("cgroup.procs"), pid.to_string());
+            }
         }
     }
 
@@ -72,7 +94,16 @@ impl PidsCgroup {
     }
 
     pub fn describe(&self) -> String {
-        format!("pids cgroup v{} ({})", self.version, self.dir.display())
+        let kill = match (self.version, &self.freezer) {
+            (2, _) => "cgroup.kill",
+            (_, Some(_)) => "freezer, then SIGKILL",
+            _ => "SIGKILL to each member",
+        };
+        format!(
+            "pids cgroup v{} {}, killed by {kill}",
+            self.version,
+            self.dir.display()
+        )
     }
 }
 
@@ -80,5 +111,8 @@ impl Drop for PidsCgroup {
     fn drop(&mut self) {
         // rmdir succeeds once the cgroup is empty; the harness has reaped everything by now.
         let _ = fs::remove_dir(&self.dir);
+        if let Some(f) = &self.freezer {
+            let _ = fs::remove_dir(f);
+        }
     }
 }

@@ -28,7 +28,8 @@ pub struct Launch {
     /// Absolute path of the program and its full argv (argv[0] included).
     pub program: PathBuf,
     pub argv: Vec<String>,
-    pub env_extra: Vec<(String, String)>,
+    /// The whole environment (the box's fixed one: nothing of the grader's passes).
+    pub env: Vec<(String, String)>,
     /// The implementation's cwd: a private scratch directory.
     pub cwd: PathBuf,
     /// Drop to this uid/gid before exec (the grader runs as root).
@@ -52,6 +53,16 @@ pub struct Launch {
     pub keep_survivors: bool,
     /// Run number, to name the cgroup.
     pub run_no: u32,
+    /// Private network and IPC namespaces (root with CAP_SYS_ADMIN).
+    pub netns: bool,
+    pub ipcns: bool,
+    /// The box's mount namespace, as operations the child performs (empty: none).
+    pub mounts: Vec<crate::sandbox::MountOp>,
+    /// RLIMIT_FSIZE, and RLIMIT_AS where no memory cgroup bounds the box.
+    pub file_size: u64,
+    pub address_space: Option<u64>,
+    /// How processes of the box name `watch_dir` (lab 1: the host's box shm is their /dev/shm).
+    pub watch_alias: Option<PathBuf>,
 }
 
 /// One process of the tree (threads are left out).
@@ -126,6 +137,10 @@ pub struct Outcome {
     pub survivors: Vec<i32>,
     /// Tree followed by ptrace events; false: /proc sampling, which can miss short lives.
     pub traced: bool,
+    /// System V objects left in the box's IPC namespace when the run ended.
+    pub sysv_left: Vec<String>,
+    /// The grader was interrupted (SIGINT, SIGTERM, SIGHUP): the box was killed.
+    pub interrupted: Option<Signal>,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -133,6 +148,8 @@ pub struct Outcome {
 pub struct HarnessError(pub String);
 
 const TICK: Duration = Duration::from_millis(5);
+/// Traced, nothing pending: every change we care about arrives as an event.
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
 /// What a script sees each tick of a run.
 pub struct View<'a> {
@@ -179,8 +196,13 @@ pub fn run_scripted(
     }
     let out_r = std::fs::File::from(out_r);
     let err_r = std::fs::File::from(err_r);
-    let mut sigs =
-        crate::signals::SignalPipe::new(&[Signal::SIGCHLD]).map_err(|e| herr(e.to_string()))?;
+    let mut sigs = crate::signals::SignalPipe::new(&[
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ])
+    .map_err(|e| herr(e.to_string()))?;
     let inotify = match &l.watch_dir {
         Some(d) => {
             let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
@@ -205,39 +227,27 @@ pub fn run_scripted(
         match PidsCgroup::create(l.max_procs, l.run_no) {
             Ok(cg) => {
                 out.protections.push(format!(
-                    "process bound: {}, pids.max {}",
+                    "processes: at most {} ({}); the whole box killed through it",
+                    l.max_procs,
                     cg.describe(),
-                    l.max_procs
                 ));
                 Some(cg)
             }
             Err(why) => {
-                out.protections
-                    .push(format!("process bound: RLIMIT_NPROC only ({why})"));
+                out.protections.push(format!(
+                    "processes: RLIMIT_NPROC only ({why}); the box is killed process by process"
+                ));
                 None
             }
         }
     } else {
-        out.protections
-            .push("process bound: RLIMIT_NPROC (no cgroup as non-root)".into());
+        out.protections.push(
+            "processes: RLIMIT_NPROC (no cgroup as non-root); the box is killed process by process"
+                .into(),
+        );
         None
     };
     let nproc_limit = nproc_bound(l);
-    let netns = nix::unistd::geteuid().is_root();
-    out.protections.push(if netns {
-        "network: fresh namespace, loopback only".into()
-    } else {
-        "network: shared (needs root for a private namespace)".into()
-    });
-    out.protections
-        .push("shm: shared /dev/shm, leaks judged by name prefix".into());
-    out.protections.push(match l.run_as {
-        Some((u, g)) => format!("runs as uid {u} gid {g}, own session and process group"),
-        None => format!(
-            "runs as uid {} (ours), own session and process group",
-            nix::unistd::getuid()
-        ),
-    });
 
     let argv: Vec<CString> = l
         .argv
@@ -246,49 +256,72 @@ pub fn run_scripted(
         .collect::<Result<_, _>>()?;
     let path = CString::new(l.program.as_os_str().as_encoded_bytes())
         .map_err(|_| herr("NUL in program path".into()))?;
-    let mut env: Vec<CString> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("LD_") && k != "IPCLAB_RACE_SEED")
-        .chain(l.env_extra.iter().cloned())
+    let env: Vec<CString> = l
+        .env
+        .iter()
         .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok())
         .collect();
-    if l.run_as.is_some() {
-        env.retain(|e| !e.as_bytes().starts_with(b"HOME="));
-        env.push(CString::new("HOME=/nonexistent").unwrap_or_default());
-    }
     let cwd = CString::new(l.cwd.as_os_str().as_encoded_bytes())
         .map_err(|_| herr("NUL in cwd".into()))?;
-    let gate = process::ExecGate::new().map_err(|e| herr(e.to_string()))?;
-    let setup = ChildSetup {
-        out_w: out_w.as_raw_fd(),
-        err_w: err_w.as_raw_fd(),
-        go_r: go_r.as_raw_fd(),
-        cwd: &cwd,
+    // The gate carries (step, errno) records from the child; it closes at exec (CLOEXEC).
+    let (gate_r, gate_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
+    let plan = crate::sandbox::Plan {
+        stdout: out_w.as_raw_fd(),
+        stderr: err_w.as_raw_fd(),
+        gate: gate_w.as_raw_fd(),
+        go: go_r.as_raw_fd(),
+        cwd,
         run_as: l.run_as,
+        netns: l.netns,
+        ipcns: l.ipcns,
+        mounts: l.mounts.clone(),
         cpu_secs: l.cpu_secs,
         nproc: nproc_limit,
-        netns,
+        file_size: l.file_size,
+        address_space: l.address_space,
     };
 
     // Safety: the grader is single-threaded (no thread is ever started before grading), so the
-    // child may run ordinary code before execve; it never returns into the grader's code.
+    // child may run ordinary code before execve; `apply_and_exec` never returns: it execs or
+    // reports its failing step on the gate and _exits.
     let child = match unsafe { fork() } {
         Err(e) => return Err(herr(format!("fork: {e}"))),
         Ok(ForkResult::Child) => {
-            drop((out_r, err_r, go_w));
-            if let Err((what, e)) = setup.apply() {
-                let msg = format!("{what}: {e}");
-                // Safety: write(2) then _exit(2) in the forked child.
-                unsafe {
-                    libc::write(2, msg.as_ptr().cast(), msg.len());
-                    libc::_exit(126)
-                }
-            }
-            exec_env(gate, &path, &argv, &env)
+            drop((out_r, err_r, go_w, gate_r));
+            plan.apply_and_exec(&path, &argv, &env)
         }
         Ok(ForkResult::Parent { child }) => child,
     };
-    drop((out_w, err_w, go_r));
+    drop((out_w, err_w, go_r, gate_w));
     out.main_pid = child.as_raw();
+    let gate_r = std::fs::File::from(gate_r);
+    let fail = |msg: String| {
+        // Not exec'd: kill it and reap it (resuming it through any ptrace stop) before we say why.
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        reap_one(child);
+        herr(msg)
+    };
+    // The child has made its namespaces (or failed) when its first record arrives.
+    let ipc_ns = match read_gate(&gate_r, child) {
+        GateRecord::Step(0) => {
+            if l.ipcns {
+                std::fs::File::open(format!("/proc/{child}/ns/ipc"))
+                    .ok()
+                    .map(OwnedFd::from)
+            } else {
+                None
+            }
+        }
+        GateRecord::Step(_) => None,
+        GateRecord::Failed(step, e) => return Err(fail(setup_failure(l, step, e))),
+        GateRecord::Died(why) => {
+            return Err(fail(format!("the box's first process {why} before exec")))
+        }
+        GateRecord::Closed => {
+            return Err(fail("the exec gate closed before the box was ready".into()))
+        }
+    };
 
     let mut traced = false;
     if l.use_ptrace {
@@ -316,26 +349,15 @@ pub fn run_scripted(
     }
     let _ = nix::unistd::write(&go_w, b"g");
     drop(go_w);
-    let exec_result = wait_exec(gate, child);
-    if let Err(msg) = exec_result {
-        // The child has been reaped by wait_exec; nothing else can exist yet.
-        let who = match l.run_as {
-            Some((u, _)) => format!(" as uid {u}"),
-            None => String::new(),
-        };
-        let hint = match l.run_as {
-            Some((u, _)) if msg.starts_with("EACCES") || msg.starts_with("ENOENT") => format!(
-                ": uid {u} cannot reach it (or the interpreter its #! names); put the program where \
-                 every user can read and execute it, and name an interpreter such as \
-                 /usr/bin/python3, not one under a private home"
-            ),
-            _ => String::new(),
-        };
-        return Err(herr(format!(
-            "cannot exec {}{who}: {msg}{hint}",
-            l.program.display()
-        )));
+    match read_gate(&gate_r, child) {
+        GateRecord::Closed => {}
+        GateRecord::Failed(step, e) => return Err(fail(setup_failure(l, step, e))),
+        GateRecord::Died(why) => {
+            return Err(fail(format!("the box's first process {why} before exec")))
+        }
+        GateRecord::Step(s) => return Err(fail(format!("unexpected record {s} on the exec gate"))),
     }
+    drop(gate_r);
 
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     procs.insert(
@@ -369,21 +391,53 @@ pub fn run_scripted(
         .as_ref()
         .map(|d| format!("{}/{}", d.display(), l.watch_prefix));
 
+    // Output pipes at end of file are no longer polled: a closed stdout must not wake us forever.
+    let mut open_pipes = [true, true];
     loop {
         let now = Instant::now();
-        let wake = [deadline, linger_until.unwrap_or(deadline), now + TICK]
+        // Events wake us (output, inotify, SIGCHLD for every ptrace stop and child exit); the
+        // tick only serves what no event announces: a script's timers, a zombie's grace, and
+        // /proc sampling when untraced. Traced with nothing pending, it is long.
+        let waiting_zombie = procs
+            .values()
+            .any(|p| p.exited.is_some() && !p.gone && !threads.contains(&p.pid));
+        let tick = if script.is_some() || !traced || waiting_zombie || out.main_end.is_some() {
+            TICK
+        } else {
+            IDLE_TICK
+        };
+        let wake = [deadline, linger_until.unwrap_or(deadline), now + tick]
             .into_iter()
             .min()
             .unwrap_or(now);
-        let fds = [out_r.as_fd(), err_r.as_fd(), sigs.fd()];
-        let mut all: Vec<std::os::fd::BorrowedFd<'_>> = fds.to_vec();
+        let mut all: Vec<std::os::fd::BorrowedFd<'_>> = vec![sigs.fd()];
+        if open_pipes[0] {
+            all.push(out_r.as_fd());
+        }
+        if open_pipes[1] {
+            all.push(err_r.as_fd());
+        }
         if let Some(ino) = &inotify {
             all.push(ino.as_fd());
         }
         let _ = crate::signals::poll_fds(&all, Some(wake.saturating_duration_since(now)));
         let t = start.elapsed();
-        drain_outputs(&out_r, &err_r, &mut stdout_buf, &mut out, l.output_cap, t);
+        let eof = drain_outputs(&out_r, &err_r, &mut stdout_buf, &mut out, l.output_cap, t);
+        open_pipes = [open_pipes[0] && !eof[0], open_pipes[1] && !eof[1]];
         sigs.take();
+        if let Some(sig) = crate::signals::interrupted() {
+            out.interrupted = Some(sig);
+            kill_all(
+                &mut out,
+                &mut procs,
+                &mut attached,
+                me,
+                cgroup.as_ref(),
+                start,
+                "the grader was interrupted",
+            );
+            break;
+        }
         if let Some(ino) = &inotify {
             let opened = read_dir_events(
                 ino,
@@ -588,13 +642,16 @@ pub fn run_scripted(
         start.elapsed(),
     );
     if !stdout_buf.is_empty() {
-        out.stdout_lines.push((
-            start.elapsed(),
-            String::from_utf8_lossy(&stdout_buf).into_owned(),
-        ));
+        // A last line without newline; what passed the output cap is dropped too.
+        let over = out.stdout_bytes.saturating_sub(l.output_cap);
+        out.stdout_lines
+            .push((start.elapsed(), clip_line(&stdout_buf, over)));
     }
     if let Some(cg) = &cgroup {
         out.refused_forks = cg.refused_forks();
+    }
+    if let Some(ns) = &ipc_ns {
+        out.sysv_left = crate::sandbox::sysv_objects(ns);
     }
     out.procs = procs
         .into_iter()
@@ -602,85 +659,6 @@ pub fn run_scripted(
         .collect();
     out.wall = start.elapsed();
     Ok(out)
-}
-
-/// What the child does between fork and exec, in this order.
-struct ChildSetup<'a> {
-    out_w: i32,
-    err_w: i32,
-    go_r: i32,
-    cwd: &'a CString,
-    run_as: Option<(u32, u32)>,
-    cpu_secs: u64,
-    nproc: Option<u64>,
-    netns: bool,
-}
-
-impl ChildSetup<'_> {
-    fn apply(&self) -> Result<(), (&'static str, Errno)> {
-        use nix::sys::resource::{setrlimit, Resource};
-        nix::unistd::setsid().map_err(|e| ("setsid", e))?;
-        // Safety: dup2 onto the standard descriptors of this (child) process.
-        unsafe {
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-            if null < 0 || libc::dup2(null, 0) < 0 {
-                return Err(("open /dev/null", Errno::last()));
-            }
-            if libc::dup2(self.out_w, 1) < 0 || libc::dup2(self.err_w, 2) < 0 {
-                return Err(("dup2", Errno::last()));
-            }
-        }
-        if self.netns {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                .map_err(|e| ("unshare(CLONE_NEWNET)", e))?;
-            loopback_up();
-        }
-        setrlimit(Resource::RLIMIT_CPU, self.cpu_secs, self.cpu_secs + 1)
-            .map_err(|e| ("setrlimit CPU", e))?;
-        setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(|e| ("setrlimit CORE", e))?;
-        if let Some(n) = self.nproc {
-            setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(|e| ("setrlimit NPROC", e))?;
-        }
-        // Safety: chdir to a NUL-terminated path we own.
-        if unsafe { libc::chdir(self.cwd.as_ptr()) } != 0 {
-            return Err(("chdir", Errno::last()));
-        }
-        if let Some((uid, gid)) = self.run_as {
-            nix::unistd::setgroups(&[]).map_err(|e| ("setgroups", e))?;
-            nix::unistd::setgid(gid.into()).map_err(|e| ("setgid", e))?;
-            nix::unistd::setuid(uid.into()).map_err(|e| ("setuid", e))?;
-        }
-        // Wait until the grader has attached and placed us in the cgroup.
-        let mut b = [0u8; 1];
-        // Safety: read(2) into our buffer.
-        unsafe { libc::read(self.go_r, b.as_mut_ptr().cast(), 1) };
-        Ok(())
-    }
-}
-
-/// `ip link set lo up` in a fresh network namespace (SIOCSIFFLAGS).
-fn loopback_up() {
-    // Safety: a datagram socket and an ifreq we own; errors leave lo down, which only matters
-    // to programs that use the network.
-    unsafe {
-        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if s < 0 {
-            return;
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
-        }
-        libc::close(s);
-    }
-}
-
-fn exec_env(gate: process::ExecGate, path: &CString, argv: &[CString], env: &[CString]) -> ! {
-    gate.exec_env(path, argv, env)
 }
 
 /// Whether `pid` has a signal pending whose default action ends it (SIGTERM, SIGINT...).
@@ -710,15 +688,73 @@ fn pending_fatal(pid: i32) -> bool {
     pending & fatal != 0
 }
 
-/// None once execve succeeded (the close-on-exec pipe closed before the traced child stops at
-/// PTRACE_EVENT_EXEC, so this cannot deadlock); otherwise the errno, with the child fully reaped:
-/// a traced child stops at its exit event, so it is resumed until it is gone.
-fn wait_exec(gate: process::ExecGate, child: Pid) -> Result<(), String> {
-    let errno = match gate.exec_errno() {
-        Ok(None) => return Ok(()),
-        Ok(Some(e)) => e,
-        Err(e) => return Err(e.to_string()),
-    };
+/// What the exec gate said.
+enum GateRecord {
+    /// A step completed (0: namespaces ready).
+    Step(u32),
+    /// A step of the setup failed with this errno.
+    Failed(u32, Errno),
+    /// The child ended (or stopped at its exit) without a record: killed before exec.
+    Died(String),
+    /// End of file: execve succeeded (the gate is close-on-exec).
+    Closed,
+}
+
+/// Reads one record, never blocking on a child that can no longer write: between polls the
+/// child's state is checked, so a child that died (and, traced, stopped at its exit event while
+/// still holding the gate) is noticed instead of waited for.
+fn read_gate(gate: &std::fs::File, child: Pid) -> GateRecord {
+    let mut rec = [0u8; 8];
+    let mut got = 0;
+    loop {
+        let ready = crate::signals::poll_fds(&[gate.as_fd()], Some(Duration::from_millis(50)))
+            .map(|r| r.first() == Some(&true))
+            .unwrap_or(false);
+        if ready {
+            match (&*gate).read(&mut rec[got..]) {
+                Ok(0) if got == 0 => return GateRecord::Closed,
+                Ok(0) => return GateRecord::Died("cut its gate record short".into()),
+                Ok(n) => {
+                    got += n;
+                    if got == rec.len() {
+                        let step = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                        let e = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
+                        return if e == 0 {
+                            GateRecord::Step(step)
+                        } else {
+                            GateRecord::Failed(step, Errno::from_raw(e))
+                        };
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return GateRecord::Died(format!("left an unreadable gate ({e})")),
+            }
+            continue;
+        }
+        match waitpid(child, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(WaitStatus::PtraceEvent(_, _, libc::PTRACE_EVENT_EXIT)) => {
+                return GateRecord::Died("was killed".into())
+            }
+            Ok(WaitStatus::Exited(_, c)) => return GateRecord::Died(format!("exited {c}")),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return GateRecord::Died(format!("was killed by {sig}"))
+            }
+            // A signal-delivery stop of the seized child: deliver it as if we were not there.
+            Ok(WaitStatus::Stopped(pid, sig)) => {
+                let _ = ptrace::cont(pid, Some(sig));
+            }
+            Ok(_) => {
+                let _ = ptrace::cont(child, None);
+            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return GateRecord::Died(format!("could not be waited for ({e})")),
+        }
+    }
+}
+
+/// Waits until `child` is gone, resuming it through ptrace stops (SIGKILL was sent).
+fn reap_one(child: Pid) {
     loop {
         match waitpid(child, Some(WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(Errno::ECHILD) => break,
@@ -732,7 +768,37 @@ fn wait_exec(gate: process::ExecGate, child: Pid) -> Result<(), String> {
             }
         }
     }
-    Err(format!("{:?} ({})", errno, errno.desc()))
+}
+
+/// One line naming the step that failed before exec, with what the grader can advise.
+fn setup_failure(l: &Launch, step: u32, e: Errno) -> String {
+    let name = crate::sandbox::STEPS
+        .get(step as usize)
+        .copied()
+        .unwrap_or("setup");
+    let who = match l.run_as {
+        Some((u, _)) => format!(" as uid {u}"),
+        None => String::new(),
+    };
+    if name == "execve" {
+        let hint = match l.run_as {
+            Some((u, _)) if matches!(e, Errno::EACCES | Errno::ENOENT) => format!(
+                ": uid {u} cannot reach it (or the interpreter its #! names); put the program where \
+                 every user can read and execute it, and name an interpreter such as \
+                 /usr/bin/python3, not one under a private home"
+            ),
+            _ => String::new(),
+        };
+        return format!(
+            "cannot exec {}{who}: {e:?} ({}){hint}",
+            l.program.display(),
+            e.desc()
+        );
+    }
+    format!(
+        "the box could not be built: {name} failed{who}: {e:?} ({})",
+        e.desc()
+    )
 }
 
 /// RLIMIT_NPROC for the uid the implementation runs as: what that uid runs now plus the bound.
@@ -765,7 +831,8 @@ fn set_nonblocking(fd: &OwnedFd) {
     }
 }
 
-/// Drains both output pipes into `out` (stdout as timed lines, stderr as bytes).
+/// Drains both output pipes into `out` (stdout as timed lines, stderr as bytes); says which
+/// pipe is at end of file (every writer gone).
 fn drain_outputs(
     out_r: &std::fs::File,
     err_r: &std::fs::File,
@@ -773,8 +840,8 @@ fn drain_outputs(
     out: &mut Outcome,
     cap: usize,
     t: Duration,
-) {
-    drain(
+) -> [bool; 2] {
+    let a = drain(
         out_r,
         stdout_buf,
         &mut out.stdout_bytes,
@@ -782,8 +849,25 @@ fn drain_outputs(
         Some((&mut out.stdout_lines, t)),
     );
     let mut errbuf = std::mem::take(&mut out.stderr);
-    drain(err_r, &mut errbuf, &mut out.stderr_bytes, cap, None);
+    let b = drain(err_r, &mut errbuf, &mut out.stderr_bytes, cap, None);
     out.stderr = errbuf;
+    [a, b]
+}
+
+/// Longest line kept in a report; the rest is counted.
+pub const LINE_CAP: usize = 4096;
+
+/// A line as reports show it: at most LINE_CAP bytes, then how many were dropped.
+pub fn clip_line(line: &[u8], also_dropped: usize) -> String {
+    if line.len() <= LINE_CAP && also_dropped == 0 {
+        return String::from_utf8_lossy(line).into_owned();
+    }
+    let keep = line.len().min(LINE_CAP);
+    format!(
+        "{}… [{} bytes dropped]",
+        String::from_utf8_lossy(&line[..keep]),
+        line.len() - keep + also_dropped
+    )
 }
 
 /// Reads all that is available: keeps up to `cap` bytes, counts the rest. With `lines`, complete
@@ -794,11 +878,12 @@ fn drain(
     total: &mut usize,
     cap: usize,
     mut lines: Option<(&mut Vec<(Duration, String)>, Duration)>,
-) {
+) -> bool {
     let mut chunk = [0u8; 65536];
     loop {
         match f.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
+            Ok(0) => return true,
+            Err(_) => return false,
             Ok(n) => {
                 let keep = cap.saturating_sub(*total).min(n);
                 *total += n;
@@ -806,10 +891,7 @@ fn drain(
                 if let Some((lines, t)) = &mut lines {
                     while let Some(i) = buf.iter().position(|&b| b == b'\n') {
                         let line: Vec<u8> = buf.drain(..=i).collect();
-                        lines.push((
-                            *t,
-                            String::from_utf8_lossy(&line[..line.len() - 1]).into_owned(),
-                        ));
+                        lines.push((*t, clip_line(&line[..line.len() - 1], 0)));
                     }
                 }
             }
@@ -1247,6 +1329,9 @@ fn kill_all(
                 ));
             }
             first = false;
+        }
+        if let Some(cg) = cg {
+            cg.kill();
         }
         for p in &members {
             let _ = nix::sys::signal::kill(Pid::from_raw(*p), Signal::SIGKILL);

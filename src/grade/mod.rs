@@ -5,6 +5,7 @@
 //! environment failed (the implementation could not be run as it should be).
 
 pub mod batch;
+pub mod boxed;
 pub mod cgroup;
 pub mod checks;
 pub mod harness;
@@ -17,6 +18,7 @@ pub mod lab6;
 pub mod report;
 
 use crate::error::{Error, Result};
+use crate::sandbox::BoxDir;
 use crate::spec::{self, Spec};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
@@ -49,10 +51,11 @@ pub struct Options {
     /// Grade each subdirectory of this directory (a class).
     pub submissions: Option<PathBuf>,
     pub jobs: usize,
+    /// Batch mode: where reports and transcripts go (default: beside the class directory).
+    pub results: Option<PathBuf>,
+    /// Directories hidden from the box besides the checkout (batch: the class and its results).
+    pub hide: Vec<PathBuf>,
 }
-
-/// The uid a root grader drops to: nobody.
-pub const GRADE_UID: u32 = 65534;
 
 pub fn grade(o: &Options) -> Result<i32> {
     let specs: Vec<Spec> = if o.lab == "all" {
@@ -91,18 +94,23 @@ pub fn grade(o: &Options) -> Result<i32> {
             "--uid 0: the implementation never runs as root",
         ));
     }
+    check_outputs(&o.outputs)?;
     let seed = o.seed.unwrap_or_else(rand::random);
+    // SIGINT, SIGTERM, SIGHUP end the box, clean up and exit 128 + signal (see `interrupted`).
+    crate::signals::watch_interrupts()?;
+    // What a grader killed by SIGKILL left (its box, cgroups, scratch) goes first.
+    for line in crate::sandbox::sweep() {
+        eprintln!("ipclab: {line}");
+    }
     if let Some(dir) = &o.submissions {
         return grade_class(o, &specs, dir, seed);
     }
     // Orphans of the implementation come to us, not to PID 1: that is how we see them.
     crate::process::set_child_subreaper().map_err(|e| e.with_code(3))?;
+    let mut ctx = boxed::Ctx::new(o.uid, &o.hide)?;
     let mut reports = Vec::new();
     for s in &specs {
-        match grade_lab(o, s, seed) {
-            Ok(r) => reports.push(r),
-            Err(e) => return Err(e),
-        }
+        reports.push(grade_lab(o, s, seed, &mut ctx)?);
     }
     emit(o, &reports)?;
     Ok(if reports.iter().all(|r| r.passed) {
@@ -110,6 +118,39 @@ pub fn grade(o: &Options) -> Result<i32> {
     } else {
         1
     })
+}
+
+/// Every `--output` file can be written (its directory exists, it is not a directory): said
+/// before anything runs, not after the last run.
+fn check_outputs(outputs: &[(Format, Option<PathBuf>)]) -> Result<()> {
+    for f in outputs.iter().filter_map(|(_, f)| f.as_ref()) {
+        if f.is_dir() {
+            return Err(Error::usage(format!(
+                "--output {}: is a directory",
+                f.display()
+            )));
+        }
+        let parent = match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !parent.is_dir() {
+            return Err(Error::usage(format!(
+                "--output {}: no directory {}",
+                f.display(),
+                parent.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The signal that interrupted the grader, as the error that ends it (exit 128 + signal).
+pub fn interrupted_error(sig: nix::sys::signal::Signal) -> Error {
+    Error::runtime(format!(
+        "interrupted by {sig}: the box was killed and removed, nothing graded"
+    ))
+    .with_code(128 + sig as i32)
 }
 
 /// `--submissions DIR`: every student's submission graded, the class summary written to DIR.
@@ -128,9 +169,14 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
             dir.display()
         )));
     }
+    if !(1..=64).contains(&o.jobs) {
+        return Err(Error::usage(format!("bad --jobs {}: 1..=64", o.jobs)));
+    }
+    let results = results_dir(dir, o.results.as_deref())?;
     let rows = batch::batch(&batch::BatchOptions {
         lab: s.lab.number,
         dir: dir.to_path_buf(),
+        results: results.clone(),
         jobs: o.jobs,
         runs: o.runs,
         seed,
@@ -140,6 +186,7 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
         "lab": s.lab.number,
         "seed": seed,
         "runs": o.runs,
+        "results": results.display().to_string(),
         "students": rows,
     });
     let json = format!(
@@ -148,8 +195,9 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
     );
     let csv = batch::csv(&rows);
     for (name, text) in [("class-summary.csv", &csv), ("class-summary.json", &json)] {
-        let p = dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&e, "write", p.display()))?;
+        let p = results.join(name);
+        let _ = std::fs::remove_file(&p);
+        batch::write_new(&p, text.as_bytes()).map_err(|e| Error::io(&e, "write", p.display()))?;
     }
     let outputs = if o.outputs.is_empty() {
         vec![(Format::Text, None)]
@@ -160,10 +208,10 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
         let text = match fmt {
             Format::Json => json.clone(),
             Format::Text => format!(
-                "lab {}, seed {seed}, {} run(s) each; summary in {}/class-summary.csv and .json\n{}",
+                "lab {}, seed {seed}, {} run(s) each; reports in {}/<student>/, summary in class-summary.csv and .json there\n{}",
                 s.lab.number,
                 o.runs,
-                dir.display(),
+                results.display(),
                 batch::text(&rows)
             ),
             other => {
@@ -178,6 +226,60 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
         }
     }
     Ok(if rows.iter().all(|r| r.passed) { 0 } else { 1 })
+}
+
+/// `--results R` (default: `DIR-results` beside DIR): made if absent; never inside the class
+/// directory (students' ground), never a link, and ours.
+fn results_dir(class: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    let class = class
+        .canonicalize()
+        .map_err(|e| Error::io(&e, "realpath", class.display()).into_usage())?;
+    let r = match given {
+        Some(r) => std::env::current_dir()
+            .map_err(|e| Error::io(&e, "getcwd", ""))?
+            .join(r),
+        None => {
+            let name = class.file_name().unwrap_or_default().to_string_lossy();
+            class.with_file_name(format!("{name}-results"))
+        }
+    };
+    match std::fs::symlink_metadata(&r) {
+        Err(_) => {
+            let parent = r.parent().unwrap_or(Path::new("/"));
+            if !parent.is_dir() {
+                return Err(Error::usage(format!(
+                    "--results {}: no directory {}",
+                    r.display(),
+                    parent.display()
+                )));
+            }
+            std::fs::create_dir(&r)
+                .map_err(|e| Error::io(&e, "mkdir", r.display()).into_usage())?;
+        }
+        Ok(md) if !md.is_dir() => {
+            return Err(Error::usage(format!(
+                "--results {}: not a directory",
+                r.display()
+            )))
+        }
+        Ok(md) if std::os::unix::fs::MetadataExt::uid(&md) != nix::unistd::geteuid().as_raw() => {
+            return Err(Error::usage(format!(
+                "--results {}: owned by someone else",
+                r.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let r = r
+        .canonicalize()
+        .map_err(|e| Error::io(&e, "realpath", r.display()).into_usage())?;
+    if r.starts_with(&class) {
+        return Err(Error::usage(format!(
+            "--results {}: inside the class directory, where students write",
+            r.display()
+        )));
+    }
+    Ok(r)
 }
 
 /// Seed of run i: derived, so `--seed S --runs K` repeats K fresh but reproducible parameter sets.
@@ -202,16 +304,40 @@ pub fn param_n(run_seed: u64, c: &spec::Contract) -> u64 {
     params_for(run_seed, c).get("N").copied().unwrap_or(1)
 }
 
-fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
+fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<LabReport> {
     let c = s
         .contract
         .clone()
         .ok_or_else(|| Error::usage("no contract"))?;
-    let (program, mut args, shown) = command_for(&c, s, o.impl_cmd.as_deref())?;
-    let argv0 = program.display().to_string();
-    args.insert(0, argv0);
+    let (program, args, shown) = command_for(&c, s, o.impl_cmd.as_deref())?;
+    if o.impl_cmd.is_some() && c.supervisor.is_none() {
+        ctx.expose_command(&program, &args);
+    } else if let Some(cmd) = &o.impl_cmd {
+        let (p, a, _) = resolve_impl(cmd)?;
+        ctx.expose_command(&p, &a);
+    }
+    // The box runs references as execute-only copies: every program of the lab when grading
+    // the reference (they exec each other), the supervisor alone beside an implementation.
+    if ctx.refs.is_some() {
+        let mut names: Vec<String> = c.supervisor.iter().cloned().collect();
+        if o.impl_cmd.is_none() {
+            names.extend(s.lab.binaries.iter().cloned());
+            names.extend(c.roles.iter().cloned());
+        }
+        for n in names {
+            if let Ok(p) = crate::process::sibling_binary(&n) {
+                ctx.reference(&p)?;
+            }
+        }
+    }
+    let program = ctx.reference(&program)?;
+    let mut args: Vec<String> = args.iter().map(|a| ctx.rewrite(a)).collect::<Result<_>>()?;
+    args.insert(0, program.display().to_string());
     let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
-    let race_lib = if o.race { Some(race_library()?) } else { None };
+    let race_lib = match o.race {
+        true => Some(ctx.library(&race_library()?)?),
+        false => None,
+    };
     let mut report = LabReport {
         contract_version: 1,
         lab: s.lab.number,
@@ -222,14 +348,18 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         implementation: shown,
         race: o.race,
         protections: Vec::new(),
+        environment: Vec::new(),
         runs: Vec::new(),
         checks: Vec::new(),
     };
     for i in 0..o.runs {
+        if let Some(sig) = crate::signals::interrupted() {
+            return Err(interrupted_error(sig));
+        }
         let rs = run_seed(seed, i);
         if s.lab.number == 6 {
             let run = run_lab6(
-                o,
+                ctx,
                 &c,
                 &program,
                 &args,
@@ -240,20 +370,23 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             )?;
             if report.protections.is_empty() {
                 report.protections = run.1;
+                report.environment = run.2;
             }
             report.runs.push(run.0);
             continue;
         }
         let values = params_for(rs, &c);
-        let root = Scratch::new(o.uid)?;
+        let root = ctx.new_box(&c)?;
         let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
         let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
         let mut argv = args.clone();
         for a in &c.args {
-            let mut a = a.replace("{DIR}", &root.dir.display().to_string()).replace(
-                "{EVENTS}",
-                &root.cwd.join("events.jsonl").display().to_string(),
-            );
+            let mut a = a
+                .replace("{DIR}", &root.dir().display().to_string())
+                .replace(
+                    "{EVENTS}",
+                    &root.cwd().join("events.jsonl").display().to_string(),
+                );
             if let Some(p) = &shm_prefix {
                 a = a.replace("{P}", p);
             }
@@ -262,11 +395,22 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             }
             argv.push(a);
         }
-        let (watch_dir, watch_prefix) = match &shm_prefix {
-            Some(p) if !uses("{DIR}") => (Some(PathBuf::from("/dev/shm")), p.clone()),
-            _ => (uses("{DIR}").then(|| root.dir.clone()), String::new()),
+        // Name-only objects live in the box's /dev/shm when it has one.
+        let shm_dir = if root.mounted {
+            root.shm()
+        } else {
+            PathBuf::from("/dev/shm")
         };
-        let mut launch = base_launch(
+        let (watch_dir, watch_prefix, watch_alias) = match &shm_prefix {
+            Some(p) if !uses("{DIR}") => (
+                Some(shm_dir.clone()),
+                p.clone(),
+                root.mounted.then(|| PathBuf::from("/dev/shm")),
+            ),
+            _ => (uses("{DIR}").then(|| root.dir()), String::new(), None),
+        };
+        let (mut launch, made) = base_launch(
+            ctx,
             &c,
             &program,
             argv,
@@ -275,16 +419,17 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             race_lib.as_deref(),
             rs,
             i,
-        );
+        )?;
         launch.watch_dir = watch_dir;
         launch.watch_prefix = watch_prefix;
+        launch.watch_alias = watch_alias;
         launch.use_ptrace = !o.no_ptrace;
         let mut injector = lab3::Injector::new(
             values.get("K").copied().unwrap_or(1),
             values.get("T").copied().unwrap_or(400),
         );
         let mut driver = lab4::Driver::new(
-            &root.dir,
+            &root.dir(),
             values.get("K").copied().unwrap_or(1),
             values.get("W").copied().unwrap_or(0),
             values.get("C").copied().unwrap_or(1),
@@ -299,24 +444,32 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
         // The clients' threads end within their patience; none may live on into the next fork.
         driver.finish();
         let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
+        if let Some(sig) = out.interrupted {
+            return Err(interrupted_error(sig));
+        }
         // Name-only objects the run left: judged, then removed (the machine stays clean).
-        let leaked = shm_prefix
+        let leaked: Vec<String> = shm_prefix
             .as_deref()
-            .map(crate::inspect::shm_objects)
+            .map(|p| {
+                BoxDir::entries(&shm_dir)
+                    .into_iter()
+                    .filter(|n| n.starts_with(p))
+                    .collect()
+            })
             .unwrap_or_default();
         for name in &leaked {
-            let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
+            let _ = std::fs::remove_file(shm_dir.join(name));
         }
         let checks = match s.lab.number {
             3 => lab3::judge(
                 &out,
                 &injector.seen,
-                &root.cwd.join("events.jsonl"),
-                &root.dir,
+                &root.cwd().join("events.jsonl"),
+                &root.dir(),
                 &c,
                 timeout_s,
             ),
-            4 => lab4::judge(&out, &driver.seen, &root.dir, &c, timeout_s),
+            4 => lab4::judge(&out, &driver.seen, &root.dir(), &c, timeout_s),
             1 => lab1::judge(
                 &out,
                 &values,
@@ -328,7 +481,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             2 => lab2::judge(
                 &out,
                 values.get("N").copied().unwrap_or(0),
-                &root.dir,
+                &root.dir(),
                 &c,
                 timeout_s,
             ),
@@ -349,8 +502,12 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             None
         };
         if report.protections.is_empty() {
-            report.protections = out.protections.clone();
+            report.protections = ctx.protections(&c, timeout_s, root.mounted);
+            report.protections.extend(out.protections.clone());
+            report.environment = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         }
+        let mut left_in_box = left_in_box(&root, &made, &leaked);
+        left_in_box.extend(out.sysv_left.iter().cloned());
         report.runs.push(report::Run {
             seed: rs,
             params,
@@ -358,12 +515,30 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64) -> Result<LabReport> {
             wall_ms: out.wall.as_millis() as u64,
             tracking: out.tracking.clone(),
             transcript,
-            left_in_cwd: root.left_in_cwd(),
+            left_in_cwd: BoxDir::entries(&root.cwd()),
+            left_in_box,
         });
         drop(root);
     }
     report.aggregate();
     Ok(report)
+}
+
+/// What the program left in the box's /tmp and /dev/shm (not judged, reported), without the
+/// mount points the box made and the objects the contract judged.
+fn left_in_box(root: &BoxDir, made: &[String], judged: &[String]) -> Vec<String> {
+    if !root.mounted {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    for (dir, shown) in [(root.tmp(), "/tmp"), (root.shm(), "/dev/shm")] {
+        for n in BoxDir::entries(&dir) {
+            if !made.contains(&n) && !judged.contains(&n) {
+                v.push(format!("{shown}/{n}"));
+            }
+        }
+    }
+    v
 }
 
 /// The program main runs, the arguments before the contract's, and how reports name it: the
@@ -384,29 +559,36 @@ pub fn command_for(
     }
 }
 
-/// A run's launch with the contract's limits; callers set what differs (watch, tracking).
+/// A run's launch with the contract's limits, in box `root`; callers set what differs (watch,
+/// tracking). Also the names the box's mounts made in its /tmp.
 #[allow(clippy::too_many_arguments)]
 fn base_launch(
+    ctx: &boxed::Ctx,
     c: &spec::Contract,
     program: &Path,
     argv: Vec<String>,
-    root: &Scratch,
+    root: &BoxDir,
     timeout_s: f64,
     race_lib: Option<&Path>,
     rs: u64,
     run_no: u32,
-) -> harness::Launch {
-    let mut env = Vec::new();
+) -> Result<(harness::Launch, Vec<String>)> {
+    let mut extra = Vec::new();
     if let Some(lib) = race_lib {
-        env.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
-        env.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
+        extra.push(("LD_PRELOAD".to_string(), lib.display().to_string()));
+        extra.push(("IPCLAB_RACE_SEED".to_string(), rs.to_string()));
     }
-    harness::Launch {
+    let user = match ctx.run_as {
+        Some((u, _)) => boxed::box_user(u),
+        None => std::env::var("USER").unwrap_or_else(|_| "student".into()),
+    };
+    let (mounts, made) = ctx.mounts(root)?;
+    let launch = harness::Launch {
         program: program.to_path_buf(),
         argv,
-        env_extra: env,
-        cwd: root.cwd.clone(),
-        run_as: root.run_as,
+        env: crate::sandbox::environment(&root.cwd(), &user, &extra),
+        cwd: root.cwd(),
+        run_as: ctx.run_as,
         timeout: Duration::from_secs_f64(timeout_s),
         cpu_secs: timeout_s.ceil() as u64 + 1,
         output_cap: c.output_cap_bytes,
@@ -418,13 +600,20 @@ fn base_launch(
         use_ptrace: true,
         keep_survivors: false,
         run_no,
-    }
+        netns: ctx.powers.namespaces,
+        ipcns: ctx.powers.namespaces,
+        mounts,
+        file_size: c.file_size_mb << 20,
+        address_space: Some(c.memory_mb << 20),
+        watch_alias: None,
+    };
+    Ok((launch, made))
 }
 
 /// Lab 6: five commands on one DIR, the daemon inspected between them (see `lab6`).
 #[allow(clippy::too_many_arguments)]
 fn run_lab6(
-    o: &Options,
+    ctx: &boxed::Ctx,
     c: &spec::Contract,
     program: &Path,
     args: &[String],
@@ -432,22 +621,21 @@ fn run_lab6(
     i: u32,
     timeout_s: f64,
     race_lib: Option<&Path>,
-) -> Result<(report::Run, Vec<String>)> {
-    let root = Scratch::new(o.uid)?;
-    let launch = |action: &str| {
+) -> Result<(report::Run, Vec<String>, Vec<String>)> {
+    let root = ctx.new_box(c)?;
+    let launch = |action: &str| -> Result<harness::Launch> {
         let mut argv = args.to_vec();
         for a in &c.args {
             argv.push(
                 a.replace("{ACTION}", action)
-                    .replace("{DIR}", &root.dir.display().to_string()),
+                    .replace("{DIR}", &root.dir().display().to_string()),
             );
         }
-        let mut l = base_launch(c, program, argv, &root, timeout_s, race_lib, rs, i);
+        let (mut l, _) = base_launch(ctx, c, program, argv, &root, timeout_s, race_lib, rs, i)?;
         l.use_ptrace = false;
         l.keep_survivors = true;
-        l
+        Ok(l)
     };
-    let _ = o;
     let mut steps: Vec<Option<harness::Outcome>> = Vec::new();
     let mut facts = None;
     let mut stop = lab6::StopFacts::default();
@@ -459,7 +647,10 @@ fn run_lab6(
             continue;
         }
         let mut out =
-            harness::run(&launch(action)).map_err(|e| Error::runtime(e.0).with_code(3))?;
+            harness::run(&launch(action)?).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        if let Some(sig) = out.interrupted {
+            return Err(interrupted_error(sig));
+        }
         let new: Vec<i32> = out
             .survivors
             .iter()
@@ -469,7 +660,7 @@ fn run_lab6(
         out.survivors = new.clone();
         if n == 0 {
             daemon = new.first().copied();
-            facts = daemon.map(|d| lab6::inspect(d, &root.dir));
+            facts = daemon.map(|d| lab6::inspect(d, &root.dir()));
             strays.extend(new.iter().skip(1));
         } else {
             strays.extend(new);
@@ -515,16 +706,24 @@ fn run_lab6(
         facts.as_ref(),
         &stop,
         &leftovers,
-        &root.dir,
+        &root.dir(),
         c,
         timeout_s,
     );
-    let protections = steps
+    let mut protections = ctx.protections(c, timeout_s, root.mounted);
+    protections.extend(
+        steps
+            .iter()
+            .flatten()
+            .next()
+            .map(|x| x.protections.clone())
+            .unwrap_or_default(),
+    );
+    let environment = launch(lab6::STEPS[0])?
+        .env
         .iter()
-        .flatten()
-        .next()
-        .map(|x| x.protections.clone())
-        .unwrap_or_default();
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let failed = checks.iter().any(|c| !c.passed);
     let transcript = if failed {
         let mut t = format!("lab 6, seed {rs}\n");
@@ -577,70 +776,12 @@ fn run_lab6(
                 .sum(),
             tracking,
             transcript,
-            left_in_cwd: root.left_in_cwd(),
+            left_in_cwd: BoxDir::entries(&root.cwd()),
+            left_in_box: left_in_box(&root, &[], &[]),
         },
         protections,
+        environment,
     ))
-}
-
-/// DIR and the implementation's cwd, fresh for each run, owned by the uid it runs as.
-struct Scratch {
-    top: tempfile::TempDir,
-    dir: PathBuf,
-    cwd: PathBuf,
-    run_as: Option<(u32, u32)>,
-}
-
-impl Scratch {
-    fn new(uid: Option<u32>) -> Result<Scratch> {
-        use std::os::unix::fs::PermissionsExt;
-        let top = tempfile::Builder::new()
-            .prefix("ipclab-grade-")
-            .tempdir_in("/tmp")
-            .map_err(|e| Error::io(&e, "mkdir", "/tmp/ipclab-grade-*").with_code(3))?;
-        let run_as = nix::unistd::geteuid()
-            .is_root()
-            .then(|| uid.unwrap_or(GRADE_UID))
-            .map(|u| (u, u));
-        // 0711: the dropped uid may traverse to its own directories, not list ours.
-        let _ = std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o711));
-        let dir = top.path().join("dir");
-        let cwd = top.path().join("cwd");
-        for d in [&dir, &cwd] {
-            std::fs::create_dir(d).map_err(|e| Error::io(&e, "mkdir", d.display()).with_code(3))?;
-            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
-            if let Some((u, g)) = run_as {
-                nix::unistd::chown(d.as_path(), Some(u.into()), Some(g.into()))
-                    .map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
-            }
-        }
-        Ok(Scratch {
-            top,
-            dir,
-            cwd,
-            run_as,
-        })
-    }
-}
-
-impl Scratch {
-    fn left_in_cwd(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.cwd)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.top.path());
-    }
 }
 
 /// Main is the reference `sup` (lab 4: the watchdog); each role is given to it as `--ROLE CMD`,
@@ -686,12 +827,26 @@ fn resolve_impl(cmd: &str) -> Result<(PathBuf, Vec<String>, String)> {
     let program = if prog.contains('/') {
         let p = cwd.join(prog);
         if !p.exists() {
-            return Err(Error::usage(format!("--impl: {prog} does not exist")));
+            return Err(Error::usage(format!("--impl: {prog}: no such file")));
         }
         p
     } else {
         which(prog).ok_or_else(|| Error::usage(format!("--impl: {prog} not found in PATH")))?
     };
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let md = program
+            .metadata()
+            .map_err(|e| Error::io(&e, "stat", program.display()).into_usage())?;
+        if md.is_dir() {
+            return Err(Error::usage(format!("--impl: {prog}: is a directory")));
+        }
+        if !md.is_file() || md.permissions().mode() & 0o111 == 0 {
+            return Err(Error::usage(format!(
+                "--impl: {prog}: not executable (chmod +x it, or name its interpreter: /usr/bin/python3 {prog})"
+            )));
+        }
+    }
     let args = rest
         .iter()
         .map(|a| {

@@ -29,6 +29,9 @@ pub struct Run {
     /// Files the implementation left in its scratch cwd: reported, not judged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_in_cwd: Vec<String>,
+    /// What it left elsewhere in the box (/tmp, /dev/shm, System V objects): reported, not judged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_in_box: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +45,8 @@ pub struct LabReport {
     pub implementation: String,
     pub race: bool,
     pub protections: Vec<String>,
+    /// The whole environment the program got (NAME=value).
+    pub environment: Vec<String>,
     pub runs: Vec<Run>,
     pub checks: Vec<Check>,
 }
@@ -112,6 +117,9 @@ pub fn text(r: &LabReport) -> String {
     for p in &r.protections {
         let _ = writeln!(s, "   {p}");
     }
+    if !r.environment.is_empty() {
+        let _ = writeln!(s, "   environment: {}", r.environment.join(" "));
+    }
     for c in &r.checks {
         let verdict = if c.passed {
             "OK"
@@ -135,6 +143,14 @@ pub fn text(r: &LabReport) -> String {
             "   note (not judged): seed {} left {} in its cwd",
             run.seed,
             run.left_in_cwd.join(", ")
+        );
+    }
+    for run in r.runs.iter().filter(|x| !x.left_in_box.is_empty()) {
+        let _ = writeln!(
+            s,
+            "   note (not judged): seed {} left {} in the box (removed with it)",
+            run.seed,
+            run.left_in_box.join(", ")
         );
     }
     for run in r.runs.iter().filter(|x| x.transcript.is_some()) {

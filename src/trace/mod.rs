@@ -72,6 +72,9 @@ pub fn trace(o: &Options) -> Result<i32> {
     let c = match (&s.contract, o.lab) {
         (Some(c), _) => c.clone(),
         (None, 7) if o.impl_cmd.is_none() => crate::spec::Contract {
+            memory_mb: 2048,
+            file_size_mb: 64,
+            box_mb: 256,
             args: [
                 "bench",
                 "--mechanism",

@@ -1,0 +1,833 @@
+//! The box an untrusted program runs in, after ioi/isolate: a uid of its own (leased, never shared
+//! with a concurrent box), private network, IPC and mount namespaces, a size-bounded tmpfs that
+//! holds its working directories and stands in for /tmp and /dev/shm, the checkout hidden, a
+//! fixed environment, no inherited descriptor, rlimits, and a parent-death signal.
+//!
+//! Host side (`Lease`, `BoxDir`, `sweep`) and child side (`Plan::apply`, run between fork and
+//! exec) live here; the grader decides what to put in a box, this module only builds it. Every
+//! failure in the child is reported on the exec gate as (step, errno), so nothing can hang there.
+//!
+//! State lives in /run/ipclab (root, 0711): `leases/<uid>` (flock held by the owner, its pid
+//! inside), `box-<uid>` (the tmpfs mount), `refs-<pid>` (execute-only copies of the reference
+//! programs a contract runs). A box whose owner is gone — even after SIGKILL — is found by its
+//! free lock or dead pid and removed by the next `sweep` (every `ipclab grade`, `ipclab clean`).
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The uids ipclab leases to boxes, one per concurrent box.
+pub const UID_FIRST: u32 = 61000;
+pub const UID_LAST: u32 = 61999;
+pub const STATE: &str = "/run/ipclab";
+
+/// Bit numbers in CapEff (linux/capability.h).
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this process holds a capability in its effective set.
+pub fn has_cap(bit: u32) -> bool {
+    let Ok(st) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    st.lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|m| m & (1 << bit) != 0)
+}
+
+/// What this process can build: a full box needs root with CAP_SYS_ADMIN (mounts, namespaces,
+/// cgroups) and CAP_SETUID/SETGID (the uid drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Powers {
+    pub drop_uid: bool,
+    pub namespaces: bool,
+}
+
+pub fn powers() -> Powers {
+    let root = nix::unistd::geteuid().is_root();
+    Powers {
+        drop_uid: root && has_cap(CAP_SETUID) && has_cap(CAP_SETGID),
+        namespaces: root && has_cap(CAP_SYS_ADMIN),
+    }
+}
+
+fn state_dir(sub: &str) -> Result<PathBuf> {
+    let top = Path::new(STATE);
+    for d in [top.to_path_buf(), top.join(sub)] {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&e, "mkdir", d.display()).with_code(3)),
+        }
+        // Refuse a planted link or a directory someone else owns.
+        let md = std::fs::symlink_metadata(&d).map_err(|e| Error::io(&e, "lstat", d.display()))?;
+        if !md.is_dir() || std::os::unix::fs::MetadataExt::uid(&md) != 0 {
+            return Err(Error::runtime(format!(
+                "{} is not a directory owned by root: refusing to use it",
+                d.display()
+            ))
+            .with_code(3));
+        }
+        let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711));
+    }
+    Ok(top.join(sub))
+}
+
+/// A uid held for one box (or several boxes in turn) while this lease lives.
+pub struct Lease {
+    uid: u32,
+    _lock: Flock<File>,
+}
+
+impl Lease {
+    /// The first free uid of the range: its lock free, no passwd entry, no process running as it.
+    /// Whatever a dead owner left under that uid is removed first.
+    pub fn claim() -> Result<Lease> {
+        let dir = state_dir("leases")?;
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let taken: std::collections::BTreeSet<u32> = passwd
+            .lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect();
+        let running = uids_running();
+        for uid in UID_FIRST..=UID_LAST {
+            if taken.contains(&uid) {
+                continue;
+            }
+            let Some(lock) = try_lock(&dir.join(uid.to_string()))? else {
+                continue;
+            };
+            // A dead owner's box (its processes, mount, cgroups) goes before the uid is reused.
+            remove_box_of(uid);
+            if running.contains(&uid) && uids_running().contains(&uid) {
+                continue;
+            }
+            let lease = Lease { uid, _lock: lock };
+            lease.write_owner();
+            return Ok(lease);
+        }
+        Err(Error::runtime(format!(
+            "no free uid in {UID_FIRST}..={UID_LAST} for a grading box"
+        ))
+        .with_code(3))
+    }
+
+    /// A uid whose lease the parent process holds (batch grading hands each job its slot's).
+    pub fn check_held_by_parent(uid: u32) -> Result<()> {
+        if !(UID_FIRST..=UID_LAST).contains(&uid) {
+            return Err(Error::usage(format!(
+                "--uid {uid}: only a leased box uid ({UID_FIRST}..={UID_LAST})"
+            )));
+        }
+        let path = Path::new(STATE).join("leases").join(uid.to_string());
+        let owner: Option<i32> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().strip_prefix("pid ")?.parse().ok());
+        let parent = nix::unistd::getppid().as_raw();
+        let locked = try_lock(&path).ok().is_some_and(|l| l.is_none());
+        if owner == Some(parent) && locked {
+            Ok(())
+        } else {
+            Err(Error::usage(format!(
+                "--uid {uid}: its lease is not held by the calling ipclab"
+            )))
+        }
+    }
+
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    fn write_owner(&self) {
+        use std::io::{Seek, Write};
+        let mut f: &File = &self._lock;
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = writeln!(f, "pid {}", std::process::id());
+    }
+}
+
+/// Ok(Some(lock)) if we got the lock, Ok(None) if someone holds it.
+fn try_lock(path: &Path) -> Result<Option<Flock<File>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(&e, "open", path.display()).with_code(3))?;
+    match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(Error::sys(e, "flock", path.display()).with_code(3)),
+    }
+}
+
+fn uids_running() -> std::collections::BTreeSet<u32> {
+    crate::inspect::all()
+        .iter()
+        .filter_map(|p| {
+            std::fs::metadata(format!("/proc/{}", p.pid))
+                .ok()
+                .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        })
+        .collect()
+}
+
+/// Kills every process of `uid` and removes its box mount: only ever for a leased uid whose lock
+/// we hold, so nothing else runs as it.
+fn remove_box_of(uid: u32) {
+    for _ in 0..50 {
+        let mut any = false;
+        for p in crate::inspect::all() {
+            let owned = std::fs::metadata(format!("/proc/{}", p.pid))
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid);
+            if owned && !p.is_zombie() {
+                any = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p.pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if !any {
+            break;
+        }
+        let _ = crate::signals::poll_fds(&[], Some(std::time::Duration::from_millis(10)));
+    }
+    let b = Path::new(STATE).join(format!("box-{uid}"));
+    if b.exists() {
+        let _ = nix::mount::umount2(&b, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&b);
+    }
+}
+
+/// Removes what dead owners left: boxes of leases nobody holds, `refs-<pid>` and
+/// `/tmp/ipclab-grade-<pid>-*` of dead pids, cgroups `ipclab-grade-<pid>-*` of dead pids (killing
+/// their members first). Leases marked `persistent` (host boxes) are left to their owner's
+/// teardown. Returns one line per thing removed.
+pub fn sweep() -> Vec<String> {
+    let mut done = Vec::new();
+    let dead = |pid: i32| pid > 0 && !owner_alive(pid);
+    if nix::unistd::geteuid().is_root() {
+        if let Ok(rd) = std::fs::read_dir(Path::new(STATE).join("leases")) {
+            for e in rd.flatten() {
+                let Some(uid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                    continue;
+                };
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if text.contains("persistent") {
+                    continue;
+                }
+                let Ok(Some(_lock)) = try_lock(&e.path()) else {
+                    continue;
+                };
+                let b = Path::new(STATE).join(format!("box-{uid}"));
+                if b.exists() || uids_running().contains(&uid) {
+                    remove_box_of(uid);
+                    done.push(format!("removed the box of uid {uid} (its grader is gone)"));
+                }
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(STATE) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = n.strip_prefix("refs-").and_then(|p| p.parse().ok()) {
+                    if dead(pid) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                        done.push(format!("removed {}", e.path().display()));
+                    }
+                }
+            }
+        }
+        for base in [
+            "/sys/fs/cgroup/pids",
+            "/sys/fs/cgroup/freezer",
+            "/sys/fs/cgroup",
+        ] {
+            let Ok(rd) = std::fs::read_dir(base) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let pid = n
+                    .strip_prefix("ipclab-grade-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse().ok());
+                if pid.is_some_and(dead) {
+                    kill_cgroup(&e.path());
+                    if std::fs::remove_dir(e.path()).is_ok() {
+                        done.push(format!("removed cgroup {}", e.path().display()));
+                    }
+                }
+            }
+        }
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if let Ok(rd) = std::fs::read_dir("/tmp") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let pid = n
+                .strip_prefix("ipclab-grade-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse().ok());
+            let ours = std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) == me);
+            if ours && pid.is_some_and(dead) {
+                let _ = std::fs::remove_dir_all(e.path());
+                done.push(format!("removed {}", e.path().display()));
+            }
+        }
+    }
+    done
+}
+
+/// An ipclab process with this pid still runs (a reused pid running something else does not count).
+fn owner_alive(pid: i32) -> bool {
+    crate::inspect::info(pid).is_some_and(|i| !i.is_zombie() && i.comm.starts_with("ipclab"))
+}
+
+/// Every member of a cgroup killed, none able to fork meanwhile: cgroup.kill (v2), or freeze,
+/// kill, thaw (v1 freezer; the pids hierarchy alone cannot stop a fork race).
+pub fn kill_cgroup(dir: &Path) {
+    if dir.join("cgroup.kill").exists() {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        return;
+    }
+    let freezer = dir.join("freezer.state");
+    let frozen = freezer.exists() && std::fs::write(&freezer, "FROZEN").is_ok();
+    if frozen {
+        for _ in 0..200 {
+            if std::fs::read_to_string(&freezer).is_ok_and(|s| s.trim() == "FROZEN") {
+                break;
+            }
+            let _ = crate::signals::poll_fds(&[], Some(std::time::Duration::from_millis(1)));
+        }
+    }
+    for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    if frozen {
+        let _ = std::fs::write(&freezer, "THAWED");
+    }
+}
+
+/// The directories of one box, as the host sees them (inside, `tmp` is /tmp and `shm` /dev/shm).
+pub struct BoxDir {
+    pub root: PathBuf,
+    /// A tmpfs mounted by us (root), else a temporary directory in /tmp.
+    pub mounted: bool,
+    pub size_mb: u64,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl BoxDir {
+    /// A fresh box: `/run/ipclab/box-<uid>` on its own tmpfs of `size_mb` (root with
+    /// CAP_SYS_ADMIN), else `/tmp/ipclab-grade-<pid>-XXXX` on the shared disk.
+    pub fn new(uid: Option<u32>, mount: bool, size_mb: u64) -> Result<BoxDir> {
+        let h = |e: Error| e.with_code(3);
+        if let (Some(uid), true) = (uid, mount) {
+            let root = state_dir("")?.join(format!("box-{uid}"));
+            if root.exists() {
+                // The lease is ours: what is there is a dead owner's.
+                remove_box_of(uid);
+            }
+            std::fs::create_dir(&root).map_err(|e| h(Error::io(&e, "mkdir", root.display())))?;
+            let opts = format!("size={size_mb}m,mode=0711,nr_inodes=65536");
+            if let Err(e) = nix::mount::mount(
+                Some("ipclab-box"),
+                &root,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                Some(opts.as_str()),
+            ) {
+                let _ = std::fs::remove_dir(&root);
+                return Err(h(Error::sys(e, "mount tmpfs", root.display())));
+            }
+            let b = BoxDir {
+                root,
+                mounted: true,
+                size_mb,
+                temp: None,
+            };
+            for (d, mode, owner) in [
+                ("cwd", 0o700, Some(uid)),
+                ("dir", 0o700, Some(uid)),
+                ("tmp", 0o1777, None),
+                ("shm", 0o1777, None),
+                ("etc", 0o755, None),
+                ("mnt", 0o700, None),
+            ] {
+                b.mkdir(d, mode, owner)?;
+            }
+            return Ok(b);
+        }
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("ipclab-grade-{}-", std::process::id()))
+            .tempdir_in("/tmp")
+            .map_err(|e| h(Error::io(&e, "mkdir", "/tmp/ipclab-grade-*")))?;
+        // 0711: the box's uid may traverse to its own directories, not list ours.
+        let _ = std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o711));
+        let b = BoxDir {
+            root: temp.path().to_path_buf(),
+            mounted: false,
+            size_mb,
+            temp: Some(temp),
+        };
+        b.mkdir("cwd", 0o700, uid)?;
+        b.mkdir("dir", 0o700, uid)?;
+        Ok(b)
+    }
+
+    fn mkdir(&self, name: &str, mode: u32, owner: Option<u32>) -> Result<()> {
+        let d = self.root.join(name);
+        std::fs::create_dir(&d).map_err(|e| Error::io(&e, "mkdir", d.display()).with_code(3))?;
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io(&e, "chmod", d.display()).with_code(3))?;
+        if let Some(u) = owner {
+            nix::unistd::chown(&d, Some(u.into()), Some(u.into()))
+                .map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
+        }
+        Ok(())
+    }
+
+    pub fn cwd(&self) -> PathBuf {
+        self.root.join("cwd")
+    }
+    pub fn dir(&self) -> PathBuf {
+        self.root.join("dir")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn shm(&self) -> PathBuf {
+        self.root.join("shm")
+    }
+
+    /// passwd and group with the box's user (ssh, sshd and OpenMPI refuse a nameless uid).
+    pub fn write_identity(&self, uid: u32, name: &str) -> Result<()> {
+        let add = |file: &str, line: String| -> Result<()> {
+            let mut text = std::fs::read_to_string(format!("/etc/{file}")).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&line);
+            let p = self.root.join("etc").join(file);
+            std::fs::write(&p, text).map_err(|e| Error::io(&e, "write", p.display()).with_code(3))
+        };
+        add(
+            "passwd",
+            format!(
+                "{name}:x:{uid}:{uid}:ipclab box:{}:/bin/sh\n",
+                self.cwd().display()
+            ),
+        )?;
+        add("group", format!("{name}:x:{uid}:\n"))
+    }
+
+    /// A staging mount point for the `k`-th exposed directory (see `Plan`).
+    pub fn stage(&self, k: usize) -> Result<PathBuf> {
+        let d = self.root.join("mnt").join(k.to_string());
+        std::fs::create_dir(&d).map_err(|e| Error::io(&e, "mkdir", d.display()).with_code(3))?;
+        Ok(d)
+    }
+
+    /// Entries of a box directory, for the leftover report (host view).
+    pub fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Bytes in use on the box's tmpfs.
+    pub fn used_bytes(&self) -> u64 {
+        nix::sys::statvfs::statvfs(&self.root)
+            .map(|s| (s.blocks() - s.blocks_free()) * s.fragment_size())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for BoxDir {
+    fn drop(&mut self) {
+        if self.mounted {
+            // Lazy: a process we failed to kill cannot keep the box alive for the next owner.
+            let _ = nix::mount::umount2(&self.root, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir_all(&self.root);
+        } else if let Some(t) = self.temp.take() {
+            let _ = t.close();
+        }
+    }
+}
+
+/// Execute-only copies (0111, root) of the reference programs a box must run: a copy cannot be
+/// read, and exec of an unreadable file makes the process non-dumpable, so no one of the box can
+/// read it through /proc or ptrace either. Removed on drop (or by `sweep` after a SIGKILL).
+pub struct Refs {
+    pub dir: PathBuf,
+}
+
+impl Refs {
+    pub fn new() -> Result<Refs> {
+        let dir = state_dir("")?.join(format!("refs-{}", std::process::id()));
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| Error::io(&e, "mkdir", dir.display()).with_code(3))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::io(&e, "chmod", dir.display()).with_code(3))?;
+        Ok(Refs { dir })
+    }
+
+    /// Copies `src` in with `mode` (0111 for programs, 0444 for a preloaded library).
+    pub fn add(&self, src: &Path, mode: u32) -> Result<PathBuf> {
+        let name = src.file_name().unwrap_or_default();
+        let dst = self.dir.join(name);
+        if !dst.exists() {
+            std::fs::copy(src, &dst)
+                .map_err(|e| Error::io(&e, "copy", dst.display()).with_code(3))?;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(&e, "chmod", dst.display()).with_code(3))?;
+        }
+        Ok(dst)
+    }
+}
+
+impl Drop for Refs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One mount operation the child performs in its new mount namespace, in order.
+#[derive(Debug, Clone)]
+pub enum MountOp {
+    /// Nothing we mount propagates back to the host.
+    Private,
+    Bind {
+        src: CString,
+        dst: CString,
+        recursive: bool,
+    },
+    /// A small empty tmpfs over a directory to hide (made read-only by `Seal`).
+    Hide {
+        dst: CString,
+    },
+    /// `mkdir -p` (mount points inside a hidden directory or the box's /tmp).
+    Mkdirs {
+        path: CString,
+    },
+    Move {
+        src: CString,
+        dst: CString,
+    },
+    ReadOnly {
+        dst: CString,
+        bind: bool,
+    },
+}
+
+/// Everything the child does between fork and exec, prepared by the parent (no allocation needed
+/// in the child beyond what is here; the grader is single-threaded anyway).
+pub struct Plan {
+    pub stdout: i32,
+    pub stderr: i32,
+    /// Write end of the gate: (step, errno) on failure, a READY record once namespaces exist.
+    pub gate: i32,
+    /// Read end of the go pipe: the parent writes once it has attached and placed us.
+    pub go: i32,
+    pub cwd: CString,
+    pub run_as: Option<(u32, u32)>,
+    pub netns: bool,
+    pub ipcns: bool,
+    pub mounts: Vec<MountOp>,
+    pub cpu_secs: u64,
+    pub nproc: Option<u64>,
+    pub file_size: u64,
+    pub address_space: Option<u64>,
+}
+
+/// Steps of the child's setup, as reported on the gate (index = code).
+pub const STEPS: &[&str] = &[
+    "ready",
+    "setsid",
+    "open /dev/null",
+    "dup2",
+    "unshare(CLONE_NEWNET)",
+    "unshare(CLONE_NEWIPC)",
+    "unshare(CLONE_NEWNS)",
+    "mount",
+    "setrlimit",
+    "chdir",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "prctl(PR_SET_PDEATHSIG)",
+    "read go",
+    "close_range",
+    "execve",
+];
+
+fn step(name: &str) -> u32 {
+    STEPS.iter().position(|s| *s == name).unwrap_or(0) as u32
+}
+
+/// Reports (step, errno) on the gate and `_exit`s: the parent is reading the gate.
+fn fail(gate: i32, name: &str, e: Errno) -> ! {
+    let rec = [step(name).to_ne_bytes(), (e as i32).to_ne_bytes()].concat();
+    // Safety: write(2) and _exit(2) in the forked child; no unwinding.
+    unsafe {
+        libc::write(gate, rec.as_ptr().cast(), rec.len());
+        libc::_exit(127)
+    }
+}
+
+fn check(gate: i32, name: &str, r: std::result::Result<(), Errno>) {
+    if let Err(e) = r {
+        fail(gate, name, e)
+    }
+}
+
+impl Plan {
+    /// In the forked child: the whole setup, then execve. Never returns.
+    pub fn apply_and_exec(&self, path: &CString, argv: &[CString], env: &[CString]) -> ! {
+        use nix::sys::resource::{setrlimit, Resource};
+        let g = self.gate;
+        check(g, "setsid", nix::unistd::setsid().map(|_| ()));
+        // Safety: descriptor juggling on this child's own table.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if null < 0 || libc::dup2(null, 0) < 0 {
+                fail(g, "open /dev/null", Errno::last());
+            }
+            if libc::dup2(self.stdout, 1) < 0 || libc::dup2(self.stderr, 2) < 0 {
+                fail(g, "dup2", Errno::last());
+            }
+        }
+        use nix::sched::{unshare, CloneFlags};
+        if self.netns {
+            check(
+                g,
+                "unshare(CLONE_NEWNET)",
+                unshare(CloneFlags::CLONE_NEWNET),
+            );
+            loopback_up();
+        }
+        if self.ipcns {
+            check(
+                g,
+                "unshare(CLONE_NEWIPC)",
+                unshare(CloneFlags::CLONE_NEWIPC),
+            );
+        }
+        if !self.mounts.is_empty() {
+            check(g, "unshare(CLONE_NEWNS)", unshare(CloneFlags::CLONE_NEWNS));
+            for op in &self.mounts {
+                check(g, "mount", mount_op(op));
+            }
+        }
+        let ready = [step("ready").to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+        // Safety: write(2) of our record on the gate.
+        unsafe { libc::write(g, ready.as_ptr().cast(), ready.len()) };
+        let lim = |r, v: u64| setrlimit(r, v, v);
+        check(
+            g,
+            "setrlimit",
+            setrlimit(Resource::RLIMIT_CPU, self.cpu_secs, self.cpu_secs + 1),
+        );
+        check(g, "setrlimit", lim(Resource::RLIMIT_CORE, 0));
+        check(g, "setrlimit", lim(Resource::RLIMIT_FSIZE, self.file_size));
+        if let Some(n) = self.nproc {
+            check(g, "setrlimit", lim(Resource::RLIMIT_NPROC, n));
+        }
+        if let Some(a) = self.address_space {
+            check(g, "setrlimit", lim(Resource::RLIMIT_AS, a));
+        }
+        // Safety: chdir to a NUL-terminated path we own.
+        if unsafe { libc::chdir(self.cwd.as_ptr()) } != 0 {
+            fail(g, "chdir", Errno::last());
+        }
+        if let Some((uid, gid)) = self.run_as {
+            check(g, "setgroups", nix::unistd::setgroups(&[]));
+            check(g, "setgid", nix::unistd::setgid(gid.into()));
+            check(g, "setuid", nix::unistd::setuid(uid.into()));
+        }
+        // After the uid change, which clears it: the box's first process dies with the grader.
+        // Safety: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            fail(g, "prctl(PR_SET_PDEATHSIG)", Errno::last());
+        }
+        let mut b = [0u8; 1];
+        // Safety: read(2) into our buffer.
+        if unsafe { libc::read(self.go, b.as_mut_ptr().cast(), 1) } != 1 {
+            fail(g, "read go", Errno::last());
+        }
+        // Nothing the grader holds passes on: every descriptor above 2 closes at exec (the gate
+        // included, which is how the grader learns that exec succeeded).
+        // Safety: close_range(2) with CLOSE_RANGE_CLOEXEC on our own table.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        } != 0
+        {
+            fail(g, "close_range", Errno::last());
+        }
+        let e = match nix::unistd::execve(path, argv, env) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        fail(g, "execve", e)
+    }
+}
+
+fn mount_op(op: &MountOp) -> std::result::Result<(), Errno> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    match op {
+        MountOp::Private => mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none),
+        MountOp::Bind {
+            src,
+            dst,
+            recursive,
+        } => {
+            let mut f = MsFlags::MS_BIND;
+            if *recursive {
+                f |= MsFlags::MS_REC;
+            }
+            mount(Some(src.as_c_str()), dst.as_c_str(), none, f, none)
+        }
+        MountOp::Hide { dst } => mount(
+            Some("ipclab-hidden"),
+            dst.as_c_str(),
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=64k,nr_inodes=256,mode=0755"),
+        ),
+        MountOp::Mkdirs { path } => {
+            let bytes = path.as_bytes();
+            for (i, _) in bytes
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| **b == b'/' && *i > 0)
+            {
+                mkdir_one(&bytes[..i])?;
+            }
+            mkdir_one(bytes)
+        }
+        MountOp::Move { src, dst } => mount(
+            Some(src.as_c_str()),
+            dst.as_c_str(),
+            none,
+            MsFlags::MS_MOVE,
+            none,
+        ),
+        MountOp::ReadOnly { dst, bind } => {
+            let mut f = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+            if *bind {
+                f |= MsFlags::MS_BIND;
+            } else {
+                f |= MsFlags::MS_NODEV;
+            }
+            mount(none, dst.as_c_str(), none, f, none)
+        }
+    }
+}
+
+fn mkdir_one(p: &[u8]) -> std::result::Result<(), Errno> {
+    let c = CString::new(p).map_err(|_| Errno::EINVAL)?;
+    // Safety: mkdir(2) on a NUL-terminated path.
+    if unsafe { libc::mkdir(c.as_ptr(), 0o755) } == 0 {
+        return Ok(());
+    }
+    match Errno::last() {
+        Errno::EEXIST => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// `ip link set lo up` in a fresh network namespace (SIOCSIFFLAGS).
+fn loopback_up() {
+    // Safety: a datagram socket and an ifreq we own; errors leave lo down, which only matters
+    // to programs that use the network.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut req) == 0 {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            libc::ioctl(s, libc::SIOCSIFFLAGS, &req);
+        }
+        libc::close(s);
+    }
+}
+
+/// System V objects in the IPC namespace of `ns` (an fd of /proc/PID/ns/ipc): entered for the
+/// read, then left for our own. Lines "shm KEY ID", "msg ...", "sem ...".
+pub fn sysv_objects(ns: &std::os::fd::OwnedFd) -> Vec<String> {
+    use nix::sched::{setns, CloneFlags};
+    let Ok(own) = File::open("/proc/self/ns/ipc") else {
+        return Vec::new();
+    };
+    if setns(ns, CloneFlags::CLONE_NEWIPC).is_err() {
+        return Vec::new();
+    }
+    let mut v = Vec::new();
+    for kind in ["shm", "msg", "sem"] {
+        let text = std::fs::read_to_string(format!("/proc/sysvipc/{kind}")).unwrap_or_default();
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() >= 2 {
+                v.push(format!("SysV {kind} key {} id {}", f[0], f[1]));
+            }
+        }
+    }
+    let _ = setns(&own, CloneFlags::CLONE_NEWIPC);
+    v
+}
+
+/// The fixed environment of a box: PATH, HOME, LANG, USER/LOGNAME, then the caller's extras.
+pub fn environment(home: &Path, user: &str, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), home.display().to_string()),
+        ("LANG".to_string(), "C.UTF-8".to_string()),
+        ("USER".to_string(), user.to_string()),
+        ("LOGNAME".to_string(), user.to_string()),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
