@@ -141,8 +141,8 @@ fn run_autograder(lab: u32, runs: u32) -> String {
     format!(
         r#"#!/bin/sh
 # Gradescope runs this for each submission, as root: the submission's entry point is found and
-# graded by ipclab (which runs it as uid 65534, in its own session, network namespace and pids
-# cgroup), and results.json written. AUTOGRADER_ROOT lets a test run it elsewhere.
+# graded by ipclab (in its box: a leased uid, its own namespaces, tmpfs and cgroup; see the
+# README's "The box"), and results.json written. AUTOGRADER_ROOT lets a test run it elsewhere.
 set -u
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 BIN="$ROOT/source/bin"
@@ -280,7 +280,7 @@ fn grade_sh(lab: u32, runs: u32) -> String {
     format!(
         r#"#!/bin/sh
 # Grades the repository's submission once: ipclab-report.json (read by check.py, one step per
-# check) and ipclab-junit.xml. Run as root (sudo) so the grader can drop to uid 65534.
+# check) and ipclab-junit.xml. Run as root (sudo) so the grader can build its box.
 set -u
 BIN="$(cd "$(dirname "$0")" && pwd)"
 TOP="$PWD"

@@ -131,10 +131,9 @@ fn grade_class_of_twenty_in_parallel() {
     ));
     let _cleanup = RemoveOnDrop(results.clone());
     let csv = std::fs::read_to_string(results.join("class-summary.csv")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(results.join("class-summary.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("class-summary.json")).unwrap())
+            .unwrap();
     assert_eq!(json["students"].as_array().unwrap().len(), 20);
     assert_eq!(csv.lines().count(), 21, "{csv}");
     for (who, _, _, want) in &subs {

@@ -65,7 +65,7 @@ fn machine_clean() {
         .into_iter()
         .filter(|p| {
             std::fs::metadata(format!("/proc/{}", p.pid))
-                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == NOBODY)
+                .is_ok_and(|m| (61000..=61999).contains(&std::os::unix::fs::MetadataExt::uid(&m)))
         })
         .filter(|p| {
             p.comm.starts_with("python") || p.comm.starts_with("pingpong") || p.comm == "lab2c"
@@ -361,9 +361,7 @@ fn grade_lab2_bad_usage_and_unrunnable_implementations() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{err}");
         assert!(
-            err.contains("cannot exec")
-                && err.contains(&format!("as uid {NOBODY}"))
-                && err.contains("EACCES"),
+            err.contains("cannot exec") && err.contains("as uid 61") && err.contains("EACCES"),
             "{err}"
         );
     }

@@ -386,9 +386,12 @@ pub fn run_scripted(
         .map(|p| p.pid)
         .filter(|p| *p != child.as_raw())
         .collect();
+    // /proc/PID/fd and maps name files as the box sees them: the alias, when the box's view of
+    // the watched directory differs from ours (lab 1's /dev/shm).
     let dir_prefix = l
-        .watch_dir
+        .watch_alias
         .as_ref()
+        .or(l.watch_dir.as_ref())
         .map(|d| format!("{}/{}", d.display(), l.watch_prefix));
 
     // Output pipes at end of file are no longer polled: a closed stdout must not wake us forever.

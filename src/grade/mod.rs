@@ -98,15 +98,18 @@ pub fn grade(o: &Options) -> Result<i32> {
     let seed = o.seed.unwrap_or_else(rand::random);
     // SIGINT, SIGTERM, SIGHUP end the box, clean up and exit 128 + signal (see `interrupted`).
     crate::signals::watch_interrupts()?;
-    // What a grader killed by SIGKILL left (its box, cgroups, scratch) goes first.
-    for line in crate::sandbox::sweep() {
-        eprintln!("ipclab: {line}");
-    }
+    // What a grader killed by SIGKILL left (its box, cgroups, scratch) goes first; `ipclab
+    // clean` does the same and says what it removed.
+    let _ = crate::sandbox::sweep();
     if let Some(dir) = &o.submissions {
         return grade_class(o, &specs, dir, seed);
     }
     // Orphans of the implementation come to us, not to PID 1: that is how we see them.
     crate::process::set_child_subreaper().map_err(|e| e.with_code(3))?;
+    // Not dumpable: a program running as our own uid (a normal user's grader) can neither
+    // ptrace us nor read our memory through /proc.
+    // Safety: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut ctx = boxed::Ctx::new(o.uid, &o.hide)?;
     let mut reports = Vec::new();
     for s in &specs {
@@ -754,11 +757,7 @@ fn run_lab6(
                 c.detail
             ));
         }
-        let path = PathBuf::from(format!("target/grade/lab6-seed-{rs}.txt"));
-        std::fs::create_dir_all("target/grade")
-            .ok()
-            .and_then(|_| std::fs::write(&path, t).ok())
-            .map(|_| path.display().to_string())
+        write_transcript(&format!("lab6-seed-{rs}.txt"), &t)
     } else {
         None
     };
@@ -929,12 +928,10 @@ fn save_transcript(
     for (at, line) in &out.stdout_lines {
         let _ = writeln!(t, "{:>9.3} ms  {line}", at.as_secs_f64() * 1e3);
     }
-    let _ = writeln!(
-        t,
-        "\n-- stderr ({} bytes)\n{}",
-        out.stderr_bytes,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let _ = writeln!(t, "\n-- stderr ({} bytes)", out.stderr_bytes);
+    for line in out.stderr.split(|b| *b == b'\n') {
+        let _ = writeln!(t, "{}", harness::clip_line(line, 0));
+    }
     let _ = writeln!(
         t,
         "-- processes (pid, parent, born ms, exited ms, exe, files of DIR held)"
@@ -954,10 +951,31 @@ fn save_transcript(
         );
     }
     let _ = writeln!(t, "\n-- DIR events\n{:?}", out.dir_events);
+    write_transcript(&format!("lab{lab}-seed-{seed}.txt"), &t)
+}
+
+/// target/grade/NAME under the grader's cwd (batch mode: the student's results directory),
+/// never through a symbolic link.
+fn write_transcript(name: &str, text: &str) -> Option<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = PathBuf::from("target/grade");
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join(format!("lab{lab}-seed-{seed}.txt"));
-    std::fs::write(&path, t).ok()?;
+    for d in [Path::new("target"), dir.as_path()] {
+        let _ = std::fs::create_dir(d);
+        if !std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
+    }
+    let path = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    f.write_all(text.as_bytes()).ok()?;
     Some(path.display().to_string())
 }
 
