@@ -323,6 +323,14 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
     // the reference (they exec each other), the supervisor alone beside an implementation.
     if ctx.refs.is_some() {
         let mut names: Vec<String> = c.supervisor.iter().cloned().collect();
+        // The supervisor looks for its own lab's programs beside it (lab 3's servers).
+        if let Some(sup) = &c.supervisor {
+            for other in spec::all()? {
+                if other.lab.binaries.contains(sup) {
+                    names.extend(other.lab.binaries.iter().cloned());
+                }
+            }
+        }
         if o.impl_cmd.is_none() {
             names.extend(s.lab.binaries.iter().cloned());
             names.extend(c.roles.iter().cloned());
