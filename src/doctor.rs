@@ -106,6 +106,16 @@ pub fn examine() -> Vec<Finding> {
             "warn",
             "grading: root without CAP_SETUID/CAP_SETGID: programs would run as root".into(),
         );
+    } else if powers.userns {
+        push(
+            "ok",
+            "grading as a normal user: the program runs as you in its own user, PID, network and \
+             IPC namespaces (kill(-1) reaches only the box, which sees no other process to \
+             name; loopback only), bounded by rlimits, with a fixed environment and no \
+             inherited descriptor, under a grader it cannot ptrace; no own uid, no cgroup, \
+             shared /tmp and /dev/shm, the checkout visible (grade as root for the full box)"
+                .into(),
+        );
     } else {
         push(
             "warn",

@@ -108,7 +108,6 @@ fn box_gone(uid: Option<u32>, grader: Option<u32>) {
                         .map(|e| e.file_name().to_string_lossy().into_owned())
                         .filter(|n| {
                             n.starts_with(&format!("ipclab-grade-{g}-"))
-                                || *n == format!("refs-{g}")
                                 || n.starts_with(&format!("ipclab-stage-{g}-"))
                         })
                         .collect()
@@ -456,7 +455,7 @@ fn hostile_failure_before_exec_is_reported_not_hung() {
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}{}", text(&out.stderr));
     assert!(
-        s.contains("namespaces: none (needs root with CAP_SYS_ADMIN)"),
+        s.contains("namespaces: none (needs root with CAP_SYS_ADMIN"),
         "{s}"
     );
 }
@@ -581,6 +580,29 @@ fn hostile_normal_user_gets_the_weaker_box() {
         .join(v["runs"][0]["transcript"].as_str().unwrap());
     let t = std::fs::read_to_string(t).unwrap();
     assert!(t.contains("FINDING ptrace-grader=EPERM"), "{t}");
+    // kill(-1) inside the box's PID namespace reaches nothing outside: not the grader, not
+    // another process of the same uid.
+    let mut bystander = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let (code, v, err) = as_user("kill-all");
+    let alive = ipclab::inspect::info(bystander.id() as i32).is_some_and(|i| !i.is_zombie());
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    assert_eq!(code, Some(1), "the grader did not survive kill(-1): {err}");
+    assert!(alive, "kill(-1) reached a process outside the box");
+    assert!(
+        format!("{}", v["protections"]).contains("PID (the box's own init"),
+        "{}",
+        v["protections"]
+    );
     let (_, v, _) = as_user("file-size");
     let t = world
         .path()

@@ -77,7 +77,7 @@ impl Ctx {
             }
         }
         let refs = if powers.namespaces {
-            Some(Refs::new()?)
+            Some(Refs::new(&exe_dir)?)
         } else {
             None
         };
@@ -258,9 +258,11 @@ impl Ctx {
         if self.powers.namespaces {
             v.push("network: a fresh namespace, loopback only".into());
             v.push("IPC: a fresh namespace (System V objects and POSIX queues die with it)".into());
-        } else {
+        } else if !self.powers.userns {
             v.push(
-                "namespaces: none (needs root with CAP_SYS_ADMIN): shared network and IPC".into(),
+                "namespaces: none (needs root with CAP_SYS_ADMIN, or user namespaces): shared \
+                 network and IPC"
+                    .into(),
             );
         }
         if mounted {

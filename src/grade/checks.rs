@@ -318,15 +318,7 @@ fn who(pid: i32, named: &[i32], role: &str) -> String {
 
 /// Names in a directory, sorted (what a run left in DIR).
 pub fn dir_entries(dir: &std::path::Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    crate::sandbox::BoxDir::entries(dir)
 }
 
 /// What the processes last said on stderr, quoted: the first line naming a starter kit's

@@ -56,6 +56,9 @@ pub struct Launch {
     /// Private network and IPC namespaces (root with CAP_SYS_ADMIN).
     pub netns: bool,
     pub ipcns: bool,
+    /// A normal user's box (user, PID, network, IPC namespaces) where the kernel allows it;
+    /// only for traced runs that keep nothing running after main (not lab 6's daemon).
+    pub user_pid_ns: bool,
     /// The box's mount namespace, as operations the child performs (empty: none).
     pub mounts: Vec<crate::sandbox::MountOp>,
     /// RLIMIT_FSIZE, and RLIMIT_AS where no memory cgroup bounds the box.
@@ -263,6 +266,20 @@ pub fn run_scripted(
         .collect();
     let cwd = CString::new(l.cwd.as_os_str().as_encoded_bytes())
         .map_err(|_| herr("NUL in cwd".into()))?;
+    let user_pid_ns = l.user_pid_ns && l.use_ptrace && !l.keep_survivors;
+    if l.user_pid_ns && !user_pid_ns {
+        out.protections.push(
+            "namespaces: none for this run (untraced, or a daemon must outlive its launcher)"
+                .into(),
+        );
+    }
+    if user_pid_ns {
+        out.protections.push(
+            "namespaces: user (identity map), PID (the box's own init; kill(-1) reaches only the \
+             box), network (loopback only), IPC"
+                .into(),
+        );
+    }
     // The gate carries (step, errno) records from the child; it closes at exec (CLOEXEC).
     let (gate_r, gate_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| herr(format!("pipe: {e}")))?;
@@ -273,8 +290,9 @@ pub fn run_scripted(
         go: go_r.as_raw_fd(),
         cwd,
         run_as: l.run_as,
-        netns: l.netns,
-        ipcns: l.ipcns,
+        netns: l.netns || user_pid_ns,
+        ipcns: l.ipcns || user_pid_ns,
+        user_pid_ns,
         mounts: l.mounts.clone(),
         cpu_secs: l.cpu_secs,
         nproc: nproc_limit,
@@ -296,6 +314,7 @@ pub fn run_scripted(
     drop((out_w, err_w, go_r, gate_w));
     out.main_pid = child.as_raw();
     let gate_r = std::fs::File::from(gate_r);
+    let forked = child;
     let fail = |msg: String| {
         // Not exec'd: kill it and reap it (resuming it through any ptrace stop) before we say why.
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
@@ -303,17 +322,16 @@ pub fn run_scripted(
         herr(msg)
     };
     // The child has made its namespaces (or failed) when its first record arrives.
-    let ipc_ns = match read_gate(&gate_r, child) {
-        GateRecord::Step(0) => {
-            if l.ipcns {
-                std::fs::File::open(format!("/proc/{child}/ns/ipc"))
-                    .ok()
-                    .map(OwnedFd::from)
-            } else {
-                None
-            }
+    let (ipc_ns, ns_main) = match read_gate(&gate_r, child) {
+        GateRecord::Ready(m) => {
+            let who = if m > 0 { m } else { child.as_raw() };
+            let ns = l
+                .ipcns
+                .then(|| std::fs::File::open(format!("/proc/{who}/ns/ipc")).ok())
+                .flatten()
+                .map(OwnedFd::from);
+            (ns, (m > 0).then_some(Pid::from_raw(m)))
         }
-        GateRecord::Step(_) => None,
         GateRecord::Failed(step, e) => return Err(fail(setup_failure(l, step, e))),
         GateRecord::Died(why) => {
             return Err(fail(format!("the box's first process {why} before exec")))
@@ -323,6 +341,14 @@ pub fn run_scripted(
         }
     };
 
+    // A normal user's box: the child we forked stays outside the PID namespace, waiting for its
+    // init; main is that init's child. Everything below judges main; the helper is ended last.
+    let mut helper = ns_main.map(|_| child);
+    let child = ns_main.unwrap_or(child);
+    HELPER.store(
+        helper.map_or(0, |h| h.as_raw()),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     let mut traced = false;
     if l.use_ptrace {
         let opts = ptrace::Options::PTRACE_O_TRACEFORK
@@ -349,15 +375,16 @@ pub fn run_scripted(
     }
     let _ = nix::unistd::write(&go_w, b"g");
     drop(go_w);
-    match read_gate(&gate_r, child) {
+    match read_gate(&gate_r, forked) {
         GateRecord::Closed => {}
         GateRecord::Failed(step, e) => return Err(fail(setup_failure(l, step, e))),
         GateRecord::Died(why) => {
             return Err(fail(format!("the box's first process {why} before exec")))
         }
-        GateRecord::Step(s) => return Err(fail(format!("unexpected record {s} on the exec gate"))),
+        GateRecord::Ready(_) => return Err(fail("a second READY on the exec gate".into())),
     }
     drop(gate_r);
+    out.main_pid = child.as_raw();
 
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     procs.insert(
@@ -381,7 +408,7 @@ pub fn run_scripted(
     let mut linger_until: Option<Instant> = None;
     let me = std::process::id() as i32;
     // Our children at the last tick (poll mode): those are not adopted from main.
-    let mut prev_children: BTreeSet<i32> = crate::inspect::children(me)
+    let mut prev_children: BTreeSet<i32> = tree_children(me)
         .iter()
         .map(|p| p.pid)
         .filter(|p| *p != child.as_raw())
@@ -467,6 +494,14 @@ pub fn run_scripted(
                 Ok(st) => st,
             };
             let t = start.elapsed();
+            // The PID-namespace helper ended (its namespace is empty): not part of the tree.
+            if helper.is_some() && st.pid() == helper {
+                if matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {
+                    helper = None;
+                    HELPER.store(0, std::sync::atomic::Ordering::SeqCst);
+                }
+                continue;
+            }
             // main is stopped at its exit event until `handle` resumes it: the snapshot must be
             // taken before, while its children are still its own.
             if let WaitStatus::PtraceEvent(pid, _, libc::PTRACE_EVENT_EXIT) = st {
@@ -515,7 +550,7 @@ pub fn run_scripted(
             }
         }
         if !traced {
-            prev_children = crate::inspect::children(me).iter().map(|p| p.pid).collect();
+            prev_children = tree_children(me).iter().map(|p| p.pid).collect();
         }
         let t = start.elapsed();
         sample_states(
@@ -656,6 +691,13 @@ pub fn run_scripted(
     if let Some(ns) = &ipc_ns {
         out.sysv_left = crate::sandbox::sysv_objects(ns);
     }
+    // The PID namespace's helper: its death kills the namespace's init, and with it whatever
+    // escaped the trace in there (CLONE_UNTRACED); then it is reaped.
+    if let Some(h) = helper {
+        let _ = nix::sys::signal::kill(h, Signal::SIGKILL);
+        reap_one(h);
+        HELPER.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
     out.procs = procs
         .into_iter()
         .filter(|(p, _)| !threads.contains(p))
@@ -691,10 +733,23 @@ fn pending_fatal(pid: i32) -> bool {
     pending & fatal != 0
 }
 
+/// The PID-namespace helper of the current run (0: none): our child, not part of the tree.
+static HELPER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Our children that belong to the judged tree (the PID-namespace helper does not).
+fn tree_children(me: i32) -> Vec<crate::inspect::ProcInfo> {
+    let h = HELPER.load(std::sync::atomic::Ordering::SeqCst);
+    crate::inspect::children(me)
+        .into_iter()
+        .filter(|p| p.pid != h)
+        .collect()
+}
+
 /// What the exec gate said.
 enum GateRecord {
-    /// A step completed (0: namespaces ready).
-    Step(u32),
+    /// The box is ready (namespaces made); main's pid as we see it when it is not our child
+    /// (a normal user's PID namespace), else 0.
+    Ready(i32),
     /// A step of the setup failed with this errno.
     Failed(u32, Errno),
     /// The child ended (or stopped at its exit) without a record: killed before exec.
@@ -722,8 +777,8 @@ fn read_gate(gate: &std::fs::File, child: Pid) -> GateRecord {
                     if got == rec.len() {
                         let step = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
                         let e = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-                        return if e == 0 {
-                            GateRecord::Step(step)
+                        return if step == 0 {
+                            GateRecord::Ready(e)
                         } else {
                             GateRecord::Failed(step, Errno::from_raw(e))
                         };
@@ -1198,7 +1253,7 @@ fn main_exiting(
 /// When main's exit is reaped, its children have just been re-parented to us (the subreaper).
 /// Without ptrace this is the first moment we know main ended.
 fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me: i32, main: i32) {
-    for p in crate::inspect::children(me) {
+    for p in tree_children(me) {
         if p.pid == main {
             continue;
         }
@@ -1297,7 +1352,7 @@ fn living(procs: &BTreeMap<i32, Proc>, me: i32, cg: Option<&PidsCgroup>) -> Vec<
         .filter(|p| !p.gone && crate::inspect::info(p.pid).is_some())
         .map(|p| p.pid)
         .collect();
-    v.extend(crate::inspect::children(me).into_iter().map(|p| p.pid));
+    v.extend(tree_children(me).into_iter().map(|p| p.pid));
     if let Some(cg) = cg {
         v.extend(cg.members());
     }
@@ -1372,7 +1427,7 @@ fn kill_all(
                 p.gone = true;
             }
         }
-        if living(procs, me, cg).is_empty() && crate::inspect::children(me).is_empty() {
+        if living(procs, me, cg).is_empty() && tree_children(me).is_empty() {
             attached.clear();
             return;
         }
@@ -1383,7 +1438,7 @@ fn kill_all(
         }
         // Block until the next death we can be told of (child or tracee); else wait briefly for
         // non-child members (their parents reap them) as a safety net.
-        if !attached.is_empty() || !crate::inspect::children(me).is_empty() {
+        if !attached.is_empty() || !tree_children(me).is_empty() {
             if let Ok(st) = waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
                 if let Some(pid) = st.pid() {
                     if matches!(st, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) {

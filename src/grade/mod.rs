@@ -613,6 +613,7 @@ fn base_launch(
         run_no,
         netns: ctx.powers.namespaces,
         ipcns: ctx.powers.namespaces,
+        user_pid_ns: ctx.powers.userns,
         mounts,
         file_size: c.file_size_mb << 20,
         address_space: Some(c.memory_mb << 20),
