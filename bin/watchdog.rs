@@ -78,6 +78,10 @@ struct Args {
     /// Lab 4: the same for each worker (`--id I --dir DIR --work-ms W` appended).
     #[arg(long, value_name = "CMD")]
     worker: Option<String>,
+    /// Run the given commands as this uid (the grader's box: we hold CAP_SETUID for it, under
+    /// another uid, so the implementation's processes can neither signal nor trace us).
+    #[arg(long, value_name = "UID", requires = "dispatcher")]
+    role_uid: Option<u32>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +114,8 @@ struct Server {
     gave_up: bool,
     /// It writes heartbeats into our table (a command given with --dispatcher/--worker does not).
     beats: bool,
+    /// The uid it runs as, when not ours (a given command under --role-uid).
+    run_as: Option<u32>,
 }
 
 struct Events {
@@ -261,6 +267,7 @@ fn run(a: &Args) -> Result<i32> {
             dir_s.clone(),
         ]);
         servers.push(Server::new("dispatcher", 0, argv, beats));
+        servers[0].run_as = a.role_uid.filter(|_| !beats);
         for i in 1..=k {
             let (mut argv, beats) = role_cmd(&worker_cmd, "worker", i)?;
             argv.extend([
@@ -272,6 +279,9 @@ fn run(a: &Args) -> Result<i32> {
                 a.work_ms.to_string(),
             ]);
             servers.push(Server::new(&format!("worker-{i}"), i, argv, beats));
+            if let Some(s) = servers.last_mut() {
+                s.run_as = a.role_uid.filter(|_| !beats);
+            }
         }
     }
     let mut argv = common(&main_bin, 0);
@@ -364,6 +374,7 @@ impl Server {
             kill_at: None,
             gave_up: false,
             beats,
+            run_as: None,
         }
     }
 }
@@ -376,7 +387,14 @@ fn start(s: &mut Server, table: &Table, ev: &mut Events) -> Result<()> {
     // Safety: single-threaded; the child only runs execv (or reports and _exits).
     let pid = match unsafe { fork() } {
         Err(e) => return Err(Error::sys(e, "fork", &s.role)),
-        Ok(ForkResult::Child) => gate.exec(&argv[0], &argv),
+        Ok(ForkResult::Child) => {
+            if let Some(uid) = s.run_as {
+                if let Err((_, e)) = ipclab::sandbox::become_uid(uid) {
+                    gate.fail(e)
+                }
+            }
+            gate.exec(&argv[0], &argv)
+        }
         Ok(ForkResult::Parent { child }) => child,
     };
     gate.wait_exec(pid, &s.argv[0])?;

@@ -69,6 +69,18 @@ impl ExecGate {
         }
     }
 
+    /// In the child after fork, when a step before exec failed: reports `err` as exec would
+    /// and `_exit(127)`. Never returns.
+    pub fn fail(self, err: Errno) -> ! {
+        drop(self.read);
+        let code = (err as i32).to_ne_bytes();
+        // Safety: plain write(2) and _exit(2) on our own fd; no allocation, no unwinding.
+        unsafe {
+            libc::write(self.write.as_raw_fd(), code.as_ptr().cast(), code.len());
+            libc::_exit(127)
+        }
+    }
+
     /// Same as `exec`, with `execve` and an explicit environment.
     pub fn exec_env(self, path: &CString, argv: &[CString], env: &[CString]) -> ! {
         drop(self.read);

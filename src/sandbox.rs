@@ -520,25 +520,51 @@ impl BoxDir {
         self.root.join("shm")
     }
 
+    /// cwd and DIR shared with a second uid of the box (group `gid`, 0770): a reference program
+    /// running as that uid beside the implementation (lab 4's watchdog) works in them too.
+    pub fn share_with(&self, gid: u32) -> Result<()> {
+        for d in [self.cwd(), self.dir()] {
+            nix::unistd::chown(&d, None, Some(gid.into()))
+                .map_err(|e| Error::sys(e, "chown", d.display()).with_code(3))?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770))
+                .map_err(|e| Error::io(&e, "chmod", d.display()).with_code(3))?;
+        }
+        Ok(())
+    }
+
+    /// A directory only `uid` (and we) can reach: where a reference program running as `uid`
+    /// leaves its evidence out of the implementation's reach.
+    pub fn private_to(&self, uid: u32) -> Result<PathBuf> {
+        let name = format!("ref-{uid}");
+        if !self.root.join(&name).exists() {
+            self.mkdir(&name, 0o700, Some(uid))?;
+        }
+        Ok(self.root.join(name))
+    }
+
     /// passwd and group with the box's user (ssh, sshd and OpenMPI refuse a nameless uid).
-    pub fn write_identity(&self, uid: u32, name: &str) -> Result<()> {
-        let add = |file: &str, line: String| -> Result<()> {
+    pub fn write_identity(&self, users: &[(u32, String)]) -> Result<()> {
+        let add = |file: &str, lines: String| -> Result<()> {
             let mut text = std::fs::read_to_string(format!("/etc/{file}")).unwrap_or_default();
             if !text.is_empty() && !text.ends_with('\n') {
                 text.push('\n');
             }
-            text.push_str(&line);
+            text.push_str(&lines);
             let p = self.root.join("etc").join(file);
             std::fs::write(&p, text).map_err(|e| Error::io(&e, "write", p.display()).with_code(3))
         };
+        let home = self.cwd().display().to_string();
         add(
             "passwd",
-            format!(
-                "{name}:x:{uid}:{uid}:ipclab box:{}:/bin/sh\n",
-                self.cwd().display()
-            ),
+            users
+                .iter()
+                .map(|(u, n)| format!("{n}:x:{u}:{u}:ipclab box:{home}:/bin/sh\n"))
+                .collect(),
         )?;
-        add("group", format!("{name}:x:{uid}:\n"))
+        add(
+            "group",
+            users.iter().map(|(u, n)| format!("{n}:x:{u}:\n")).collect(),
+        )
     }
 
     /// A staging mount point for the `k`-th exposed directory (see `Plan`).
@@ -723,6 +749,10 @@ pub struct Plan {
     pub nproc: Option<u64>,
     pub file_size: u64,
     pub address_space: Option<u64>,
+    /// Keep CAP_SETUID, CAP_SETGID and CAP_KILL (ambient, so across exec) after the uid drop: a
+    /// reference program that starts and stops the implementation's processes under the box's
+    /// other uid.
+    pub keep_setuid: bool,
 }
 
 /// Steps of the child's setup, as reported on the gate (index = code).
@@ -743,6 +773,7 @@ pub const STEPS: &[&str] = &[
     "setgroups",
     "setgid",
     "setuid",
+    "capabilities",
     "prctl(PR_SET_PDEATHSIG)",
     "read go",
     "close_range",
@@ -848,7 +879,16 @@ impl Plan {
         if let Some((uid, gid)) = self.run_as {
             check(g, "setgroups", nix::unistd::setgroups(&[]));
             check(g, "setgid", nix::unistd::setgid(gid.into()));
+            if self.keep_setuid {
+                // Safety: prctl with integer arguments.
+                if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+                    fail(g, "capabilities", Errno::last());
+                }
+            }
             check(g, "setuid", nix::unistd::setuid(uid.into()));
+            if self.keep_setuid {
+                check(g, "capabilities", keep_only_setuid());
+            }
         }
         // After the uid change, which clears it: the box's first process dies with the grader.
         // Safety: prctl with integer arguments.
@@ -937,6 +977,46 @@ impl Plan {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         }
     }
+}
+
+/// After a uid drop with PR_SET_KEEPCAPS: CAP_SETUID, CAP_SETGID (to start the implementation's
+/// processes under the box's other uid) and CAP_KILL (to stop them: they are not its uid) only,
+/// in every set and ambient, so that the program exec'd next holds them and nothing else.
+fn keep_only_setuid() -> std::result::Result<(), Errno> {
+    use caps::{CapSet, Capability};
+    const KEPT: [Capability; 3] = [
+        Capability::CAP_SETUID,
+        Capability::CAP_SETGID,
+        Capability::CAP_KILL,
+    ];
+    let two: caps::CapsHashSet = KEPT.into_iter().collect();
+    let errno = |_| Errno::EPERM;
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable] {
+        caps::set(None, set, &two).map_err(errno)?;
+    }
+    for c in KEPT {
+        caps::raise(None, CapSet::Ambient, c).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// In a reference program that holds CAP_SETUID/CAP_SETGID (see `Plan::keep_setuid`), in a
+/// forked child before exec: become `uid` (gid the same, no groups) and drop every capability,
+/// ambient included, so the implementation's process gets none.
+pub fn become_uid(uid: u32) -> std::result::Result<(), (&'static str, Errno)> {
+    use caps::CapSet;
+    nix::unistd::setgroups(&[]).map_err(|e| ("setgroups", e))?;
+    nix::unistd::setgid(uid.into()).map_err(|e| ("setgid", e))?;
+    nix::unistd::setuid(uid.into()).map_err(|e| ("setuid", e))?;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Effective,
+        CapSet::Permitted,
+        CapSet::Inheritable,
+    ] {
+        caps::clear(None, set).map_err(|_| ("capset", Errno::EPERM))?;
+    }
+    Ok(())
 }
 
 /// The namespace's helpers keep nothing of the run open: the gate and go pipe closed (so exec

@@ -23,8 +23,17 @@ fn is_root() -> bool {
 
 /// `ipclab grade 2 --impl 'hostile.py ATTACK'` with JSON on stdout.
 fn grade(attack: &str, extra: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value, String) {
+    grade_lab("2", attack, extra, env)
+}
+
+fn grade_lab(
+    lab: &str,
+    attack: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value, String) {
     let mut c = Command::new(bin("ipclab"));
-    c.args(["grade", "2", "--seed", "3", "--format", "json", "--impl"])
+    c.args(["grade", lab, "--seed", "3", "--format", "json", "--impl"])
         .arg(format!("/usr/bin/python3 {} {attack}", fixture()))
         .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -621,4 +630,24 @@ fn hostile_normal_user_gets_the_weaker_box() {
         })
         .collect();
     assert!(left.is_empty(), "scratch left: {left:?}");
+}
+
+/// Lab 4's reference watchdog runs beside the implementation under the box's second uid: the
+/// implementation's dispatcher can neither signal nor trace it, nor forge its events.
+#[test]
+fn hostile_lab4_roles_cannot_reach_the_reference_watchdog() {
+    if !is_root() {
+        eprintln!("skipped: needs root (the box's two uids)");
+        return;
+    }
+    let (code, v, err) = grade_lab("4", "lab4-spy", &["--timeout", "4"], &[]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(finding(&v, "signal-watchdog"), "EPERM", "{v}");
+    assert_eq!(finding(&v, "ptrace-watchdog"), "EPERM");
+    assert_eq!(finding(&v, "events"), "EACCES");
+    let uid: u32 = finding(&v, "uid").parse().unwrap();
+    assert_eq!(Some(uid), box_uid(&v));
+    let p = format!("{}", v["protections"]);
+    assert!(p.contains("references: watchdog runs as uid"), "{p}");
+    box_gone(Some(uid), None);
 }

@@ -16,6 +16,8 @@ pub struct Ctx {
     pub powers: Powers,
     pub run_as: Option<(u32, u32)>,
     _lease: Option<Lease>,
+    /// The box's second uid, for reference programs run beside the implementation.
+    second: Option<Lease>,
     pub refs: Option<Refs>,
     /// Hidden from the box (empty tmpfs over each).
     pub hidden: Vec<PathBuf>,
@@ -85,6 +87,7 @@ impl Ctx {
             powers,
             run_as,
             _lease: lease,
+            second: None,
             refs,
             hidden,
             exposed: Vec::new(),
@@ -171,6 +174,18 @@ impl Ctx {
         Ok(arg.replace(&prefix, &format!("{}/", r.dir.display())))
     }
 
+    /// The uid reference programs run as beside the implementation (leased on first use), when
+    /// the box has uids of its own.
+    pub fn reference_uid(&mut self) -> Result<Option<u32>> {
+        if self.run_as.is_none() {
+            return Ok(None);
+        }
+        if self.second.is_none() {
+            self.second = Some(Lease::claim()?);
+        }
+        Ok(self.second.as_ref().map(|l| l.uid()))
+    }
+
     pub fn new_box(&self, c: &Contract) -> Result<BoxDir> {
         let b = BoxDir::new(
             self.run_as.map(|(u, _)| u),
@@ -178,7 +193,14 @@ impl Ctx {
             c.box_mb,
         )?;
         if let (Some((u, _)), true) = (self.run_as, b.mounted) {
-            b.write_identity(u, &box_user(u))?;
+            let mut users = vec![(u, box_user(u))];
+            if let Some(r) = &self.second {
+                users.push((r.uid(), box_user(r.uid())));
+            }
+            b.write_identity(&users)?;
+        }
+        if let Some(r) = &self.second {
+            b.share_with(r.uid())?;
         }
         Ok(b)
     }

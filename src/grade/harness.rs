@@ -66,6 +66,9 @@ pub struct Launch {
     pub address_space: Option<u64>,
     /// How processes of the box name `watch_dir` (lab 1: the host's box shm is their /dev/shm).
     pub watch_alias: Option<PathBuf>,
+    /// main is a reference that starts the implementation's processes under the box's other
+    /// uid: it keeps CAP_SETUID/CAP_SETGID for that (see `sandbox::Plan::keep_setuid`).
+    pub keep_setuid: bool,
 }
 
 /// One process of the tree (threads are left out).
@@ -298,6 +301,7 @@ pub fn run_scripted(
         nproc: nproc_limit,
         file_size: l.file_size,
         address_space: l.address_space,
+        keep_setuid: l.keep_setuid,
     };
 
     // Safety: the grader is single-threaded (no thread is ever started before grading), so the

@@ -344,6 +344,16 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
     let program = ctx.reference(&program)?;
     let mut args: Vec<String> = args.iter().map(|a| ctx.rewrite(a)).collect::<Result<_>>()?;
     args.insert(0, program.display().to_string());
+    // A reference main beside the implementation (lab 4's watchdog) runs as the box's second
+    // uid and starts the implementation's roles under the first (its `--role-uid`).
+    let ref_uid = match (&c.supervisor, &o.impl_cmd) {
+        (Some(_), Some(_)) => ctx.reference_uid()?,
+        _ => None,
+    };
+    if let (Some(_), Some((a, _))) = (ref_uid, ctx.run_as) {
+        args.push("--role-uid".into());
+        args.push(a.to_string());
+    }
     let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
     let race_lib = match o.race {
         true => Some(ctx.library(&race_library()?)?),
@@ -391,13 +401,15 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
         let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
         let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
         let mut argv = args.clone();
+        // The reference's evidence where only its uid (and we) can reach.
+        let events = match ref_uid {
+            Some(b) => root.private_to(b)?.join("events.jsonl"),
+            None => root.cwd().join("events.jsonl"),
+        };
         for a in &c.args {
             let mut a = a
                 .replace("{DIR}", &root.dir().display().to_string())
-                .replace(
-                    "{EVENTS}",
-                    &root.cwd().join("events.jsonl").display().to_string(),
-                );
+                .replace("{EVENTS}", &events.display().to_string());
             if let Some(p) = &shm_prefix {
                 a = a.replace("{P}", p);
             }
@@ -434,6 +446,10 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
         launch.watch_dir = watch_dir;
         launch.watch_prefix = watch_prefix;
         launch.watch_alias = watch_alias;
+        if let Some(b) = ref_uid {
+            launch.run_as = Some((b, b));
+            launch.keep_setuid = true;
+        }
         launch.use_ptrace = !o.no_ptrace;
         let mut injector = lab3::Injector::new(
             values.get("K").copied().unwrap_or(1),
@@ -514,6 +530,13 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
         };
         if report.protections.is_empty() {
             report.protections = ctx.protections(&c, timeout_s, root.mounted);
+            if let (Some(b), Some(sup)) = (ref_uid, &c.supervisor) {
+                report.protections.push(format!(
+                    "references: {sup} runs as uid {b}, the implementation's processes as uid {}: \
+                     they can neither signal, trace nor rewrite it, nor reach its evidence",
+                    ctx.run_as.map(|(a, _)| a).unwrap_or(0)
+                ));
+            }
             report.protections.extend(out.protections.clone());
             report.environment = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         }
@@ -618,6 +641,7 @@ fn base_launch(
         file_size: c.file_size_mb << 20,
         address_space: Some(c.memory_mb << 20),
         watch_alias: None,
+        keep_setuid: false,
     };
     Ok((launch, made))
 }
