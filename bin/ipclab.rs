@@ -169,6 +169,7 @@ enum Cmd {
 }
 
 fn main() {
+    ipclab::sandbox::mark("start");
     let cli: Cli = ipclab::args::parse();
     let result = match cli.cmd {
         Cmd::List => list(),

@@ -64,8 +64,33 @@ pub fn all() -> Vec<ProcInfo> {
         .collect()
 }
 
+/// The children of `pid`: from the kernel's own lists (/proc/PID/task/TID/children, one per
+/// thread), else by scanning every process. The grader asks this at every step after main
+/// ends: one small read instead of a stat of each process on the machine.
 pub fn children(pid: i32) -> Vec<ProcInfo> {
-    all().into_iter().filter(|p| p.ppid == pid).collect()
+    let listed = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|text| {
+                    text.split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<i32>>()
+        });
+    match listed {
+        Some(pids)
+            if std::path::Path::new(&format!("/proc/{pid}/task/{pid}/children")).exists() =>
+        {
+            pids.into_iter()
+                .filter_map(info)
+                .filter(|p| p.ppid == pid)
+                .collect()
+        }
+        _ => all().into_iter().filter(|p| p.ppid == pid).collect(),
+    }
 }
 
 /// Children, grandchildren... of `pid` (not `pid` itself), from one snapshot of /proc.

@@ -210,22 +210,7 @@ pub fn run_scripted(
     ])
     .map_err(|e| herr(e.to_string()))?;
     let inotify = match &l.watch_dir {
-        Some(d) => {
-            let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-                .map_err(|e| herr(format!("inotify_init: {e}")))?;
-            let mask = AddWatchFlags::IN_CREATE
-                | AddWatchFlags::IN_OPEN
-                | AddWatchFlags::IN_CLOSE_WRITE
-                | AddWatchFlags::IN_CLOSE_NOWRITE
-                | AddWatchFlags::IN_DELETE
-                | AddWatchFlags::IN_MOVED_FROM
-                // Not recorded: its only use is to sit between two opens so that inotify does
-                // not merge them into one (identical unread events are coalesced).
-                | AddWatchFlags::IN_MODIFY;
-            ino.add_watch(d.as_path(), mask)
-                .map_err(|e| herr(format!("inotify_add_watch {}: {e}", d.display())))?;
-            Some(ino)
-        }
+        Some(d) => Some(Watch::new(d).map_err(herr)?),
         None => None,
     };
 
@@ -319,6 +304,14 @@ pub fn run_scripted(
     out.main_pid = child.as_raw();
     let gate_r = std::fs::File::from(gate_r);
     let forked = child;
+    // Into the cgroup at once: a migration waits for an RCU grace period, which here overlaps
+    // the child's making of its namespaces (it cannot fork before the go byte anyway).
+    if let Some(cg) = &cgroup {
+        if let Err(why) = cg.add(forked.as_raw()) {
+            out.protections.push(format!("cgroup join failed: {why}"));
+        }
+    }
+    crate::sandbox::mark("cgroup");
     let fail = |msg: String| {
         // Not exec'd: kill it and reap it (resuming it through any ptrace stop) before we say why.
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
@@ -372,11 +365,7 @@ pub fn run_scripted(
         out.tracking = "ptrace (fork/exec/exit events)".into();
     }
     out.traced = traced;
-    if let Some(cg) = &cgroup {
-        if let Err(why) = cg.add(child.as_raw()) {
-            out.protections.push(format!("cgroup join failed: {why}"));
-        }
-    }
+    crate::sandbox::mark("seized");
     let _ = nix::unistd::write(&go_w, b"g");
     drop(go_w);
     match read_gate(&gate_r, forked) {
@@ -389,6 +378,7 @@ pub fn run_scripted(
     }
     drop(gate_r);
     out.main_pid = child.as_raw();
+    crate::sandbox::mark("exec'd");
 
     let mut procs: BTreeMap<i32, Proc> = BTreeMap::new();
     procs.insert(
@@ -557,6 +547,10 @@ pub fn run_scripted(
             prev_children = tree_children(me).iter().map(|p| p.pid).collect();
         }
         let t = start.elapsed();
+        // Traced, every exit is an event: only processes that have exited need watching (for
+        // how long they stay zombies), and holders are sampled on each open and exit event.
+        // Not on every wake-up: a program printing a line at a time would have us read /proc
+        // for each line, on the CPU it needs.
         sample_states(
             &mut procs,
             t,
@@ -564,8 +558,11 @@ pub fn run_scripted(
             out.main_end.is_none(),
             &mut out.lingered,
             &threads,
+            traced,
         );
-        sample_holders(&mut procs, dir_prefix.as_deref());
+        if !traced {
+            sample_holders(&mut procs, dir_prefix.as_deref());
+        }
         if !traced {
             discover(&mut procs, me, t, cgroup.as_ref());
         }
@@ -665,6 +662,7 @@ pub fn run_scripted(
             break;
         }
     }
+    crate::sandbox::mark("tree ended");
     // Events queued after the last read (main may have created, opened and exited in between).
     if let Some(ino) = &inotify {
         read_dir_events(
@@ -695,6 +693,7 @@ pub fn run_scripted(
     if let Some(ns) = &ipc_ns {
         out.sysv_left = crate::sandbox::sysv_objects(ns);
     }
+
     // The PID namespace's helper: its death kills the namespace's init, and with it whatever
     // escaped the trace in there (CLONE_UNTRACED); then it is reaped.
     if let Some(h) = helper {
@@ -873,12 +872,9 @@ fn nproc_bound(l: &Launch) -> Option<u64> {
     if uid == 0 {
         return None;
     }
-    let count = crate::inspect::all()
+    let count = crate::sandbox::process_uids()
         .iter()
-        .filter(|p| {
-            std::fs::metadata(format!("/proc/{}", p.pid))
-                .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == uid)
-        })
+        .filter(|(_, u)| *u == uid)
         .count() as u64;
     Some(count + l.max_procs)
 }
@@ -961,18 +957,68 @@ fn drain(
     }
 }
 
+/// One run's inotify watch on the contract's directory, in an inotify instance kept for the
+/// grader's life: closing an instance waits for an SRCU grace period (its marks' teardown),
+/// ~15 ms here per run; removing a watch does not wait.
+struct Watch {
+    ino: &'static Inotify,
+    wd: nix::sys::inotify::WatchDescriptor,
+}
+
+static WATCHER: std::sync::OnceLock<Inotify> = std::sync::OnceLock::new();
+
+impl Watch {
+    fn new(d: &Path) -> Result<Watch, String> {
+        let ino = match WATCHER.get() {
+            Some(i) => i,
+            None => {
+                let i = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+                    .map_err(|e| format!("inotify_init: {e}"))?;
+                WATCHER.get_or_init(|| i)
+            }
+        };
+        // What an earlier run's watch left unread (its IN_IGNORED) is not this run's.
+        while matches!(ino.read_events(), Ok(v) if !v.is_empty()) {}
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_OPEN
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_CLOSE_NOWRITE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_FROM
+            // Not recorded: its only use is to sit between two opens so that inotify does
+            // not merge them into one (identical unread events are coalesced).
+            | AddWatchFlags::IN_MODIFY;
+        let wd = ino
+            .add_watch(d, mask)
+            .map_err(|e| format!("inotify_add_watch {}: {e}", d.display()))?;
+        Ok(Watch { ino, wd })
+    }
+}
+
+impl AsFd for Watch {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.ino.as_fd()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.ino.rm_watch(self.wd);
+    }
+}
+
 fn read_dir_events(
-    ino: &Inotify,
+    ino: &Watch,
     dir: Option<&Path>,
     prefix: &str,
     events: &mut Vec<DirEvent>,
 ) -> bool {
     let mut opened = false;
-    while let Ok(evs) = ino.read_events() {
+    while let Ok(evs) = ino.ino.read_events() {
         if evs.is_empty() {
             break;
         }
-        for ev in evs {
+        for ev in evs.into_iter().filter(|e| e.wd == ino.wd) {
             let Some(name) = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
@@ -1297,10 +1343,12 @@ fn sample_states(
     main_alive: bool,
     lingered: &mut Vec<(i32, Duration, u32)>,
     threads: &BTreeSet<i32>,
+    only_exited: bool,
 ) {
     for p in procs
         .values_mut()
         .filter(|p| !p.gone && !threads.contains(&p.pid))
+        .filter(|p| !only_exited || p.exited.is_some())
     {
         match crate::inspect::info(p.pid) {
             None => {

@@ -101,6 +101,7 @@ pub fn grade(o: &Options) -> Result<i32> {
     // What a grader killed by SIGKILL left (its box, cgroups, scratch) goes first; `ipclab
     // clean` does the same and says what it removed.
     let _ = crate::sandbox::sweep();
+    crate::sandbox::mark("swept");
     if let Some(dir) = &o.submissions {
         return grade_class(o, &specs, dir, seed);
     }
@@ -111,6 +112,7 @@ pub fn grade(o: &Options) -> Result<i32> {
     // Safety: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut ctx = boxed::Ctx::new(o.uid, &o.hide)?;
+    crate::sandbox::mark("ctx");
     let mut reports = Vec::new();
     for s in &specs {
         reports.push(grade_lab(o, s, seed, &mut ctx)?);
@@ -467,7 +469,9 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
             4 => Some(&mut driver),
             _ => None,
         };
+        crate::sandbox::mark("box made");
         let out = harness::run_scripted(&launch, script);
+        crate::sandbox::mark("run");
         // The clients' threads end within their patience; none may live on into the next fork.
         driver.finish();
         let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
@@ -553,6 +557,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
             left_in_box,
         });
         drop(root);
+        crate::sandbox::mark("box removed");
     }
     report.aggregate();
     Ok(report)
