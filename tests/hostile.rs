@@ -161,6 +161,22 @@ fn hostile_environment_and_descriptors_do_not_leak() {
         .map(|e| e.as_str().unwrap().to_string())
         .collect();
     assert!(listed.iter().any(|e| e.starts_with("PATH=")), "{listed:?}");
+    // The limits the header states are the ones in force (wall 10 s: CPU 11 s, files 64 MiB,
+    // memory 2 GiB, no core files, a process bound).
+    assert_eq!(finding(&v, "limit-CPU"), "11");
+    assert_eq!(finding(&v, "limit-FSIZE"), (64u64 << 20).to_string());
+    assert_eq!(finding(&v, "limit-AS"), (2048u64 << 20).to_string());
+    assert_eq!(finding(&v, "limit-CORE"), "0");
+    let nproc: u64 = finding(&v, "limit-NPROC").parse().unwrap();
+    if is_root() {
+        // A fresh leased uid runs nothing else: the bound is the contract's max_procs.
+        assert_eq!(nproc, 64);
+    }
+    let header = format!("{}", v["protections"]);
+    assert!(
+        header.contains("wall 10.0 s, CPU 11 s, memory 2048 MiB"),
+        "{header}"
+    );
     if is_root() {
         let uid: u32 = finding(&v, "uid").parse().unwrap();
         assert!((61000..=61999).contains(&uid), "uid {uid}");
@@ -470,7 +486,9 @@ fn hostile_failure_before_exec_is_reported_not_hung() {
 }
 
 /// SIGINT, SIGTERM, SIGHUP at a seeded random moment: the grader ends its box, exits 128 + n;
-/// SIGKILL: what it left is found by the next `ipclab clean`. Nothing of the box remains.
+/// SIGKILL: what it left is found by the next `ipclab clean`. Nothing of the box remains — in
+/// lab 2 (a CLONE_UNTRACED daemon asleep in the box) and in lab 6 (the reference daemon, which
+/// outlives each command and so is outside the step's tree).
 #[test]
 fn hostile_interrupted_grader_leaves_nothing() {
     use nix::sys::signal::Signal;
@@ -480,42 +498,56 @@ fn hostile_interrupted_grader_leaves_nothing() {
         .unwrap_or_else(rand::random);
     eprintln!("IPCLAB_TEST_SEED={seed}");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-    for (sig, code) in [
-        (Signal::SIGINT, 130),
-        (Signal::SIGTERM, 143),
-        (Signal::SIGHUP, 129),
-        (Signal::SIGKILL, -1),
-    ] {
-        let mut c = Command::new(bin("ipclab"));
-        c.args(["grade", "2", "--format", "json", "--impl"])
-            .arg(format!(
-                "/usr/bin/python3 {} untraced-daemon-sleep",
-                fixture()
-            ))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        // The sleeping variant is `untraced-daemon` then `sleep`: see the fixture.
-        let mut child = c.spawn().unwrap();
-        let pid = child.id();
-        let mut err = stderr_reader(&mut child);
-        // The moment: any time after the box's first process has started (its FINDING line
-        // cannot be seen here, so the grader's "box ready" is taken as its lease file).
-        let lease = wait_for_lease(pid);
-        let delay = rand::Rng::random_range(&mut rng, 0..400u64);
-        let _ = ipclab::signals::poll_fds(&[], Some(std::time::Duration::from_millis(delay)));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).unwrap();
-        let st = child.wait().unwrap();
-        let msg = drain(err.get_mut());
-        if code > 0 {
-            assert_eq!(st.code(), Some(code), "{sig}: {msg}");
-            assert!(msg.contains("interrupted by"), "{sig}: {msg}");
-        } else {
-            // SIGKILL: the sweep of the next ipclab removes the box.
-            let out = run(Command::new(bin("ipclab")).arg("clean"));
-            assert!(out.status.success());
+    let lab2 = vec![
+        "grade".to_string(),
+        "2".into(),
+        "--format".into(),
+        "json".into(),
+        "--impl".into(),
+        format!("/usr/bin/python3 {} untraced-daemon-sleep", fixture()),
+    ];
+    let lab6: Vec<String> = ["grade", "6", "--format", "json", "--runs", "3"]
+        .map(String::from)
+        .to_vec();
+    for args in [&lab2, &lab6] {
+        for (sig, code) in [
+            (Signal::SIGINT, 130),
+            (Signal::SIGTERM, 143),
+            (Signal::SIGHUP, 129),
+            (Signal::SIGKILL, -1),
+        ] {
+            let delay = rand::Rng::random_range(&mut rng, 0..400u64);
+            interrupt_once(args, sig, code, delay);
         }
-        box_gone(lease, Some(pid));
     }
+}
+
+/// One grader, signalled `delay` ms after its first box exists.
+fn interrupt_once(args: &[String], sig: nix::sys::signal::Signal, code: i32, delay: u64) {
+    let mut child = Command::new(bin("ipclab"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut err = stderr_reader(&mut child);
+    let lease = wait_for_lease(pid);
+    let _ = ipclab::signals::poll_fds(&[], Some(std::time::Duration::from_millis(delay)));
+    // It may have finished meanwhile (lab 6 is short): then there is nothing to interrupt.
+    let sent = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).is_ok();
+    let st = child.wait().unwrap();
+    let msg = drain(err.get_mut());
+    let what = format!("{args:?} {sig} after {delay} ms");
+    if sent && code > 0 && !matches!(st.code(), Some(0 | 1)) {
+        assert_eq!(st.code(), Some(code), "{what}: {msg}");
+        assert!(msg.contains("interrupted by"), "{what}: {msg}");
+    } else if code < 0 {
+        // SIGKILL: the sweep of the next ipclab removes the box.
+        let out = run(Command::new(bin("ipclab")).arg("clean"));
+        assert!(out.status.success(), "{what}");
+    }
+    box_gone(lease, Some(pid));
 }
 
 /// The uid whose lease file names grader `pid` (root), once it exists.
@@ -619,6 +651,54 @@ fn hostile_normal_user_gets_the_weaker_box() {
     assert!(std::fs::read_to_string(t)
         .unwrap()
         .contains("FINDING file-size=EFBIG"));
+    // SIGTERM to a normal user's grader: it ends its box (the untraced daemon in the PID
+    // namespace too), removes its scratch directory and exits 143.
+    let mut g = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&ipclab)
+        .args(["grade", "2", "--format", "json", "--impl"])
+        .arg(format!(
+            "/usr/bin/python3 {} untraced-daemon-sleep",
+            fx.display()
+        ))
+        .current_dir(world.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gpid = g.id();
+    let deadline = std::time::Instant::now() + SAFETY;
+    while !std::fs::read_dir("/tmp").unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with(&format!("ipclab-grade-{gpid}-"))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scratch directory appeared"
+        );
+        let _ = ipclab::signals::poll_fds(&[], Some(std::time::Duration::from_millis(5)));
+    }
+    // The box's first process has started once its FINDING line is out; the grader only
+    // prints at the end, so give the box a moment to be whole (bounded, not a handshake: any
+    // moment is a valid moment to interrupt).
+    let _ = ipclab::signals::poll_fds(&[], Some(std::time::Duration::from_millis(300)));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gpid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = g.wait().unwrap();
+    assert_eq!(st.code(), Some(143));
+    let fixture_left: Vec<String> = ipclab::inspect::all()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&fx.display().to_string()))
+        })
+        .map(|p| p.row())
+        .collect();
+    assert!(fixture_left.is_empty(), "left: {fixture_left:?}");
     let left: Vec<String> = std::fs::read_dir("/tmp")
         .unwrap()
         .flatten()

@@ -690,6 +690,13 @@ fn run_lab6(
         let mut out =
             harness::run(&launch(action)?).map_err(|e| Error::runtime(e.0).with_code(3))?;
         if let Some(sig) = out.interrupted {
+            // The daemon left running by an earlier step is outside this step's tree: it goes
+            // with the box too (the sweep would find it by its uid otherwise).
+            for pid in daemon.iter().chain(&strays).chain(&out.survivors) {
+                let _ =
+                    crate::process::signal(Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = crate::process::reap_children_within(Duration::from_secs(5));
             return Err(interrupted_error(sig));
         }
         let new: Vec<i32> = out

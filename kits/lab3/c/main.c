@@ -52,7 +52,7 @@ static void on_signal(int sig) {
 }
 
 static void start(int i) {
-    /* TODO(lab3.2): pipe + fork; the child restores SIGTERM and SIGCHLD to SIG_DFL and writes one byte per period; the parent keeps s[i] (pid, non-blocking fd, last) and logs "start" | fr: pipe + fork ; l'enfant remet SIGTERM et SIGCHLD par défaut et écrit un octet par période ; le parent garde s[i] et journalise « start » */
+    /* TODO(lab3.2): pipe + fork with SIGTERM blocked across the fork (sigprocmask); the child restores SIGTERM and SIGCHLD to SIG_DFL, unblocks SIGTERM and writes one byte per period; the parent unblocks SIGTERM, keeps s[i] (pid, non-blocking fd, last) and logs "start" | fr: pipe + fork avec SIGTERM bloqué pendant le fork (sigprocmask) ; l'enfant remet SIGTERM et SIGCHLD par défaut, débloque SIGTERM et écrit un octet par période ; le parent débloque SIGTERM, garde s[i] et journalise « start » */
     todo("lab3.2", "start a server");
     /* END TODO(lab3.2) */
 }

@@ -73,7 +73,7 @@ impl Watchdog {
 
     /// fork server `i` (role given); the child beats on a pipe every period until killed.
     fn start(&mut self, i: usize, role: String) {
-        // TODO(lab3.2): pipe + fork (unsafe: one thread); the child restores SIGTERM/SIGCHLD to SigDfl and writes a byte every period; the parent makes the read end non-blocking, keeps servers[i] and logs "start" | fr: pipe + fork ; l'enfant remet SIGTERM/SIGCHLD par défaut et écrit un octet par période ; le parent rend le bout de lecture non bloquant, garde servers[i] et journalise « start »
+        // TODO(lab3.2): pipe + fork (unsafe: one thread) with SIGTERM blocked across the fork; the child restores SIGTERM/SIGCHLD to SigDfl, unblocks SIGTERM and writes a byte every period (_exit on error); the parent unblocks SIGTERM, makes the read end non-blocking, keeps servers[i] and logs "start" | fr: pipe + fork avec SIGTERM bloqué pendant le fork ; l'enfant remet SIGTERM/SIGCHLD par défaut, débloque SIGTERM et écrit un octet par période (_exit en cas d'erreur) ; le parent débloque SIGTERM, rend le bout de lecture non bloquant, garde servers[i] et journalise « start »
         todo("lab3.2", "start a server");
         // END TODO(lab3.2)
     }
