@@ -90,9 +90,18 @@ fn grade_class_of_twenty_in_parallel() {
             "",
         ),
         ("victor", "run", script("exec", ""), ""),
+        // A compile bomb: cc would read /dev/zero forever; its memory limit stops it.
+        (
+            "wendy",
+            "main.c",
+            "#include \"/dev/zero\"\n".into(),
+            "compile error",
+        ),
+        // A planted link: staging never follows it (nothing of /etc is copied or chowned).
+        ("xavier", "run", script("fork", ""), ""),
         ("zoe", "main.py", main_py, ""),
     ];
-    assert_eq!(subs.len(), 20);
+    assert_eq!(subs.len(), 22);
     for (who, file, text, _) in &subs {
         let mode = if *file == "run" { 0o755 } else { 0o644 };
         write(&class.path().join(who).join(file), text, mode);
@@ -103,6 +112,10 @@ fn grade_class_of_twenty_in_parallel() {
         )
         .unwrap();
     }
+    std::os::unix::fs::symlink("/etc", class.path().join("xavier/.ipclab-build")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", class.path().join("xavier/ipclab-report.txt"))
+        .unwrap();
+    std::os::unix::fs::symlink("/etc", class.path().join("xavier/etc-link")).unwrap();
     let out = run(Command::new(bin("ipclab")).args([
         "grade",
         "2",
@@ -134,8 +147,8 @@ fn grade_class_of_twenty_in_parallel() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("class-summary.json")).unwrap())
             .unwrap();
-    assert_eq!(json["students"].as_array().unwrap().len(), 20);
-    assert_eq!(csv.lines().count(), 21, "{csv}");
+    assert_eq!(json["students"].as_array().unwrap().len(), 22);
+    assert_eq!(csv.lines().count(), 23, "{csv}");
     for (who, _, _, want) in &subs {
         let line = csv
             .lines()
@@ -176,6 +189,24 @@ fn grade_class_of_twenty_in_parallel() {
     assert!(!class.path().join("frank/.ipclab-build").exists());
     // Not a terminal: no progress bar in the output.
     assert!(!text(&out.stderr).contains('\r'));
+    // Root never followed xavier's links: /etc and /etc/shadow are as they were.
+    let etc = std::fs::metadata("/etc").unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&etc), 0);
+    let shadow = std::fs::read_to_string("/etc/shadow").unwrap_or_default();
+    assert!(
+        !shadow.contains("lab 2"),
+        "a report was written through a link"
+    );
+    let xavier = json["students"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["student"] == "xavier")
+        .unwrap();
+    assert!(
+        format!("{}", xavier["skipped"]).contains("etc-link"),
+        "{xavier}"
+    );
     // Nothing of any job slot's uid is left, nor a cgroup.
     let left: Vec<String> = ipclab::inspect::all()
         .into_iter()

@@ -3,6 +3,23 @@
 //! machine scoped to that run's own box (its uid, its cgroup, its paths) afterwards.
 //! Run as root (CI); the normal-user rows run the grader itself under `setpriv`.
 //!
+//! | attack | as root | as a normal user (user namespaces allowed) |
+//! |---|---|---|
+//! | read the grader's environment, descriptors | fixed environment, only 0–2 | the same |
+//! | read the references, the checkout | ENOENT (hidden), refs dir EACCES | visible (not hidden) |
+//! | ptrace the grader | EPERM | EPERM (grader not dumpable) |
+//! | kill(-1, SIGKILL) | only its box (own uid) | only its box (own PID namespace) |
+//! | fork bomb beside a correct grading | the other passes (own uid, cgroup) | not run |
+//! | files in /tmp, /dev/shm, SysV segment | reported, gone with the box | not run (shared /tmp) |
+//! | 100 MiB file, 3 GiB malloc | EFBIG, MemoryError | EFBIG |
+//! | fill the disk | ENOSPC within the box's tmpfs | not run (no tmpfs) |
+//! | 5 MiB line, 95 MiB stderr | counted, clipped, transcript < 3 MiB | not run |
+//! | CLONE_UNTRACED + setsid + fork | killed with the cgroup | killed with the PID namespace |
+//! | close stdout, sleep 5 s | grader CPU < 0.1 s | not run |
+//! | unreachable program, no CAP_SYS_ADMIN | exit 3 / degraded and said | not run |
+//! | SIGINT/TERM/HUP/KILL to the grader | 130/143/129, or swept by `ipclab clean` | SIGTERM: 143, scratch removed |
+//! | lab 4 roles against the reference watchdog | EPERM, EPERM, EACCES (second uid) | not run |
+//!
 //! Fork rule: tests never fork; the grader is spawned with Command and waited for.
 
 mod common;

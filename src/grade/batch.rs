@@ -92,13 +92,13 @@ fn prepare(
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("LANG", "C.UTF-8")
             .stdin(Stdio::null());
-        let res = cmd.output().map_err(|e| format!("cannot run cc: {e}"))?;
-        if !res.status.success() {
-            let log = String::from_utf8_lossy(&res.stderr).into_owned();
+        let (ok, log) = run_bounded(cmd)?;
+        if !ok {
             let _ = write_new(&out.join(format!("{REPORT}-compile.txt")), log.as_bytes());
             let first = log
                 .lines()
                 .find(|l| l.contains("error"))
+                .or_else(|| log.lines().rev().find(|l| !l.trim().is_empty()))
                 .unwrap_or("")
                 .trim();
             return Err(format!("compile error: {first}"));
@@ -115,6 +115,80 @@ fn prepare(
         );
     }
     Err("no entry point: give a `run` executable, main.py or main.c".into())
+}
+
+/// The compiler's limits: a source can make it read forever (`#include "/dev/zero"`), allocate
+/// without end, or write a huge file; a compile that hits one fails like a compile error.
+const BUILD_WALL: std::time::Duration = std::time::Duration::from_secs(120);
+const BUILD_CPU_S: u64 = 60;
+const BUILD_AS: u64 = 1 << 30;
+const BUILD_FSIZE: u64 = 64 << 20;
+const BUILD_LOG_CAP: usize = 1 << 20;
+
+/// Runs a build command in its own session under rlimits (CPU, address space, file size, no
+/// core), with a wall-clock limit after which its whole process group is killed; stdout is
+/// discarded, stderr kept up to a cap. (success, stderr text).
+fn run_bounded(mut cmd: Command) -> std::result::Result<(bool, String), String> {
+    use std::os::unix::process::CommandExt;
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    // Safety: setsid, setrlimit and prctl are async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            for (r, v) in [
+                (libc::RLIMIT_CPU, BUILD_CPU_S),
+                (libc::RLIMIT_AS, BUILD_AS),
+                (libc::RLIMIT_FSIZE, BUILD_FSIZE),
+                (libc::RLIMIT_CORE, 0),
+            ] {
+                let lim = libc::rlimit {
+                    rlim_cur: v,
+                    rlim_max: v,
+                };
+                if libc::setrlimit(r, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run cc: {e}"))?;
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut err = child.stderr.take().ok_or("no stderr pipe")?;
+    let deadline = Instant::now() + BUILD_WALL;
+    let mut log = Vec::new();
+    let mut timed_out = false;
+    let mut chunk = [0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ready = crate::signals::poll_fds(&[std::os::fd::AsFd::as_fd(&err)], Some(left))
+            .map(|r| r.first() == Some(&true))
+            .unwrap_or(false);
+        if !ready {
+            timed_out = true;
+            break;
+        }
+        match std::io::Read::read(&mut err, &mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let keep = BUILD_LOG_CAP.saturating_sub(log.len()).min(n);
+                log.extend_from_slice(&chunk[..keep]);
+            }
+        }
+    }
+    // The whole group: cc's own children (cc1, as, ld) too.
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let st = child.wait().map_err(|e| format!("wait for cc: {e}"))?;
+    let mut text = String::from_utf8_lossy(&log).into_owned();
+    if timed_out {
+        text.push_str(&format!(
+            "\nipclab: the build was killed after {} s (its wall-clock limit)\n",
+            BUILD_WALL.as_secs()
+        ));
+        return Ok((false, text));
+    }
+    Ok((st.success(), text))
 }
 
 fn as_uid(uid: Option<u32>, program: &str) -> Command {
