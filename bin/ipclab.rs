@@ -160,6 +160,16 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// Batch grading's compiler, in a box of a uid the calling ipclab holds (not for users).
+    #[command(hide = true)]
+    BuildC {
+        #[arg(long)]
+        uid: u32,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        hide: Vec<std::path::PathBuf>,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -177,6 +187,7 @@ fn main() {
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
+        Cmd::BuildC { uid, dir, hide } => ipclab::grade::batch::build_c(&dir, uid, &hide),
         Cmd::New { n, lang, dir } => ipclab::kit::new(n, lang, dir),
         Cmd::Package {
             target,

@@ -97,11 +97,18 @@ fn grade_class_of_twenty_in_parallel() {
             "#include \"/dev/zero\"\n".into(),
             "compile error",
         ),
+        // Another student's code, included at compile time: the class is out of the box's sight.
+        (
+            "yves",
+            "main.c",
+            "#include \"../erin/main.c\"\n".into(),
+            "compile error",
+        ),
         // A planted link: staging never follows it (nothing of /etc is copied or chowned).
         ("xavier", "run", script("fork", ""), ""),
         ("zoe", "main.py", main_py, ""),
     ];
-    assert_eq!(subs.len(), 22);
+    assert_eq!(subs.len(), 23);
     for (who, file, text, _) in &subs {
         let mode = if *file == "run" { 0o755 } else { 0o644 };
         write(&class.path().join(who).join(file), text, mode);
@@ -147,8 +154,8 @@ fn grade_class_of_twenty_in_parallel() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("class-summary.json")).unwrap())
             .unwrap();
-    assert_eq!(json["students"].as_array().unwrap().len(), 22);
-    assert_eq!(csv.lines().count(), 23, "{csv}");
+    assert_eq!(json["students"].as_array().unwrap().len(), 23);
+    assert_eq!(csv.lines().count(), 24, "{csv}");
     for (who, _, _, want) in &subs {
         let line = csv
             .lines()

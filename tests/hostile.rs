@@ -228,16 +228,7 @@ fn hostile_kill_minus_one_stays_in_its_box() {
         eprintln!("skipped: needs root (the box's own uid)");
         return;
     }
-    let mut bystander = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut bystander = sleeper_as(65534);
     let (code, v, err) = grade("kill-all", &[], &[]);
     let alive = ipclab::inspect::info(bystander.id() as i32).is_some_and(|i| !i.is_zombie());
     let _ = bystander.kill();
@@ -640,16 +631,7 @@ fn hostile_normal_user_gets_the_weaker_box() {
     assert!(t.contains("FINDING ptrace-grader=EPERM"), "{t}");
     // kill(-1) inside the box's PID namespace reaches nothing outside: not the grader, not
     // another process of the same uid.
-    let mut bystander = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut bystander = sleeper_as(65534);
     let (code, v, err) = as_user("kill-all");
     let alive = ipclab::inspect::info(bystander.id() as i32).is_some_and(|i| !i.is_zombie());
     let _ = bystander.kill();

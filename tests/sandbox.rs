@@ -26,16 +26,7 @@ fn sandbox_leases_are_exclusive_and_skip_foreign_uids() {
     let next = (a.uid() + 1..=UID_LAST)
         .find(|u| !std::path::Path::new(&format!("/run/ipclab/leases/{u}")).exists())
         .unwrap();
-    let mut stranger = Command::new("setpriv")
-        .args([
-            &format!("--reuid={next}"),
-            &format!("--regid={next}"),
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut stranger = sleeper_as(next);
     let mut held = vec![a];
     for _ in 0..3 {
         held.push(Lease::claim().unwrap());
@@ -68,16 +59,7 @@ fn sandbox_host_lease_is_left_to_its_owner() {
         Lease::persistent(&name).is_err(),
         "the same host made twice"
     );
-    let mut sshd_like = Command::new("setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
+    let mut sshd_like = sleeper_as(uid);
     let out = run(Command::new(bin("ipclab")).arg("clean"));
     assert!(out.status.success());
     let claimed = Lease::claim().unwrap();

@@ -54,6 +54,7 @@ const STAGE_MAX_FILES: usize = 10_000;
 /// Finds the entry point in the staged copy and builds it as `uid`. Ok(command) or Err(why it
 /// cannot be graded); a compiler's output is written to `out`.
 fn prepare(
+    o: &BatchOptions,
     sub: &Path,
     uid: Option<u32>,
     out: &Path,
@@ -69,30 +70,27 @@ fn prepare(
         ));
     }
     if has("main.c") {
-        // A fresh directory in our staging copy: the compiler (as the box uid) writes only there.
         let build = sub.join(".ipclab-build");
         std::fs::create_dir(&build).map_err(|e| format!("mkdir {}: {e}", build.display()))?;
-        if let Some(u) = uid {
-            nix::unistd::chown(&build, Some(u.into()), Some(u.into()))
-                .map_err(|e| format!("chown {}: {e}", build.display()))?;
-        }
-        let mut sources: Vec<PathBuf> = std::fs::read_dir(sub)
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "c") && p.is_file())
-            .collect();
-        sources.sort();
         let exe = build.join("main");
-        let mut cmd = as_uid(uid, "cc");
-        cmd.args(["-O2", "-Wall", "-o"])
-            .arg(&exe)
-            .args(&sources)
-            .current_dir(sub)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null());
-        let (ok, log) = run_bounded(cmd)?;
+        let (ok, log) = match uid {
+            // As root: in a box of the slot's uid (the class, the results and the other copies
+            // out of sight), by a helper process — this one runs threads, and the box's setup
+            // runs between fork and exec.
+            Some(u) => build_in_box(o, sub, u)?,
+            None => {
+                let mut cmd = Command::new("cc");
+                cmd.args(["-O2", "-Wall", "-o"])
+                    .arg(&exe)
+                    .args(c_sources(sub)?)
+                    .current_dir(sub)
+                    .env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .env("LANG", "C.UTF-8")
+                    .stdin(Stdio::null());
+                run_bounded(cmd)?
+            }
+        };
         if !ok {
             let _ = write_new(&out.join(format!("{REPORT}-compile.txt")), log.as_bytes());
             let first = log
@@ -115,6 +113,149 @@ fn prepare(
         );
     }
     Err("no entry point: give a `run` executable, main.py or main.c".into())
+}
+
+/// Every `*.c` of a submission, sorted.
+fn c_sources(sub: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(sub)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "c") && p.is_file())
+        .collect();
+    sources.sort();
+    Ok(sources)
+}
+
+/// `ipclab build-c --uid U --dir SUB --hide CLASS --hide RESULTS`: (success, compiler output).
+fn build_in_box(
+    o: &BatchOptions,
+    sub: &Path,
+    uid: u32,
+) -> std::result::Result<(bool, String), String> {
+    let me = std::env::current_exe().map_err(|e| format!("cannot find ipclab: {e}"))?;
+    let mut c = Command::new(me);
+    c.args(["build-c", "--uid", &uid.to_string(), "--dir"])
+        .arg(sub)
+        .arg("--hide")
+        .arg(&o.dir)
+        .arg("--hide")
+        .arg(&o.results)
+        .stdin(Stdio::null());
+    let res = c
+        .output()
+        .map_err(|e| format!("cannot run ipclab build-c: {e}"))?;
+    let log = String::from_utf8_lossy(&res.stdout).into_owned();
+    match res.status.code() {
+        Some(0) => Ok((true, log)),
+        Some(1) => Ok((false, log)),
+        _ => Err(format!(
+            "cannot build: {}",
+            String::from_utf8_lossy(&res.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+        )),
+    }
+}
+
+/// The helper behind `build_in_box`, in its own (single-threaded) ipclab process: cc on every
+/// `*.c` of `dir` in a box of the leased `uid` (the caller holds the lease), under the batch
+/// compiler's limits; the binary copied to `dir/.ipclab-build/main`. Prints the compiler's
+/// output; Ok(0) built, Ok(1) did not.
+pub fn build_c(dir: &Path, uid: u32, hide: &[PathBuf]) -> Result<i32> {
+    use crate::sandbox::BoxDir;
+    crate::signals::watch_interrupts()?;
+    crate::process::set_child_subreaper().map_err(|e| e.with_code(3))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::io(&e, "realpath", dir.display()).into_usage())?;
+    let cc = PathBuf::from("/usr/bin/cc");
+    let mut ctx = super::boxed::Ctx::new(Some(uid), hide)?;
+    let sources = c_sources(&dir).map_err(Error::runtime)?;
+    let args: Vec<String> = sources.iter().map(|p| p.display().to_string()).collect();
+    ctx.expose_command(&cc, &args);
+    let b = BoxDir::new(Some(uid), ctx.powers.namespaces, 256)?;
+    if b.mounted {
+        b.write_identity(&[(uid, super::boxed::box_user(uid))])?;
+    }
+    let (mounts, _) = ctx.mounts(&b)?;
+    let exe = b.cwd().join("main");
+    let mut argv = vec![
+        "cc".to_string(),
+        "-O2".into(),
+        "-Wall".into(),
+        "-o".into(),
+        exe.display().to_string(),
+    ];
+    argv.extend(args);
+    let l = super::harness::Launch {
+        program: cc,
+        argv,
+        env: crate::sandbox::environment(&b.cwd(), &super::boxed::box_user(uid), &[]),
+        cwd: b.cwd(),
+        run_as: Some((uid, uid)),
+        timeout: BUILD_WALL,
+        cpu_secs: BUILD_CPU_S,
+        output_cap: BUILD_LOG_CAP,
+        max_procs: 64,
+        watch_dir: None,
+        watch_prefix: String::new(),
+        zombie_grace: std::time::Duration::from_secs(1),
+        linger: std::time::Duration::from_millis(500),
+        use_ptrace: false,
+        keep_survivors: false,
+        run_no: 0,
+        netns: ctx.powers.namespaces,
+        ipcns: ctx.powers.namespaces,
+        user_pid_ns: false,
+        mounts,
+        file_size: BUILD_FSIZE,
+        address_space: Some(BUILD_AS),
+        watch_alias: None,
+        keep_setuid: false,
+    };
+    let out = super::harness::run(&l).map_err(|e| Error::runtime(e.0).with_code(3))?;
+    if let Some(sig) = out.interrupted {
+        return Err(super::interrupted_error(sig));
+    }
+    let mut log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let built = !out.timed_out
+        && matches!(
+            out.main_status,
+            Some(nix::sys::wait::WaitStatus::Exited(_, 0))
+        );
+    if out.timed_out {
+        log.push_str(&format!(
+            "\nipclab: the build was killed after {} s (its wall-clock limit)\n",
+            BUILD_WALL.as_secs()
+        ));
+    }
+    print!("{log}");
+    if !built {
+        return Ok(1);
+    }
+    // Out of the box, never through a link: the compiler made a regular file, or nothing.
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut from = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&exe)
+        .map_err(|e| Error::io(&e, "open", exe.display()).with_code(3))?;
+    if !from.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Error::runtime("the compiler's output is not a regular file").with_code(3));
+    }
+    let dst = dir.join(".ipclab-build").join("main");
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&dst)
+        .map_err(|e| Error::io(&e, "create", dst.display()).with_code(3))?;
+    std::io::copy(&mut from, &mut to)
+        .map_err(|e| Error::io(&e, "copy", dst.display()).with_code(3))?;
+    Ok(0)
 }
 
 /// The compiler's limits: a source can make it read forever (`#include "/dev/zero"`), allocate
@@ -189,22 +330,6 @@ fn run_bounded(mut cmd: Command) -> std::result::Result<(bool, String), String> 
         return Ok((false, text));
     }
     Ok((st.success(), text))
-}
-
-fn as_uid(uid: Option<u32>, program: &str) -> Command {
-    match uid {
-        Some(u) => {
-            let mut c = Command::new("setpriv");
-            c.args([
-                &format!("--reuid={u}"),
-                &format!("--regid={u}"),
-                "--clear-groups",
-                program,
-            ]);
-            c
-        }
-        None => Command::new(program),
-    }
 }
 
 /// A new file (O_CREAT|O_EXCL|O_NOFOLLOW): never an existing file, never through a link.
@@ -369,7 +494,7 @@ fn grade_one(o: &BatchOptions, sub: &Path, k: usize, slot: &Slot<'_>) -> Row {
             return row;
         }
     }
-    let (cmd, entry) = match prepare(&stage, uid, &out) {
+    let (cmd, entry) = match prepare(o, &stage, uid, &out) {
         Ok(x) => x,
         Err(why) => {
             not_graded(&mut row, why);

@@ -227,3 +227,18 @@ pub fn nobody_dir() -> tempfile::TempDir {
     nix::unistd::chown(d.path(), Some(NOBODY.into()), Some(NOBODY.into())).unwrap();
     d
 }
+
+/// `sleep 60` running as `uid` (a bystander an attack must not reach, or a stand-in for a
+/// host's daemon); the caller kills and waits for it.
+pub fn sleeper_as(uid: u32) -> Child {
+    Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "sleep",
+            "60",
+        ])
+        .spawn()
+        .expect("setpriv sleep")
+}
