@@ -8,8 +8,8 @@
 //! failure in the child is reported on the exec gate as (step, errno), so nothing can hang there.
 //!
 //! State lives in /run/ipclab (root, 0711): `leases/<uid>` (flock held by the owner, its pid
-//! inside), `box-<uid>` (the tmpfs mount), `refs/<hash>` (execute-only copies of the reference
-//! programs a contract runs). A box whose owner is gone — even after SIGKILL — is found by its
+//! inside), `box-<uid>` (the tmpfs mount); /var/cache/ipclab/refs/<hash> holds execute-only
+//! copies of the reference programs a contract runs. A box whose owner is gone — even after SIGKILL — is found by its
 //! free lock or dead pid and removed by the next `sweep` (every `ipclab grade`, `ipclab clean`).
 
 use crate::error::{Error, Result};
@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub const UID_FIRST: u32 = 61000;
 pub const UID_LAST: u32 = 61999;
 pub const STATE: &str = "/run/ipclab";
+/// Cached copies of the reference programs: on disk, not in /run (often a small tmpfs).
+pub const CACHE: &str = "/var/cache/ipclab";
 
 /// Bit numbers in CapEff (linux/capability.h).
 const CAP_SETGID: u32 = 6;
@@ -95,7 +97,11 @@ fn userns_works() -> bool {
 }
 
 fn state_dir(sub: &str) -> Result<PathBuf> {
-    let top = Path::new(STATE);
+    root_dir(Path::new(STATE), sub)
+}
+
+/// `top/sub`, made if needed (0711), refused unless both are root's directories.
+fn root_dir(top: &Path, sub: &str) -> Result<PathBuf> {
     for d in [top.to_path_buf(), top.join(sub)] {
         match std::fs::create_dir(&d) {
             Ok(()) => {}
@@ -647,7 +653,7 @@ impl Refs {
     /// The cache of the programs built in `src_dir`.
     pub fn new(src_dir: &Path) -> Result<Refs> {
         use std::hash::{Hash, Hasher};
-        let top = state_dir("refs")?;
+        let top = root_dir(Path::new(CACHE), "refs")?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         src_dir.hash(&mut h);
         let dir = top.join(format!("{:016x}", h.finish()));
@@ -704,7 +710,7 @@ impl Refs {
 
 /// Cached reference copies whose build directory is gone.
 fn sweep_refs(done: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(Path::new(STATE).join("refs")) else {
+    let Ok(rd) = std::fs::read_dir(Path::new(CACHE).join("refs")) else {
         return;
     };
     for e in rd.flatten() {

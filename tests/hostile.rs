@@ -218,6 +218,7 @@ fn hostile_cannot_reach_references_checkout_or_grader() {
         let (_, v2, _) = grade("reach", &[], &[]);
         assert_ne!(finding(&v2, "checkout"), "readable");
         assert_eq!(finding(&v, "refs-dir"), "EACCES");
+        assert_eq!(finding(&v, "state-dir"), "EACCES");
     }
 }
 
