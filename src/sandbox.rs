@@ -265,6 +265,92 @@ impl Lease {
     }
 }
 
+/// A long-lived host box (the distributed labs' hosts): a named persistent lease, its user in a
+/// passwd and group of its own, a home. The hosts issue adds the network namespace and the sshd
+/// run as root inside it, whose sessions drop to `uid`; `ipclab clean` and the stale-box sweep
+/// leave it alone — only `destroy` (its owner's teardown) removes it.
+pub struct HostBox {
+    pub name: String,
+    pub uid: u32,
+    /// /run/ipclab/host-<name>: `home/` (the user's, 0700), `etc/passwd`, `etc/group`.
+    pub root: PathBuf,
+}
+
+impl HostBox {
+    pub fn create(name: &str) -> Result<HostBox> {
+        let uid = Lease::persistent(name)?;
+        let root = state_dir("")?.join(format!("host-{name}"));
+        let made = (|| -> Result<HostBox> {
+            let io =
+                |e: std::io::Error, op: &str, p: &Path| Error::io(&e, op, p.display()).with_code(3);
+            std::fs::create_dir(&root).map_err(|e| io(e, "mkdir", &root))?;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| io(e, "chmod", &root))?;
+            let home = root.join("home");
+            let etc = root.join("etc");
+            std::fs::create_dir(&home).map_err(|e| io(e, "mkdir", &home))?;
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io(e, "chmod", &home))?;
+            nix::unistd::chown(&home, Some(uid.into()), Some(uid.into()))
+                .map_err(|e| Error::sys(e, "chown", home.display()).with_code(3))?;
+            std::fs::create_dir(&etc).map_err(|e| io(e, "mkdir", &etc))?;
+            let user = format!("{name}-user");
+            for (file, line) in [
+                (
+                    "passwd",
+                    format!(
+                        "{user}:x:{uid}:{uid}:ipclab host {name}:{}:/bin/sh\n",
+                        home.display()
+                    ),
+                ),
+                ("group", format!("{user}:x:{uid}:\n")),
+            ] {
+                let mut text = std::fs::read_to_string(format!("/etc/{file}")).unwrap_or_default();
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&line);
+                let p = etc.join(file);
+                std::fs::write(&p, text).map_err(|e| io(e, "write", &p))?;
+            }
+            Ok(HostBox {
+                name: name.to_string(),
+                uid,
+                root: root.clone(),
+            })
+        })();
+        if made.is_err() {
+            // Nothing half-made stays: the directory and the lease go.
+            let _ = std::fs::remove_dir_all(&root);
+            let _ = Lease::end_persistent(name);
+        }
+        made
+    }
+
+    /// Every host box of this machine, by its lease.
+    pub fn list() -> Vec<HostBox> {
+        Lease::persistent_list()
+            .into_iter()
+            .map(|(uid, name)| HostBox {
+                root: Path::new(STATE).join(format!("host-{name}")),
+                name,
+                uid,
+            })
+            .collect()
+    }
+
+    /// Kills what runs as the host's uid, removes its directory, ends its lease.
+    pub fn destroy(name: &str) -> Result<()> {
+        Lease::end_persistent(name)?;
+        let root = Path::new(STATE).join(format!("host-{name}"));
+        if root.exists() {
+            std::fs::remove_dir_all(&root)
+                .map_err(|e| Error::io(&e, "rm -r", root.display()).with_code(3))?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Lease {
     /// A lease given back names no box: the next sweep has nothing to look for.
     fn drop(&mut self) {

@@ -76,3 +76,35 @@ fn sandbox_host_lease_is_left_to_its_owner() {
     assert!(!Lease::persistent_list().iter().any(|(_, n)| *n == name));
     assert!(Lease::end_persistent(&name).is_err());
 }
+
+/// A host box: its user named in its own passwd, a home only it owns, left alone by sweeps;
+/// `destroy` kills what runs as it and leaves nothing (directory, lease).
+#[test]
+fn sandbox_host_box_has_a_user_and_goes_only_by_destroy() {
+    if !root() {
+        return;
+    }
+    let name = format!("test-hb-{:06x}", rand::random::<u32>() & 0xffffff);
+    let hb = ipclab::sandbox::HostBox::create(&name).unwrap();
+    let passwd = std::fs::read_to_string(hb.root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains(&format!("{name}-user:x:{}:{}:", hb.uid, hb.uid)),
+        "{passwd}"
+    );
+    let home = std::fs::metadata(hb.root.join("home")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&home), hb.uid);
+    let mut daemon = sleeper_as(hb.uid);
+    assert!(run(Command::new(bin("ipclab")).arg("clean"))
+        .status
+        .success());
+    assert!(hb.root.exists(), "the sweep removed a host box");
+    assert!(ipclab::sandbox::HostBox::list()
+        .iter()
+        .any(|h| h.name == name));
+    ipclab::sandbox::HostBox::destroy(&name).unwrap();
+    assert!(!daemon.wait().unwrap().success());
+    assert!(!hb.root.exists());
+    assert!(!ipclab::sandbox::HostBox::list()
+        .iter()
+        .any(|h| h.name == name));
+}
