@@ -81,21 +81,6 @@ impl ExecGate {
         }
     }
 
-    /// Same as `exec`, with `execve` and an explicit environment.
-    pub fn exec_env(self, path: &CString, argv: &[CString], env: &[CString]) -> ! {
-        drop(self.read);
-        let err = match nix::unistd::execve(path, argv, env) {
-            Err(e) => e,
-            Ok(never) => match never {},
-        };
-        let code = (err as i32).to_ne_bytes();
-        // Safety: plain write(2) and _exit(2) on our own fd; no allocation, no unwinding.
-        unsafe {
-            libc::write(self.write.as_raw_fd(), code.as_ptr().cast(), code.len());
-            libc::_exit(127)
-        }
-    }
-
     /// In the parent after fork: Ok once the child has exec'd; if exec failed, reaps the child
     /// and returns the errno as an error naming `path`.
     pub fn wait_exec(self, child: Pid, path: &str) -> Result<()> {

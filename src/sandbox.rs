@@ -32,15 +32,16 @@ const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_SYS_ADMIN: u32 = 21;
 
-/// Whether this process holds a capability in its effective set.
-pub fn has_cap(bit: u32) -> bool {
-    let Ok(st) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    st.lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << bit) != 0)
+/// This process's effective capabilities, as the CapEff bit mask of /proc/self/status.
+fn effective_caps() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0)
 }
 
 /// What this process can build: a full box needs root with CAP_SYS_ADMIN (mounts, namespaces,
@@ -55,9 +56,11 @@ pub struct Powers {
 
 pub fn powers() -> Powers {
     let root = nix::unistd::geteuid().is_root();
+    let caps = effective_caps();
+    let has = |bit: u32| caps & (1 << bit) != 0;
     Powers {
-        drop_uid: root && has_cap(CAP_SETUID) && has_cap(CAP_SETGID),
-        namespaces: root && has_cap(CAP_SYS_ADMIN),
+        drop_uid: root && has(CAP_SETUID) && has(CAP_SETGID),
+        namespaces: root && has(CAP_SYS_ADMIN),
         userns: !root && userns_works(),
     }
 }
@@ -703,13 +706,6 @@ impl BoxDir {
             .unwrap_or_default();
         v.sort();
         v
-    }
-
-    /// Bytes in use on the box's tmpfs.
-    pub fn used_bytes(&self) -> u64 {
-        nix::sys::statvfs::statvfs(&self.root)
-            .map(|s| (s.blocks() - s.blocks_free()) * s.fragment_size())
-            .unwrap_or(0)
     }
 }
 

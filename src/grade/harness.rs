@@ -301,7 +301,6 @@ pub fn run_scripted(
         Ok(ForkResult::Parent { child }) => child,
     };
     drop((out_w, err_w, go_r, gate_w));
-    out.main_pid = child.as_raw();
     let gate_r = std::fs::File::from(gate_r);
     let forked = child;
     // Into the cgroup at once: a migration waits for an RCU grace period, which here overlaps
@@ -322,6 +321,7 @@ pub fn run_scripted(
     let (ipc_ns, ns_main) = match read_gate(&gate_r, child) {
         GateRecord::Ready(m) => {
             let who = if m > 0 { m } else { child.as_raw() };
+            // Root only: entering a normal user's box namespace is allowed, leaving it is not.
             let ns = l
                 .ipcns
                 .then(|| std::fs::File::open(format!("/proc/{who}/ns/ipc")).ok())
@@ -562,8 +562,6 @@ pub fn run_scripted(
         );
         if !traced {
             sample_holders(&mut procs, dir_prefix.as_deref());
-        }
-        if !traced {
             discover(&mut procs, me, t, cgroup.as_ref());
         }
 

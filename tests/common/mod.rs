@@ -104,15 +104,7 @@ pub fn private_dir() -> tempfile::TempDir {
 }
 
 pub fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    ipclab::sandbox::BoxDir::entries(dir)
 }
 
 /// A shm name prefix unique to one test, so leak checks look at our objects only.
