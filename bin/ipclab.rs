@@ -183,7 +183,9 @@ fn main() {
     let cli: Cli = ipclab::args::parse();
     let result = match cli.cmd {
         Cmd::List => list(),
-        Cmd::Lab { n, step } => ipclab::walkthrough::run(n, step),
+        Cmd::Lab { n, step } => {
+            ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step))
+        }
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
@@ -235,16 +237,19 @@ fn main() {
             svg,
             chart,
             check,
-        } => ipclab::trace::trace(&ipclab::trace::Options {
-            lab: n,
-            impl_cmd,
-            set,
-            raw,
-            svg,
-            chart,
-            check,
-            quiet: false,
-            out_dir: std::path::PathBuf::from("target/trace"),
+        } => ipclab::labs::find(n).and_then(|l| {
+            let o = ipclab::trace::Options {
+                lab: n,
+                impl_cmd,
+                set,
+                raw,
+                svg,
+                chart,
+                check,
+                quiet: false,
+                out_dir: std::path::PathBuf::from("target/trace"),
+            };
+            ipclab::trace::trace(&o, l)
         }),
         Cmd::Grade {
             lab,
@@ -262,7 +267,7 @@ fn main() {
             uid,
             hide,
         } => pair_outputs(format, output).and_then(|outputs| {
-            ipclab::grade::grade(&ipclab::grade::Options {
+            let o = ipclab::grade::Options {
                 lab,
                 impl_cmd,
                 runs,
@@ -276,7 +281,8 @@ fn main() {
                 jobs,
                 results,
                 hide,
-            })
+            };
+            ipclab::grade::grade(&o, &ipclab::labs::gradable())
         }),
     };
     match result {
@@ -328,7 +334,8 @@ fn ps(root: i32) -> Result<i32> {
 }
 
 fn list() -> Result<i32> {
-    for s in ipclab::spec::all()? {
+    for l in ipclab::labs::ALL {
+        let s = l.spec()?;
         println!("lab {}  {:<9} {}", s.lab.number, s.lab.name, s.lab.title);
         println!("        programs: {}", s.lab.binaries.join(", "));
         for q in &s.lab.questions {

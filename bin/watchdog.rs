@@ -30,7 +30,6 @@ use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
 use rand::Rng;
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -119,7 +118,7 @@ struct Server {
 }
 
 struct Events {
-    file: File,
+    log: ipclab::evlog::Writer,
 }
 
 impl Events {
@@ -145,20 +144,20 @@ impl Events {
         status: Option<i32>,
         latency: Option<u64>,
     ) {
-        let mut line = format!("{{\"ts_ms\":{ts},\"event\":\"{event}\",\"role\":\"{role}\"");
-        if let Some(p) = pid {
-            line.push_str(&format!(",\"pid\":{p}"));
-        }
-        if let Some(s) = status {
-            line.push_str(&format!(",\"status\":{s}"));
-        }
-        if let Some(l) = latency {
-            line.push_str(&format!(",\"latency_ms\":{l}"));
-        }
-        line.push_str("}\n");
+        // Lab 3's log is version 0 of the event log (no `v`, the name in `event`).
+        let e = ipclab::evlog::Event {
+            v: 0,
+            ev: event.to_string(),
+            ts_ms: Some(ts),
+            role: Some(role.to_string()),
+            pid: pid.map(|p| p.as_raw() as i64),
+            status: status.map(i64::from),
+            latency_ms: latency,
+            ..Default::default()
+        };
         // One write per line: a reader never sees half an event.
-        let _ = self.file.write_all(line.as_bytes());
-        ipclab::say!("{} {}", tag("watchdog"), line.trim_end());
+        let line = self.log.write(&e).unwrap_or_else(|_| e.line());
+        ipclab::say!("{} {}", tag("watchdog"), line);
     }
 }
 
@@ -205,13 +204,9 @@ fn run(a: &Args) -> Result<i32> {
             private.path().to_path_buf()
         }
     };
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode_0600()
-        .open(&a.events)
+    let log = ipclab::evlog::Writer::open(&a.events)
         .map_err(|e| Error::io(&e, "open", a.events.display()).into_usage())?;
-    let mut ev = Events { file };
+    let mut ev = Events { log };
 
     let k = a.secondaries as usize;
     let mut table = Table::create(&ipclab::shm::unique_name("ipclab"), k + 1)?;
@@ -580,14 +575,10 @@ fn shutdown(
 }
 
 trait OpenExt {
-    fn mode_0600(&mut self) -> &mut Self;
     fn custom_flags_nonblock(&mut self) -> &mut Self;
 }
 
 impl OpenExt for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
-    }
     fn custom_flags_nonblock(&mut self) -> &mut Self {
         std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
     }

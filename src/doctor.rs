@@ -61,7 +61,7 @@ pub fn examine() -> Vec<Finding> {
         Err(e) => push("FAIL", format!("pidfd_open (Linux >= 5.3 needed): {e}")),
     }
 
-    match crate::walkthrough::strace_usable() {
+    match crate::trace::strace_usable() {
         Ok(v) => push("ok", format!("strace: {v}, ptrace allowed")),
         Err(why) => push(
             "warn",

@@ -2,7 +2,7 @@
 //! the contract's argument parsing done and a `TODO(labN.k)` stub at each place the student
 //! works; a stub not yet replaced stops the program with `TODO(labN.k) not done: ...` on stderr,
 //! which the grader quotes — so a fresh kit fails with a message pointing at its first TODO.
-//! Kits hold no solutions (the tests keep theirs under tests/kits/).
+//! Kits hold no solutions (the tests keep theirs as labs/labN-name/fixtures/kit-LANG.fills).
 
 use crate::error::{Error, Result};
 use regex::Regex;
@@ -29,120 +29,31 @@ impl Lang {
 pub struct Kit {
     pub lab: u32,
     pub lang: Lang,
-    /// (path in the kit, template)
-    pub files: &'static [(&'static str, &'static str)],
+    /// (path in the kit, template): `labs/labN-name/kits/<lang>/**`, embedded by build.rs.
+    pub files: Vec<(&'static str, &'static str)>,
 }
 
-pub const KITS: &[Kit] = &[
-    Kit {
-        lab: 1,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab1/python/main.py"))],
-    },
-    Kit {
-        lab: 1,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab1/c/main.c"))],
-    },
-    Kit {
-        lab: 1,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab1/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab1/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 2,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab2/python/main.py"))],
-    },
-    Kit {
-        lab: 2,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab2/c/main.c"))],
-    },
-    Kit {
-        lab: 2,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab2/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab2/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 3,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab3/python/main.py"))],
-    },
-    Kit {
-        lab: 4,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab4/python/main.py"))],
-    },
-    Kit {
-        lab: 3,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab3/c/main.c"))],
-    },
-    Kit {
-        lab: 3,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab3/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab3/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 4,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab4/c/main.c"))],
-    },
-    Kit {
-        lab: 4,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab4/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab4/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 5,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab5/python/main.py"))],
-    },
-    Kit {
-        lab: 5,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab5/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab5/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 6,
-        lang: Lang::Python,
-        files: &[("main.py", include_str!("../kits/lab6/python/main.py"))],
-    },
-    Kit {
-        lab: 6,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab6/c/main.c"))],
-    },
-    Kit {
-        lab: 6,
-        lang: Lang::Rust,
-        files: &[
-            ("Cargo.toml", include_str!("../kits/lab6/rust/Cargo.toml")),
-            ("src/main.rs", include_str!("../kits/lab6/rust/src/main.rs")),
-        ],
-    },
-    Kit {
-        lab: 5,
-        lang: Lang::C,
-        files: &[("main.c", include_str!("../kits/lab5/c/main.c"))],
-    },
-];
+/// Every kit the labs ship, in lab then language order.
+pub fn kits() -> Vec<Kit> {
+    let mut v = Vec::new();
+    for dir in crate::spec::dirs() {
+        for lang in [Lang::Python, Lang::C, Lang::Rust] {
+            let prefix = format!("{dir}/kits/{}/", lang.name());
+            let files: Vec<(&str, &str)> = crate::spec::FILES
+                .iter()
+                .filter_map(|(p, t)| p.strip_prefix(prefix.as_str()).map(|r| (r, *t)))
+                .collect();
+            if !files.is_empty() {
+                v.push(Kit {
+                    lab: crate::spec::number_of(dir),
+                    lang,
+                    files,
+                });
+            }
+        }
+    }
+    v
+}
 
 /// A TODO line: `TODO(lab2.1): what | fr: quoi`.
 static TODO: LazyLock<Regex> = LazyLock::new(|| {
@@ -237,8 +148,9 @@ fn readme(
 
 pub fn new(lab: u32, lang: Lang, dir: Option<PathBuf>) -> Result<i32> {
     let spec = crate::spec::find(lab)?;
-    let Some(kit) = KITS.iter().find(|k| k.lab == lab && k.lang == lang) else {
-        let have: Vec<String> = KITS
+    let kits = kits();
+    let Some(kit) = kits.iter().find(|k| k.lab == lab && k.lang == lang) else {
+        let have: Vec<String> = kits
             .iter()
             .map(|k| format!("{} {}", k.lab, k.lang.name()))
             .collect();
@@ -260,7 +172,7 @@ pub fn new(lab: u32, lang: Lang, dir: Option<PathBuf>) -> Result<i32> {
         )));
     }
     let mut all_todos = Vec::new();
-    for (_, t) in kit.files {
+    for (_, t) in &kit.files {
         all_todos.extend(todos(t));
     }
     // In the order to do them: lab2.1, lab2.2, ... (not the order they appear in the file).

@@ -4,51 +4,43 @@ use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-/// Every lab the toolkit ships, as (directory name, spec.toml text).
-pub const LABS: &[(&str, &str)] = &[
-    ("lab1-shm", include_str!("../labs/lab1-shm/spec.toml")),
-    (
-        "lab2-pingpong",
-        include_str!("../labs/lab2-pingpong/spec.toml"),
-    ),
-    (
-        "lab3-watchdog",
-        include_str!("../labs/lab3-watchdog/spec.toml"),
-    ),
-    ("lab4-client", include_str!("../labs/lab4-client/spec.toml")),
-    (
-        "lab5-zombies",
-        include_str!("../labs/lab5-zombies/spec.toml"),
-    ),
-    ("lab6-daemon", include_str!("../labs/lab6-daemon/spec.toml")),
-    ("lab7-zoo", include_str!("../labs/lab7-zoo/spec.toml")),
-];
+// The labs' shipped files (`FILES`), embedded by build.rs from the `labs/*/` folders.
+include!(concat!(env!("OUT_DIR"), "/lab_files.rs"));
 
-/// Each lab's `strace.expected` (see `trace::expected`), as (directory name, text).
-pub const EXPECTED: &[(&str, &str)] = &[
-    ("lab1-shm", include_str!("../labs/lab1-shm/strace.expected")),
-    (
-        "lab2-pingpong",
-        include_str!("../labs/lab2-pingpong/strace.expected"),
-    ),
-    (
-        "lab3-watchdog",
-        include_str!("../labs/lab3-watchdog/strace.expected"),
-    ),
-    (
-        "lab4-client",
-        include_str!("../labs/lab4-client/strace.expected"),
-    ),
-    (
-        "lab5-zombies",
-        include_str!("../labs/lab5-zombies/strace.expected"),
-    ),
-    (
-        "lab6-daemon",
-        include_str!("../labs/lab6-daemon/strace.expected"),
-    ),
-    ("lab7-zoo", include_str!("../labs/lab7-zoo/strace.expected")),
-];
+/// A lab's folder under labs/: what every engine's view of a lab (grading, trace, walkthrough)
+/// starts from. The registry (`crate::labs`) is the only list of them.
+pub trait Folder: Sync {
+    /// `labN-name`.
+    fn dir(&self) -> &'static str;
+    fn spec(&self) -> Result<Spec> {
+        load(self.dir())
+    }
+}
+
+/// The text of `labs/<dir>/<name>`, if the lab ships it.
+pub fn file(dir: &str, name: &str) -> Option<&'static str> {
+    let path = format!("{dir}/{name}");
+    FILES.iter().find(|(p, _)| *p == path).map(|(_, t)| *t)
+}
+
+/// The lab folders that have a spec.toml, in lab order (lab10 after lab9).
+pub fn dirs() -> Vec<&'static str> {
+    let mut v: Vec<&str> = FILES
+        .iter()
+        .filter_map(|(p, _)| p.strip_suffix("/spec.toml"))
+        .filter(|d| !d.contains('/'))
+        .collect();
+    v.sort_by_key(|d| number_of(d));
+    v
+}
+
+/// N of a folder named `labN-name`.
+pub fn number_of(dir: &str) -> u32 {
+    dir.strip_prefix("lab")
+        .and_then(|r| r.split('-').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX)
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,12 +145,15 @@ impl Spec {
 
 /// All specs, parsed; a malformed spec is a build defect, reported with its directory.
 pub fn all() -> Result<Vec<Spec>> {
-    LABS.iter()
-        .map(|(dir, text)| {
-            toml::from_str::<Spec>(text)
-                .map_err(|e| Error::runtime(format!("labs/{dir}/spec.toml: {}", e.message())))
-        })
-        .collect()
+    dirs().into_iter().map(load).collect()
+}
+
+/// The spec in `labs/<dir>/spec.toml`.
+pub fn load(dir: &str) -> Result<Spec> {
+    let text = file(dir, "spec.toml")
+        .ok_or_else(|| Error::runtime(format!("labs/{dir}/spec.toml: not shipped")))?;
+    toml::from_str::<Spec>(text)
+        .map_err(|e| Error::runtime(format!("labs/{dir}/spec.toml: {}", e.message())))
 }
 
 /// The spec of lab `n`, or a usage error listing the labs there are.
@@ -179,8 +174,9 @@ mod tests {
     #[test]
     fn specs_parse_and_match_their_directory() {
         let specs = all().unwrap();
-        assert_eq!(specs.len(), LABS.len());
-        for (spec, (dir, _)) in specs.iter().zip(LABS) {
+        let dirs = dirs();
+        assert_eq!(specs.len(), dirs.len());
+        for (spec, dir) in specs.iter().zip(dirs) {
             assert_eq!(&spec.dir_name(), dir);
             assert!(!spec.lab.binaries.is_empty() && !spec.lab.teaches.is_empty());
         }

@@ -26,7 +26,7 @@ fn write(path: &Path, text: &str, mode: u32) {
 
 #[test]
 fn grade_class_of_twenty_in_parallel() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
+    let fixtures = common::lab_dir(2).join("fixtures");
     let py = fixtures.join("pingpong.py");
     let class = world_dir("ipclab-class-");
     // Each submission carries its own copy of the fixture: the box shows a submission its own

@@ -6,13 +6,11 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lab2")
-        .join(name)
+    common::lab_dir(2).join("fixtures").join(name)
 }
 
 fn py(variant: &str) -> String {

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::Path;
+
 use std::process::Command;
 
 fn grade(lab: &str, args: &[&str]) -> (i32, Value) {
@@ -35,10 +35,8 @@ fn failing_each_run(v: &Value) -> Vec<BTreeSet<String>> {
 }
 
 fn fixture(lab: &str, file: &str, variant: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(lab)
-        .join(file);
+    let n: u32 = lab.trim_start_matches("lab").parse().unwrap();
+    let p = common::fixture(n, file);
     format!("/usr/bin/python3 {} {variant}", p.display())
 }
 
@@ -164,7 +162,7 @@ fn grade_lab3_fixtures_are_judged_exactly() {
 fn grade_lab3_c_watchdog_passes() {
     let dir = world_dir("ipclab-cfix-");
     let exe = dir.path().join("watchdog");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab3/watchdog.c");
+    let src = common::fixture(3, "watchdog.c");
     cc(&src, &exe, &[]);
     let (code, v) = grade(
         "3",
@@ -236,7 +234,7 @@ fn grade_lab4_fixtures_are_judged_exactly() {
 #[test]
 fn grade_lab4_c_servers_are_judged() {
     let dir = world_dir("ipclab-cfix-");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab4/servers.c");
+    let src = common::fixture(4, "servers.c");
     for (name, flags) in [
         ("servers", &[][..]),
         ("servers-hang", &["-DHANG_WHEN_BUSY"][..]),

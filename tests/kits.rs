@@ -1,17 +1,18 @@
 //! Starter kits: each fresh kit runs and fails the grader with the message of its first TODO
-//! (never a crash of the grader); filled with the solution kept in tests/kits/, it passes.
+//! (never a crash of the grader); filled with the solution kept in labs/labN-name/fixtures/kit-LANG.fills, it passes.
 
 mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
 
-fn build(dir: &Path, lang: ipclab::kit::Lang) {
+fn build(dir: &Path, lang: ipclab::kit::Lang, target: &Path) {
     let out = match lang {
         ipclab::kit::Lang::Python => return,
         ipclab::kit::Lang::C => run(Command::new("make").arg("main").current_dir(dir)),
         ipclab::kit::Lang::Rust => run(Command::new("cargo")
             .args(["build", "--release", "--offline", "--quiet"])
+            .env("CARGO_TARGET_DIR", target)
             .current_dir(dir)),
     };
     assert!(out.status.success(), "build: {}", text(&out.stderr));
@@ -38,7 +39,9 @@ fn grade(dir: &Path, lab: u32, cmd: &str) -> (i32, serde_json::Value) {
 #[test]
 fn kits_fail_at_their_first_todo_and_pass_once_filled() {
     let top = world_dir("ipclab-kits-");
-    for kit in ipclab::kit::KITS {
+    // One target dir for every Rust kit: their dependencies (nix) are built once, not six times.
+    let shared = top.path().join("target");
+    for kit in ipclab::kit::kits() {
         let lang = format!("{:?}", kit.lang).to_lowercase();
         let dir = top.path().join(format!("lab{}-{lang}", kit.lab));
         let out = run(Command::new(bin("ipclab"))
@@ -59,7 +62,15 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
         assert!(makefile.contains(&cmd), "{makefile}");
 
         // Fresh: it runs, stops at its first TODO, and the grader says so.
-        build(&dir, kit.lang);
+        // The kit's Makefile names its own target/; the tests build into the shared one.
+        let cmd = match kit.lang {
+            ipclab::kit::Lang::Rust => shared
+                .join(format!("release/lab{}", kit.lab))
+                .display()
+                .to_string(),
+            _ => cmd,
+        };
+        build(&dir, kit.lang, &shared);
         let (code, v) = grade(&dir, kit.lab, &cmd);
         assert_eq!(code, 1, "lab {} {lang}: {}", kit.lab, v["checks"]);
         let first = format!("TODO(lab{}.1) not done", kit.lab);
@@ -71,12 +82,9 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
         );
 
         // Filled with the solution: it passes.
-        let fills = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("tests/kits/lab{}-{lang}.fills", kit.lab)),
-        )
-        .unwrap();
-        for (path, _) in kit.files {
+        let fills = std::fs::read_to_string(common::fixture(kit.lab, &format!("kit-{lang}.fills")))
+            .unwrap();
+        for (path, _) in &kit.files {
             let p = dir.join(path);
             let program = std::fs::read_to_string(&p).unwrap();
             if ipclab::kit::todos(&program).is_empty() {
@@ -88,7 +96,7 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
             assert!(!filled.contains(&marker), "{path}: a TODO left");
             std::fs::write(&p, filled).unwrap();
         }
-        build(&dir, kit.lang);
+        build(&dir, kit.lang, &shared);
         let (code, v) = grade(&dir, kit.lab, &cmd);
         assert_eq!(code, 0, "lab {} {lang} filled: {}", kit.lab, v["checks"]);
     }

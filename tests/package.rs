@@ -52,7 +52,7 @@ fn package_gradescope_runs_in_a_simulated_autograder() {
     let out = run(Command::new("sh").arg(source.join("setup.sh")));
     assert!(out.status.success(), "setup.sh: {}", text(&out.stderr));
 
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
+    let fixtures = common::lab_dir(2).join("fixtures");
     for (file, content, want_score) in [
         (
             "main.c",
@@ -163,7 +163,7 @@ fn package_classroom_workflow_is_valid_and_grades() {
     }
 
     // The repository holds a correct submission: grade.sh grades it, check.py reads each check.
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2");
+    let fixtures = common::lab_dir(2).join("fixtures");
     std::fs::copy(fixtures.join("pingpong.c"), repo.path().join("main.c")).unwrap();
     let out = run(Command::new("sh")
         .arg(".github/ipclab/grade.sh")

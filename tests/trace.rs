@@ -70,7 +70,7 @@ fn trace_every_reference_has_its_key_lines() {
 #[test]
 fn trace_lab2_chart_has_one_arrow_per_message() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lab2/pingpong.py");
+    let fixture = common::fixture(2, "pingpong.py");
     let python = format!("/usr/bin/python3 {} fork", fixture.display());
     for (i, impl_cmd) in [None, Some(python.as_str())].into_iter().enumerate() {
         let n = rand::random_range(1..=12u32);

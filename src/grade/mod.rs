@@ -9,20 +9,15 @@ pub mod boxed;
 pub mod cgroup;
 pub mod checks;
 pub mod harness;
-pub mod lab1;
-pub mod lab2;
-pub mod lab3;
-pub mod lab4;
-pub mod lab5;
-pub mod lab6;
 pub mod report;
+pub mod scenario;
 
 use crate::error::{Error, Result};
 use crate::sandbox::BoxDir;
 use crate::spec::{self, Spec};
-use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 use report::LabReport;
+pub use scenario::{Evidence, Gradable, JudgeOnly, RunEnv, RunResult, Scenario, Setup};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -57,28 +52,45 @@ pub struct Options {
     pub hide: Vec<PathBuf>,
 }
 
-pub fn grade(o: &Options) -> Result<i32> {
-    let specs: Vec<Spec> = if o.lab == "all" {
+/// Grades `o.lab` ("all", or a number) among `labs` (the registry's).
+pub fn grade(o: &Options, labs: &[&dyn Gradable]) -> Result<i32> {
+    let mut chosen: Vec<(&dyn Gradable, Spec)> = Vec::new();
+    if o.lab == "all" {
         if o.impl_cmd.is_some() {
             return Err(Error::usage(
                 "grade all grades the reference programs: --impl needs one lab number",
             ));
         }
-        spec::all()?
-            .into_iter()
-            .filter(|s| s.contract.is_some())
-            .collect()
+        for l in labs {
+            let s = l.spec()?;
+            if s.contract.is_some() {
+                chosen.push((*l, s));
+            }
+        }
     } else {
         let n: u32 = o
             .lab
             .parse()
             .map_err(|_| Error::usage(format!("bad lab {:?}: a number, or all", o.lab)))?;
-        let s = spec::find(n)?;
-        if s.contract.is_none() {
-            return Err(Error::usage(format!("lab {n} has no grading contract yet")));
+        let mut numbers = Vec::new();
+        for l in labs {
+            let s = l.spec()?;
+            numbers.push(s.lab.number.to_string());
+            if s.lab.number == n {
+                if s.contract.is_none() {
+                    return Err(Error::usage(format!("lab {n} has no grading contract yet")));
+                }
+                chosen.push((*l, s));
+            }
         }
-        vec![s]
-    };
+        if chosen.is_empty() {
+            return Err(Error::usage(format!(
+                "no lab {n}: labs are {}",
+                numbers.join(", ")
+            )));
+        }
+    }
+    let specs: Vec<Spec> = chosen.iter().map(|(_, s)| s.clone()).collect();
     if o.runs == 0 || o.runs > 1000 {
         return Err(Error::usage(format!("bad --runs {}: 1..=1000", o.runs)));
     }
@@ -114,8 +126,8 @@ pub fn grade(o: &Options) -> Result<i32> {
     let mut ctx = boxed::Ctx::new(o.uid, &o.hide)?;
     crate::sandbox::mark("ctx");
     let mut reports = Vec::new();
-    for s in &specs {
-        reports.push(grade_lab(o, s, seed, &mut ctx)?);
+    for (lab, s) in &chosen {
+        reports.push(grade_lab(o, *lab, s, seed, &mut ctx)?);
     }
     emit(o, &reports)?;
     Ok(if reports.iter().all(|r| r.passed) {
@@ -309,7 +321,13 @@ pub fn param_n(run_seed: u64, c: &spec::Contract) -> u64 {
     params_for(run_seed, c).get("N").copied().unwrap_or(1)
 }
 
-fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<LabReport> {
+fn grade_lab(
+    o: &Options,
+    lab: &dyn Gradable,
+    s: &Spec,
+    seed: u64,
+    ctx: &mut boxed::Ctx,
+) -> Result<LabReport> {
     let c = s
         .contract
         .clone()
@@ -380,22 +398,24 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
             return Err(interrupted_error(sig));
         }
         let rs = run_seed(seed, i);
-        if s.lab.number == 6 {
-            let run = run_lab6(
-                ctx,
-                &c,
-                &program,
-                &args,
-                rs,
-                i,
-                timeout_s,
-                race_lib.as_deref(),
-            )?;
+        let env = RunEnv {
+            lab: s.lab.number,
+            ctx,
+            contract: &c,
+            program: &program,
+            args: &args,
+            seed: rs,
+            run_no: i,
+            timeout_s,
+            race_lib: race_lib.as_deref(),
+        };
+        if let Some(run) = lab.run(&env) {
+            let run = run?;
             if report.protections.is_empty() {
-                report.protections = run.1;
-                report.environment = run.2;
+                report.protections = run.protections;
+                report.environment = run.environment;
             }
-            report.runs.push(run.0);
+            report.runs.push(run.run);
             continue;
         }
         let values = params_for(rs, &c);
@@ -453,27 +473,17 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
             launch.keep_setuid = true;
         }
         launch.use_ptrace = !o.no_ptrace;
-        let mut injector = lab3::Injector::new(
-            values.get("K").copied().unwrap_or(1),
-            values.get("T").copied().unwrap_or(400),
-        );
-        let mut driver = lab4::Driver::new(
-            &root.dir(),
-            values.get("K").copied().unwrap_or(1),
-            values.get("W").copied().unwrap_or(0),
-            values.get("C").copied().unwrap_or(1),
-            rs,
-        );
-        let script: Option<&mut dyn harness::Script> = match s.lab.number {
-            3 => Some(&mut injector),
-            4 => Some(&mut driver),
-            _ => None,
-        };
+        let mut scenario = lab.scenario(&Setup {
+            params: &values,
+            dir: root.dir(),
+            seed: rs,
+        });
         crate::sandbox::mark("box made");
-        let out = harness::run_scripted(&launch, script);
+        let out = harness::run_scripted(&launch, scenario.script());
         crate::sandbox::mark("run");
-        // The clients' threads end within their patience; none may live on into the next fork.
-        driver.finish();
+        // The scenario's threads (lab 4's clients) end within their patience; none may live on
+        // into the next fork.
+        scenario.finish();
         let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
         if let Some(sig) = out.interrupted {
             return Err(interrupted_error(sig));
@@ -491,34 +501,16 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
         for name in &leaked {
             let _ = std::fs::remove_file(shm_dir.join(name));
         }
-        let checks = match s.lab.number {
-            3 => lab3::judge(
-                &out,
-                &injector.seen,
-                &root.cwd().join("events.jsonl"),
-                &root.dir(),
-                &c,
-                timeout_s,
-            ),
-            4 => lab4::judge(&out, &driver.seen, &root.dir(), &c, timeout_s),
-            1 => lab1::judge(
-                &out,
-                &values,
-                shm_prefix.as_deref().unwrap_or(""),
-                &leaked,
-                &c,
-                timeout_s,
-            ),
-            2 => lab2::judge(
-                &out,
-                values.get("N").copied().unwrap_or(0),
-                &root.dir(),
-                &c,
-                timeout_s,
-            ),
-            5 => lab5::judge(&out, values.get("M").copied().unwrap_or(0), &c, timeout_s),
-            n => return Err(Error::usage(format!("lab {n}: no judge"))),
-        };
+        let checks = scenario.judge(&Evidence {
+            out: &out,
+            params: &values,
+            dir: &root.dir(),
+            events: &events,
+            shm_prefix: shm_prefix.as_deref(),
+            leaked: &leaked,
+            contract: &c,
+            timeout_s,
+        });
         let failed = checks.iter().any(|c| !c.passed);
         let mut params = serde_json::Map::new();
         for (k, v) in &values {
@@ -565,7 +557,7 @@ fn grade_lab(o: &Options, s: &Spec, seed: u64, ctx: &mut boxed::Ctx) -> Result<L
 
 /// What the program left in the box's /tmp and /dev/shm (not judged, reported), without the
 /// mount points the box made and the objects the contract judged.
-fn left_in_box(root: &BoxDir, made: &[String], judged: &[String]) -> Vec<String> {
+pub(crate) fn left_in_box(root: &BoxDir, made: &[String], judged: &[String]) -> Vec<String> {
     if !root.mounted {
         return Vec::new();
     }
@@ -601,7 +593,7 @@ pub fn command_for(
 /// A run's launch with the contract's limits, in box `root`; callers set what differs (watch,
 /// tracking). Also the names the box's mounts made in its /tmp.
 #[allow(clippy::too_many_arguments)]
-fn base_launch(
+pub(crate) fn base_launch(
     ctx: &boxed::Ctx,
     c: &spec::Contract,
     program: &Path,
@@ -649,183 +641,6 @@ fn base_launch(
         keep_setuid: false,
     };
     Ok((launch, made))
-}
-
-/// Lab 6: five commands on one DIR, the daemon inspected between them (see `lab6`).
-#[allow(clippy::too_many_arguments)]
-fn run_lab6(
-    ctx: &boxed::Ctx,
-    c: &spec::Contract,
-    program: &Path,
-    args: &[String],
-    rs: u64,
-    i: u32,
-    timeout_s: f64,
-    race_lib: Option<&Path>,
-) -> Result<(report::Run, Vec<String>, Vec<String>)> {
-    let root = ctx.new_box(c)?;
-    let launch = |action: &str| -> Result<harness::Launch> {
-        let mut argv = args.to_vec();
-        for a in &c.args {
-            argv.push(
-                a.replace("{ACTION}", action)
-                    .replace("{DIR}", &root.dir().display().to_string()),
-            );
-        }
-        let (mut l, _) = base_launch(ctx, c, program, argv, &root, timeout_s, race_lib, rs, i)?;
-        l.use_ptrace = false;
-        l.keep_survivors = true;
-        Ok(l)
-    };
-    let mut steps: Vec<Option<harness::Outcome>> = Vec::new();
-    let mut facts = None;
-    let mut stop = lab6::StopFacts::default();
-    let mut daemon: Option<i32> = None;
-    let mut strays: Vec<i32> = Vec::new();
-    for (n, action) in lab6::STEPS.iter().enumerate() {
-        if steps.iter().any(|s| s.as_ref().is_none_or(|x| x.timed_out)) {
-            steps.push(None);
-            continue;
-        }
-        let mut out =
-            harness::run(&launch(action)?).map_err(|e| Error::runtime(e.0).with_code(3))?;
-        if let Some(sig) = out.interrupted {
-            // The daemon left running by an earlier step is outside this step's tree: it goes
-            // with the box too (the sweep would find it by its uid otherwise).
-            for pid in daemon.iter().chain(&strays).chain(&out.survivors) {
-                let _ =
-                    crate::process::signal(Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
-            }
-            let _ = crate::process::reap_children_within(Duration::from_secs(5));
-            return Err(interrupted_error(sig));
-        }
-        let new: Vec<i32> = out
-            .survivors
-            .iter()
-            .copied()
-            .filter(|p| Some(*p) != daemon)
-            .collect();
-        out.survivors = new.clone();
-        if n == 0 {
-            daemon = new.first().copied();
-            facts = daemon.map(|d| lab6::inspect(d, &root.dir()));
-            strays.extend(new.iter().skip(1));
-        } else {
-            strays.extend(new);
-        }
-        if n == 3 {
-            if let Some(d) = daemon {
-                // The daemon is our child (we are the subreaper): this step may have reaped it.
-                let reaped = out.procs.get(&d).filter(|p| p.gone).and_then(|p| p.status);
-                stop = match reaped {
-                    Some(raw) => lab6::StopFacts {
-                        alive_after_stop: false,
-                        daemon_status: Some(if raw & 0x7f == 0 {
-                            (raw >> 8) & 0xff
-                        } else {
-                            128 + (raw & 0x7f)
-                        }),
-                    },
-                    None => lab6::after_stop(d),
-                };
-            }
-        }
-        steps.push(Some(out));
-    }
-    // Whatever still runs now is a leftover: killed and reaped, so the machine stays clean.
-    let mut leftovers = Vec::new();
-    for pid in strays
-        .into_iter()
-        .chain(daemon.filter(|_| stop.daemon_status.is_none()))
-    {
-        if crate::inspect::info(pid).is_some_and(|i| !i.is_zombie()) {
-            leftovers.push((
-                pid,
-                crate::inspect::info(pid)
-                    .map(|i| i.comm)
-                    .unwrap_or_default(),
-            ));
-        }
-        let _ = crate::process::signal(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-    }
-    let _ = crate::process::reap_children_within(Duration::from_secs(5));
-    let checks = lab6::judge(
-        &steps,
-        facts.as_ref(),
-        &stop,
-        &leftovers,
-        &root.dir(),
-        c,
-        timeout_s,
-    );
-    let mut protections = ctx.protections(c, timeout_s, root.mounted);
-    protections.extend(
-        steps
-            .iter()
-            .flatten()
-            .next()
-            .map(|x| x.protections.clone())
-            .unwrap_or_default(),
-    );
-    let environment = launch(lab6::STEPS[0])?
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let failed = checks.iter().any(|c| !c.passed);
-    let transcript = if failed {
-        let mut t = format!("lab 6, seed {rs}\n");
-        for (n, s) in steps.iter().enumerate() {
-            if let Some(s) = s {
-                t.push_str(&format!(
-                    "\n-- step {} `{}`: {:?}, survivors {:?}\nstdout: {:?}\nstderr: {}\n",
-                    n + 1,
-                    lab6::STEPS[n],
-                    s.main_status,
-                    s.survivors,
-                    s.stdout_lines
-                        .iter()
-                        .map(|(_, l)| l.as_str())
-                        .collect::<Vec<_>>(),
-                    String::from_utf8_lossy(&s.stderr)
-                ));
-            }
-        }
-        t.push_str(&format!(
-            "\n-- daemon facts\n{facts:?}\n{stop:?}\n\n-- checks\n"
-        ));
-        for c in &checks {
-            t.push_str(&format!(
-                "{} {}: {}\n",
-                if c.passed { "OK  " } else { "FAIL" },
-                c.name,
-                c.detail
-            ));
-        }
-        write_transcript(&format!("lab6-seed-{rs}.txt"), &t)
-    } else {
-        None
-    };
-    let tracking =
-        "/proc polling and subreaper (a daemon must outlive its launcher: no ptrace)".to_string();
-    Ok((
-        report::Run {
-            seed: rs,
-            params: serde_json::Map::new(),
-            checks,
-            wall_ms: steps
-                .iter()
-                .flatten()
-                .map(|s| s.wall.as_millis() as u64)
-                .sum(),
-            tracking,
-            transcript,
-            left_in_cwd: BoxDir::entries(&root.cwd()),
-            left_in_box: left_in_box(&root, &[], &[]),
-        },
-        protections,
-        environment,
-    ))
 }
 
 /// Main is the reference `sup` (lab 4: the watchdog); each role is given to it as `--ROLE CMD`,
@@ -1001,7 +816,7 @@ fn save_transcript(
 
 /// target/grade/NAME under the grader's cwd (batch mode: the student's results directory),
 /// never through a symbolic link.
-fn write_transcript(name: &str, text: &str) -> Option<String> {
+pub(crate) fn write_transcript(name: &str, text: &str) -> Option<String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = PathBuf::from("target/grade");

@@ -64,10 +64,7 @@ impl Expected {
 
     /// The file compiled into the binary for lab `s`.
     pub fn for_lab(s: &Spec) -> Result<Expected> {
-        let text = crate::spec::EXPECTED
-            .iter()
-            .find(|(d, _)| *d == s.dir_name())
-            .map(|(_, t)| *t)
+        let text = crate::spec::file(&s.dir_name(), "strace.expected")
             .ok_or_else(|| Error::runtime(format!("{}: missing", path_of(s).display())))?;
         Expected::parse(text).map_err(|e| Error::runtime(format!("{}: {e}", path_of(s).display())))
     }

@@ -8,10 +8,9 @@ pub mod expected;
 pub mod parse;
 
 use crate::error::{Error, Result};
-use crate::spec;
 use parse::{Normaliser, Trace};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,50 @@ pub struct Options {
     pub out_dir: PathBuf,
 }
 
+/// A trace's parameters (the contract's, at their `trace` values), by name.
+pub type Params = BTreeMap<String, u64>;
+
+/// A lab as `ipclab trace` sees it: who its roles are and what to run under strace.
+pub trait Traceable: crate::spec::Folder {
+    /// Root role names, in the order the scenario starts them.
+    fn roots(&self) -> &'static [&'static str] {
+        &["main"]
+    }
+    /// Children's role names by birth order, for a parent of role `role`.
+    fn children(&self, _role: &str, _params: &Params) -> Vec<String> {
+        Vec::new()
+    }
+    /// A lab with no grading contract is traced with this one (lab 7: a short bench).
+    fn contract(&self) -> Option<crate::spec::Contract> {
+        None
+    }
+    /// What runs under strace (default: main once, to its end).
+    fn scenario(&self, t: &Tracer, run: &TraceRun) -> Result<()> {
+        t.run(&run.argv("")).map(|_| ())
+    }
+}
+
+/// What a trace scenario is given.
+pub struct TraceRun<'a> {
+    argv: &'a dyn Fn(&str) -> Vec<String>,
+    /// The contract's DIR and `{EVENTS}` file.
+    pub dir: PathBuf,
+    pub events: PathBuf,
+    pub params: &'a BTreeMap<String, u64>,
+    /// The reference is traced (not an implementation).
+    pub reference: bool,
+}
+
+impl TraceRun<'_> {
+    /// main's command line, `{ACTION}` being `action`.
+    pub fn argv(&self, action: &str) -> Vec<String> {
+        (self.argv)(action)
+    }
+    pub fn param(&self, k: &str) -> u64 {
+        self.params.get(k).copied().unwrap_or(0)
+    }
+}
+
 /// Calls always traced, whatever the lab's filter: the tree and the roles are built from them.
 const TREE: &[&str] = &[
     "clone",
@@ -47,7 +90,33 @@ const TREE: &[&str] = &[
 ];
 
 /// Longest a scenario waits for the program to reach a state (a safety net, not a pace).
-const PATIENCE: Duration = Duration::from_secs(30);
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Why strace cannot be used here, if it cannot.
+pub fn strace_usable() -> std::result::Result<String, String> {
+    let v = Command::new("strace")
+        .arg("-V")
+        .output()
+        .map_err(|_| "strace is not installed (apt-get install strace)".to_string())?;
+    let version = String::from_utf8_lossy(&v.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let probe = Command::new("strace")
+        .args(["-qq", "-e", "trace=none", "-o", "/dev/null", "true"])
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !probe.status.success() {
+        let err = String::from_utf8_lossy(&probe.stderr);
+        return Err(format!(
+            "strace cannot trace here ({}): ptrace is not permitted; give the container SYS_PTRACE (docker run --cap-add SYS_PTRACE) or lower kernel.yama.ptrace_scope to 1 (3 needs a reboot)",
+            err.lines().next().unwrap_or("").trim()
+        ));
+    }
+    Ok(version)
+}
 
 /// A traced run's scratch: trace files, DIR, the program's cwd.
 struct Scratch {
@@ -66,38 +135,12 @@ impl Scratch {
     }
 }
 
-pub fn trace(o: &Options) -> Result<i32> {
-    let s = spec::find(o.lab)?;
-    // Lab 7 has no grading contract: its trace is one short bench of a pipe.
-    let c = match (&s.contract, o.lab) {
+/// Traces `lab` (`o.lab` is its number).
+pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
+    let s = lab.spec()?;
+    let c = match (&s.contract, lab.contract()) {
         (Some(c), _) => c.clone(),
-        (None, 7) if o.impl_cmd.is_none() => crate::spec::Contract {
-            memory_mb: 2048,
-            file_size_mb: 64,
-            box_mb: 256,
-            args: [
-                "bench",
-                "--mechanism",
-                "pipe",
-                "--size",
-                "8",
-                "--round-trips",
-                "3",
-                "--no-process-costs",
-            ]
-            .map(String::from)
-            .to_vec(),
-            stdout: String::new(),
-            time_budget_ms: 30_000,
-            zombie_grace_ms: 0,
-            linger_ms: 0,
-            max_procs: 8,
-            output_cap_bytes: 0,
-            supervisor: None,
-            roles: Vec::new(),
-            params: Default::default(),
-            points: Default::default(),
-        },
+        (None, Some(c)) if o.impl_cmd.is_none() => c,
         _ => {
             return Err(Error::usage(format!(
                 "lab {} has no contract to run{}",
@@ -124,7 +167,7 @@ pub fn trace(o: &Options) -> Result<i32> {
             )));
         }
     }
-    if let Err(why) = crate::walkthrough::strace_usable() {
+    if let Err(why) = strace_usable() {
         return Err(Error::usage(why));
     }
     let (program, args, shown) = if s.contract.is_none() {
@@ -198,21 +241,14 @@ pub fn trace(o: &Options) -> Result<i32> {
         o.lab,
         o.out_dir.join(format!("lab{}.out", o.lab)).display()
     ));
-    let scenario = match o.lab {
-        3 => scenario_lab3(&tracer, &contract_args(""), &events, params["K"] as usize),
-        4 => scenario_lab4(&tracer, &contract_args(""), &scratch.dir()),
-        6 => scenario_lab6(&tracer, &contract_args),
-        // The reference's trace also shows the lab's other two programs.
-        5 if o.impl_cmd.is_none() => tracer.run(&contract_args("")).and_then(|_| {
-            for (bin, args) in [("zombie", &[][..]), ("orphan", &["--subreaper"][..])] {
-                let mut argv = vec![crate::process::sibling_binary(bin)?.display().to_string()];
-                argv.extend(args.iter().map(|a| a.to_string()));
-                tracer.run(&argv)?;
-            }
-            Ok(())
-        }),
-        _ => tracer.run(&contract_args("")).map(|_| ()),
+    let run = TraceRun {
+        argv: &contract_args,
+        dir: scratch.dir(),
+        events: events.clone(),
+        params: &params,
+        reference: o.impl_cmd.is_none(),
     };
+    let scenario = lab.scenario(&tracer, &run);
     // Whatever the scenario left (an orphan, a daemon) is ended and reaped before we read.
     for p in crate::inspect::descendants(std::process::id() as i32) {
         let _ = crate::process::signal(
@@ -224,10 +260,7 @@ pub fn trace(o: &Options) -> Result<i32> {
     scenario?;
 
     let mut t = Trace::read(&scratch.base(), "t").map_err(|e| Error::io(&e, "read", "trace"))?;
-    let roots = roots(o.lab);
-    let k = params.get("K").copied().unwrap_or(0) as usize;
-    let m = params.get("M").copied().unwrap_or(0) as usize;
-    t.name_roles(&roots, &|role| children(o.lab, role, k, m));
+    t.name_roles(lab.roots(), &|role| lab.children(role, &params));
     let bin_dir = program
         .parent()
         .map(|p| p.display().to_string())
@@ -321,49 +354,13 @@ pub fn trace(o: &Options) -> Result<i32> {
     Ok(0)
 }
 
-/// Root role names, in the order the scenario starts them.
-fn roots(lab: u32) -> Vec<&'static str> {
-    match lab {
-        1 | 2 => vec!["main"],
-        3 => vec!["watchdog"],
-        4 => vec!["watchdog", "client"],
-        5 => vec!["reaper", "zombie", "orphan"],
-        6 => vec!["start", "status", "stop"],
-        7 => vec!["bench"],
-        _ => vec!["main"],
-    }
-}
-
-/// Children's role names by birth order, for a parent of role `role`.
-fn children(lab: u32, role: &str, k: usize, m: usize) -> Vec<String> {
-    let numbered = |name: &str, n: usize| (1..=n).map(|i| format!("{name}-{i}")).collect();
-    match (lab, role) {
-        (1 | 2, "main") => vec!["secondary".into()],
-        (3, "watchdog") => {
-            let mut v = vec!["main".to_string()];
-            v.extend(numbered("secondary", k));
-            v
-        }
-        (4, "watchdog") => {
-            let mut v = vec!["dispatcher".to_string()];
-            v.extend(numbered("worker", k));
-            v
-        }
-        (5, "reaper") => numbered("child", m),
-        (5, "zombie") => vec!["zombie-child".into()],
-        (5, "orphan") => vec!["orphan-child".into()],
-        (5, "orphan-child") => vec!["grandchild".into()],
-        (6, "start") => vec!["middle".into()],
-        (6, "middle") => vec!["daemon".into()],
-        (7, "bench") => vec!["peer".into()],
-        _ => vec![],
-    }
-}
-
-struct Tracer {
-    base: PathBuf,
+/// Runs programs under strace, one trace file per process, their output appended to `log`.
+pub struct Tracer {
+    /// Trace files are `base.PID`.
+    pub base: PathBuf,
     filter: String,
-    cwd: PathBuf,
+    /// The programs' cwd (beside it: `dir`, the contract's DIR).
+    pub cwd: PathBuf,
     /// The programs' stdout and stderr, appended.
     log: PathBuf,
 }
@@ -394,20 +391,20 @@ impl Tracer {
         Ok(cmd)
     }
 
-    fn spawn(&self, argv: &[String]) -> Result<Child> {
+    pub fn spawn(&self, argv: &[String]) -> Result<Child> {
         self.command(argv)?
             .spawn()
             .map_err(|e| Error::io(&e, "exec", "strace"))
     }
 
     /// Runs to the end; the traced program's exit status.
-    fn run(&self, argv: &[String]) -> Result<i32> {
+    pub fn run(&self, argv: &[String]) -> Result<i32> {
         let mut child = self.spawn(argv)?;
         wait_child(&mut child, PATIENCE * 2)
     }
 }
 
-fn wait_child(child: &mut Child, limit: Duration) -> Result<i32> {
+pub fn wait_child(child: &mut Child, limit: Duration) -> Result<i32> {
     use std::os::fd::AsFd;
     // A pidfd becomes readable when the child exits: wait for that, bounded, then reap it
     // (waitpid on this child only: the orphans we adopt are reaped after the scenario).
@@ -427,14 +424,14 @@ fn wait_child(child: &mut Child, limit: Duration) -> Result<i32> {
 }
 
 /// The pid strace started (its only child).
-fn tracee(strace: &Child) -> Option<i32> {
+pub fn tracee(strace: &Child) -> Option<i32> {
     let pid = strace.id();
     let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
     text.split_whitespace().next()?.parse().ok()
 }
 
 /// Re-reads `what` every 20 ms until `ok` holds: the program announces its state there.
-fn until<T>(what: &str, mut ok: impl FnMut() -> Option<T>) -> Result<T> {
+pub fn until<T>(what: &str, mut ok: impl FnMut() -> Option<T>) -> Result<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = ok() {
@@ -448,115 +445,4 @@ fn until<T>(what: &str, mut ok: impl FnMut() -> Option<T>) -> Result<T> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn events_of(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Lab 3: every server started (K+1 `start` events), the last one SIGKILLed, its restart
-/// logged, then SIGTERM to the watchdog (the orderly shutdown).
-fn scenario_lab3(t: &Tracer, argv: &[String], events: &Path, k: usize) -> Result<()> {
-    let mut strace = t.spawn(argv)?;
-    let started = |ev: &[serde_json::Value]| -> Vec<i64> {
-        ev.iter()
-            .filter(|e| e["event"] == "start")
-            .filter_map(|e| e["pid"].as_i64())
-            .collect()
-    };
-    let r = (|| {
-        let first = until("every server's start event", || {
-            let s = started(&events_of(events));
-            (s.len() > k).then_some(s)
-        })?;
-        let victim = *first.last().unwrap_or(&0);
-        // Killed once it has read from DIR (its FIFO): mid-exchange, as the lab shows it.
-        let file = t.base.with_extension(victim.to_string());
-        let dir = t.cwd.with_file_name("dir").display().to_string();
-        until("the server to read from its FIFO", || {
-            std::fs::read_to_string(&file)
-                .ok()
-                .filter(|s| s.lines().any(|l| l.contains(" read(") && l.contains(&dir)))
-        })?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(victim as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )?;
-        until("the killed server's restart", || {
-            (started(&events_of(events)).len() > first.len()).then_some(())
-        })?;
-        let wd = tracee(&strace).ok_or_else(|| Error::runtime("the watchdog is gone"))?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(wd),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-    })();
-    let end = wait_child(&mut strace, PATIENCE);
-    r.and(end.map(|_| ()))
-}
-
-/// Lab 4: the watchdog with its dispatcher and workers; once an untraced client is served, one
-/// traced client; then SIGTERM to the watchdog.
-fn scenario_lab4(t: &Tracer, argv: &[String], dir: &Path) -> Result<()> {
-    let mut strace = t.spawn(argv)?;
-    let client = crate::process::sibling_binary("client")?
-        .display()
-        .to_string();
-    let dir_s = dir.display().to_string();
-    let r = (|| {
-        until("a first client to be served", || {
-            Command::new(&client)
-                .args(["--dir", &dir_s, "--request", "probe"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        })?;
-        let code = t.run(&[
-            client.clone(),
-            "--dir".into(),
-            dir_s.clone(),
-            "--request".into(),
-            "hello".into(),
-        ])?;
-        if code != 0 {
-            return Err(Error::runtime(format!("the traced client exited {code}")));
-        }
-        let wd = tracee(&strace).ok_or_else(|| Error::runtime("the watchdog is gone"))?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(wd),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-    })();
-    let end = wait_child(&mut strace, PATIENCE);
-    r.and(end.map(|_| ()))
-}
-
-/// Lab 6: `start` (traced until the daemon ends), `status`, then `stop`.
-fn scenario_lab6(t: &Tracer, argv: &dyn Fn(&str) -> Vec<String>) -> Result<()> {
-    let mut start = t.spawn(&argv("start"))?;
-    let status = argv("status");
-    let r = (|| {
-        until("the daemon to be running (status exits 0)", || {
-            Command::new(&status[0])
-                .args(&status[1..])
-                .current_dir(&t.cwd)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .ok()
-                .filter(|s| s.success())
-        })?;
-        t.run(&status)?;
-        t.run(&argv("stop"))
-    })();
-    let end = wait_child(&mut start, PATIENCE);
-    r.and(end).map(|_| ())
 }

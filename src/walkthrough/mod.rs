@@ -5,14 +5,6 @@
 //! The walkthrough makes itself a child subreaper, so every orphan its demos create is re-parented
 //! to it and reaped here rather than lingering under PID 1.
 
-mod lab1;
-mod lab2;
-mod lab3;
-mod lab4;
-mod lab5;
-mod lab6;
-mod lab7;
-
 use crate::error::{Error, Result};
 use crate::{inspect, process, spec};
 use std::io::{BufRead, Read, Write};
@@ -24,8 +16,14 @@ use std::time::Duration;
 /// A program that prints nothing for this long is considered stuck (safety net only).
 const STUCK: Duration = Duration::from_secs(30);
 
+/// A lab as `ipclab lab N` sees it: its narrated steps (and its trace, for the closing chart).
+pub trait Walkable: crate::trace::Traceable {
+    fn walk(&self, w: &mut Walk) -> Result<()>;
+}
+
 pub struct Walk {
     pub spec: spec::Spec,
+    lab: &'static dyn Walkable,
     step_mode: bool,
     bins: PathBuf,
     step_no: u32,
@@ -35,10 +33,10 @@ pub struct Walk {
     pub adopted: Vec<(i32, i32)>,
 }
 
-/// Runs lab `n`'s walkthrough. Exit status: 0 when every expectation held and the run left
-/// nothing behind, 1 otherwise, 2 for an unknown lab.
-pub fn run(n: u32, step_mode: bool) -> Result<i32> {
-    let spec = spec::find(n)?;
+/// Runs `lab`'s walkthrough. Exit status: 0 when every expectation held and the run left
+/// nothing behind, 1 otherwise.
+pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
+    let spec = lab.spec()?;
     let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
     let bins = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for b in &spec.lab.binaries {
@@ -54,6 +52,7 @@ pub fn run(n: u32, step_mode: bool) -> Result<i32> {
     let mut walk = Walk {
         shm_before: inspect::shm_objects(&shm_prefix()),
         spec,
+        lab,
         step_mode,
         bins,
         step_no: 0,
@@ -64,16 +63,7 @@ pub fn run(n: u32, step_mode: bool) -> Result<i32> {
     for q in walk.spec.lab.questions.clone() {
         println!("#   {q}");
     }
-    let outcome = match n {
-        1 => lab1::walk(&mut walk),
-        2 => lab2::walk(&mut walk),
-        3 => lab3::walk(&mut walk),
-        4 => lab4::walk(&mut walk),
-        5 => lab5::walk(&mut walk),
-        6 => lab6::walk(&mut walk),
-        7 => lab7::walk(&mut walk),
-        _ => Err(Error::usage(format!("lab {n} has no walkthrough yet"))),
-    };
+    let outcome = lab.walk(&mut walk);
     if let Err(e) = outcome {
         walk.problems.push(e.to_string());
     }
@@ -235,7 +225,7 @@ impl Walk {
             &log,
         ];
         full.extend_from_slice(argv);
-        if let Err(why) = strace_usable() {
+        if let Err(why) = crate::trace::strace_usable() {
             self.say(&format!("(strace skipped: {why})"));
             return Ok(());
         }
@@ -267,7 +257,7 @@ impl Walk {
             "\n== The run as a sequence chart (`make strace-lab{}` for the whole trace) ==",
             self.spec.lab.number
         );
-        if let Err(why) = strace_usable() {
+        if let Err(why) = crate::trace::strace_usable() {
             println!("   (skipped: {why})");
             return;
         }
@@ -293,7 +283,7 @@ impl Walk {
             },
             _ => o,
         };
-        if let Err(e) = crate::trace::trace(&o) {
+        if let Err(e) = crate::trace::trace(&o, self.lab) {
             self.problems.push(format!("the traced run failed: {e}"));
         }
     }
@@ -388,32 +378,6 @@ fn display_cmd(argv: &[&str]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Why strace cannot be used here, if it cannot.
-pub fn strace_usable() -> std::result::Result<String, String> {
-    let v = Command::new("strace")
-        .arg("-V")
-        .output()
-        .map_err(|_| "strace is not installed (apt-get install strace)".to_string())?;
-    let version = String::from_utf8_lossy(&v.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    let probe = Command::new("strace")
-        .args(["-qq", "-e", "trace=none", "-o", "/dev/null", "true"])
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !probe.status.success() {
-        let err = String::from_utf8_lossy(&probe.stderr);
-        return Err(format!(
-            "strace cannot trace here ({}): ptrace is not permitted; give the container SYS_PTRACE (docker run --cap-add SYS_PTRACE) or lower kernel.yama.ptrace_scope to 1 (3 needs a reboot)",
-            err.lines().next().unwrap_or("").trim()
-        ));
-    }
-    Ok(version)
 }
 
 /// A running command: its merged output is read line by line, echoed as it arrives.

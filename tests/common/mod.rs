@@ -1,14 +1,44 @@
 //! Helpers shared by the integration tests: run the real binaries, with a safety-net timeout, and
 //! prove that a test left nothing behind.
 //!
-//! Fork rule: each lab is its own test binary and `make test` runs them with --test-threads=1, so
-//! no test reaps another's children. Tests never fork themselves: std's Command spawns and execs.
+//! Fork rule (nix's): a test that starts processes holds `fork_guard()` until every one of them
+//! is reaped, so no test reaps another's children even when the harness runs tests on several
+//! threads (make test also runs one at a time, one binary per lab). Tests never fork themselves:
+//! std's Command forks and execs at once.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+/// Held by every test that starts processes, from its first spawn until all are reaped (see
+/// the fork rule above). A test that panicked while holding it poisons it; the next one goes on.
+pub static FORK_MTX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn fork_guard() -> std::sync::MutexGuard<'static, ()> {
+    FORK_MTX.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `labs/labN-name/` of lab `n`.
+pub fn lab_dir(n: u32) -> PathBuf {
+    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs");
+    std::fs::read_dir(&labs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&format!("lab{n}-")))
+        })
+        .unwrap_or_else(|| panic!("no labs/lab{n}-*"))
+}
+
+/// A fixture of lab `n`: `labs/labN-name/fixtures/<name>`.
+pub fn fixture(n: u32, name: &str) -> PathBuf {
+    lab_dir(n).join("fixtures").join(name)
+}
 
 /// Generous: a loaded 2-core machine must pass. Only a safety net, never a synchronisation.
 pub const SAFETY: Duration = Duration::from_secs(120);
@@ -36,7 +66,7 @@ pub fn run(cmd: &mut Command) -> Output {
 /// Waits for a spawned child and collects its output, with the SAFETY net.
 pub fn finish(child: Child) -> Output {
     let pid = child.id() as i32;
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });

@@ -1,7 +1,7 @@
 //! Lab 3 walkthrough: a watchdog restarts a killed server, a hung one, and main; then stops.
 
-use super::Walk;
 use crate::error::{Error, Result};
+use crate::walkthrough::Walk;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -29,9 +29,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "--events",
         &ev,
     ])?;
-    let pid_of = |live: &mut super::Live, role: &str| -> Result<i32> {
+    let pid_of = |live: &mut crate::walkthrough::Live, role: &str| -> Result<i32> {
         let line = live.wait_for(&format!("\"event\":\"start\",\"role\":\"{role}\""))?;
-        super::number_after(&line, "\"pid\":")
+        crate::walkthrough::number_after(&line, "\"pid\":")
             .ok_or_else(|| Error::runtime(format!("no pid for {role}")))
     };
     let main = pid_of(&mut live, "main")?;

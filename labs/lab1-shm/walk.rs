@@ -1,8 +1,8 @@
 //! Lab 1 walkthrough: a POSIX shared-memory segment, who creates and removes it, why synchronise.
 
-use super::Walk;
 use crate::error::Result;
 use crate::shm;
+use crate::walkthrough::Walk;
 use rand::Rng;
 
 pub fn walk(w: &mut Walk) -> Result<()> {

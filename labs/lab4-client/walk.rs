@@ -1,9 +1,9 @@
 //! Lab 4 walkthrough: the 7-step handoff, a BUSY answer, a malformed frame, a worker killed
 //! mid-request and restarted by the lab 3 watchdog.
 
-use super::Walk;
 use crate::error::{Error, Result};
 use crate::frame;
+use crate::walkthrough::Walk;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use std::os::unix::net::UnixStream;
@@ -63,7 +63,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
 
     w.step("Three clients at once for two workers: one is told BUSY");
     w.say("Each request takes 1.5 s: the first two clients reserve both workers, which then answer NO at once; the third gets an explicit BUSY and the connection closes, instead of waiting.");
-    let kids: Vec<super::Live> = (1..=3)
+    let kids: Vec<crate::walkthrough::Live> = (1..=3)
         .map(|i| w.spawn(&[&client, "--dir", &d, "--request", &format!("c{i}")]))
         .collect::<Result<_>>()?;
     let mut codes = Vec::new();
@@ -94,9 +94,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     w.step("A worker killed mid-request: its client gets an error, the watchdog restarts it");
     let mut c = w.spawn(&[&client, "--dir", &d, "--request", "doomed"])?;
     let line = c.wait_for("4 sent to")?;
-    let n = super::number_after(&line, "/worker-").unwrap_or(1);
+    let n = crate::walkthrough::number_after(&line, "/worker-").unwrap_or(1);
     let busy = sup.wait_for("5 request received: doomed")?;
-    let victim = super::number_after(&busy, &format!("[worker-{n} ")).unwrap_or(0);
+    let victim = crate::walkthrough::number_after(&busy, &format!("[worker-{n} ")).unwrap_or(0);
     println!("   $ kill -9 {victim}   (worker-{n}, busy with the request)");
     crate::process::signal(Pid::from_raw(victim), Signal::SIGKILL)?;
     let (code, out) = c.finish()?;

@@ -1,8 +1,8 @@
 //! Lab 6 walkthrough: how a process becomes a daemon, and how it is controlled afterwards.
 
-use super::{number_after, Walk};
 use crate::error::Result;
 use crate::inspect;
+use crate::walkthrough::{number_after, Walk};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 

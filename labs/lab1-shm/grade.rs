@@ -1,8 +1,8 @@
 //! Lab 1's contract, judged: `IMPL --messages K --name-prefix P` (see labs/lab1-shm/README.md).
 
-use super::checks::{self, Checks, SKIP_TIMEOUT};
-use super::harness::{DirEvent, Outcome};
-use super::report::Check;
+use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::harness::{DirEvent, Outcome};
+use crate::grade::report::Check;
 use crate::spec::Contract;
 use std::collections::BTreeMap;
 

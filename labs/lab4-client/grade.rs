@@ -8,10 +8,10 @@
 //! must be told BUSY; malformed frames; a worker SIGKILLed mid-request, then K concurrent clients
 //! served again; SIGTERM to the watchdog.
 
-use super::checks::{Checks, SKIP_TIMEOUT};
-use super::harness::{Action, Outcome, Script, View};
-use super::report::Check;
 use crate::frame;
+use crate::grade::checks::{Checks, SKIP_TIMEOUT};
+use crate::grade::harness::{Action, Outcome, Script, View};
+use crate::grade::report::Check;
 use crate::spec::Contract;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
@@ -751,7 +751,7 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
         Some(Ok(())) => None,
         Some(Err(e)) => Some(format!(
             "not judged: {e}{}",
-            super::checks::stderr_tail(out)
+            crate::grade::checks::stderr_tail(out)
         )),
         None if out.timed_out => Some(SKIP_TIMEOUT.to_string()),
         None => Some(format!(

@@ -5,9 +5,9 @@
 //! Without ptrace (a traced daemon would stop once the grader stops serving it): the grader is a
 //! subreaper, so the daemon becomes its child when the launcher and middle process exit.
 
-use super::checks::{Checks, SKIP_TIMEOUT};
-use super::harness::Outcome;
-use super::report::Check;
+use crate::grade::checks::{Checks, SKIP_TIMEOUT};
+use crate::grade::harness::Outcome;
+use crate::grade::report::Check;
 use crate::spec::Contract;
 use nix::unistd::Pid;
 use std::path::Path;

@@ -1,8 +1,8 @@
 //! Lab 5's contract, judged: `IMPL --children M` (see labs/lab5-zombies/README.md).
 
-use super::checks::{self, Checks, SKIP_TIMEOUT};
-use super::harness::Outcome;
-use super::report::Check;
+use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::harness::Outcome;
+use crate::grade::report::Check;
 use crate::spec::Contract;
 
 pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> {

@@ -1,7 +1,7 @@
 //! Lab 5 walkthrough: zombies, one SIGCHLD for many deaths, orphans and who adopts them.
 
-use super::{pid_of_role, Walk};
 use crate::error::Result;
+use crate::walkthrough::{pid_of_role, Walk};
 use crate::{inspect, process};
 use rand::Rng;
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     process::set_child_subreaper()?;
     let (_, out) = run?;
     let child = pid_of_role(&out, "child").unwrap_or(0);
-    let adopted_by = super::number_after(&out, "my parent is now ").unwrap_or(0);
+    let adopted_by = crate::walkthrough::number_after(&out, "my parent is now ").unwrap_or(0);
     w.expect(
         adopted_by != me && adopted_by != 0,
         &format!("adopted by {adopted_by}, not by the walkthrough"),

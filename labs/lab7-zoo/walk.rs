@@ -1,8 +1,8 @@
 //! Lab 7 walkthrough: the IPC zoo measured on this machine, then the same pair of mechanisms on
 //! one CPU and across two.
 
-use super::Walk;
 use crate::error::Result;
+use crate::walkthrough::Walk;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
     let ipclab = w.bin("ipclab");

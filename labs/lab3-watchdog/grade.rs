@@ -4,9 +4,9 @@
 //! not SIGSTOP), then SIGTERM to the watchdog. Every restart the events file claims is checked
 //! against the tree the grader saw.
 
-use super::checks::{Checks, SKIP_TIMEOUT};
-use super::harness::{Action, Outcome, Script, View};
-use super::report::Check;
+use crate::grade::checks::{Checks, SKIP_TIMEOUT};
+use crate::grade::harness::{Action, Outcome, Script, View};
+use crate::grade::report::Check;
 use crate::spec::Contract;
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -133,14 +133,6 @@ impl Script for Injector {
     }
 }
 
-/// Pids the events file names for an event ("start", "restart", "exit").
-fn logged(events: &str, event: &str, pid: i32) -> bool {
-    events.lines().any(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
-        v["event"] == event && v["pid"].as_i64() == Some(pid as i64)
-    })
-}
-
 pub fn judge(
     out: &Outcome,
     seen: &Seen,
@@ -150,7 +142,9 @@ pub fn judge(
     timeout_s: f64,
 ) -> Vec<Check> {
     let mut k = Checks::new(c, out);
-    let log = std::fs::read_to_string(events).unwrap_or_default();
+    // The events file is an event log of version 0 (see crate::evlog).
+    let log = crate::evlog::Log::read(events);
+    let logged = |log: &crate::evlog::Log, ev: &str, pid: i32| log.has(ev, pid as i64);
     let ms = |d: Duration| d.as_millis();
     let claims = |old: i32, new: i32| -> Option<String> {
         if !logged(&log, "exit", old) {
@@ -165,7 +159,7 @@ pub fn judge(
     };
 
     match (seen.crash, seen.crash_replacement) {
-        (None, _) => k.add("restart-after-crash", false, format!("the watchdog never had all its servers running: nothing to kill{}", super::checks::stderr_tail(out))),
+        (None, _) => k.add("restart-after-crash", false, format!("the watchdog never had all its servers running: nothing to kill{}", crate::grade::checks::stderr_tail(out))),
         (Some((victim, _)), None) => k.add("restart-after-crash", false, format!("server {victim} was SIGKILLed and no new server was started: restart on SIGCHLD (waitpid tells you which one died)")),
         (Some((victim, _)), Some((new, lat))) => match claims(victim, new) {
             Some(lie) => k.add("restart-after-crash", false, format!("server {victim} was restarted as {new}, but {lie}")),
@@ -190,7 +184,7 @@ pub fn judge(
             bad.push(format!(
                 "the watchdog exited {} after SIGTERM (want 0){}",
                 code.map(|c| c.to_string()).unwrap_or("?".into()),
-                super::checks::stderr_tail(out)
+                crate::grade::checks::stderr_tail(out)
             ));
         }
         if !out.alive_at_main_end.is_empty() {

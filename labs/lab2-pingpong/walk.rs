@@ -1,8 +1,8 @@
 //! Lab 2 walkthrough: FIFO ping-pong, the shutdown order, and what each wrong order leaves.
 
-use super::{number_after, pid_of_role, Walk};
 use crate::error::Result;
 use crate::fifo;
+use crate::walkthrough::{number_after, pid_of_role, Walk};
 use rand::Rng;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
@@ -159,7 +159,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
 }
 
 /// Finishes a run that prints millions of lines: echoes only what is not a ping/pong line.
-fn quiet_finish(mut live: super::Live) -> Result<(i32, String)> {
+fn quiet_finish(mut live: crate::walkthrough::Live) -> Result<(i32, String)> {
     live.echo = false;
     let mut text = String::new();
     let mut hidden = 0u64;

@@ -1,0 +1,175 @@
+//! Lab 6's run: five commands on one DIR, the daemon inspected from outside between them.
+
+use super::grade as lab6;
+use crate::error::{Error, Result};
+use crate::grade::{harness, interrupted_error, report, RunEnv, RunResult};
+use crate::sandbox::BoxDir;
+use nix::unistd::Pid;
+use std::time::Duration;
+
+pub fn run(env: &RunEnv) -> Result<RunResult> {
+    let (c, rs, timeout_s) = (env.contract, env.seed, env.timeout_s);
+    let root = env.new_box()?;
+    let launch = |action: &str| -> Result<harness::Launch> {
+        let mut argv = env.args.to_vec();
+        for a in &c.args {
+            argv.push(
+                a.replace("{ACTION}", action)
+                    .replace("{DIR}", &root.dir().display().to_string()),
+            );
+        }
+        let mut l = env.launch(argv, &root)?;
+        l.use_ptrace = false;
+        l.keep_survivors = true;
+        Ok(l)
+    };
+    let mut steps: Vec<Option<harness::Outcome>> = Vec::new();
+    let mut facts = None;
+    let mut stop = lab6::StopFacts::default();
+    let mut daemon: Option<i32> = None;
+    let mut strays: Vec<i32> = Vec::new();
+    for (n, action) in lab6::STEPS.iter().enumerate() {
+        if steps.iter().any(|s| s.as_ref().is_none_or(|x| x.timed_out)) {
+            steps.push(None);
+            continue;
+        }
+        let mut out =
+            harness::run(&launch(action)?).map_err(|e| Error::runtime(e.0).with_code(3))?;
+        if let Some(sig) = out.interrupted {
+            // The daemon left running by an earlier step is outside this step's tree: it goes
+            // with the box too (the sweep would find it by its uid otherwise).
+            for pid in daemon.iter().chain(&strays).chain(&out.survivors) {
+                let _ =
+                    crate::process::signal(Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = crate::process::reap_children_within(Duration::from_secs(5));
+            return Err(interrupted_error(sig));
+        }
+        let new: Vec<i32> = out
+            .survivors
+            .iter()
+            .copied()
+            .filter(|p| Some(*p) != daemon)
+            .collect();
+        out.survivors = new.clone();
+        if n == 0 {
+            daemon = new.first().copied();
+            facts = daemon.map(|d| lab6::inspect(d, &root.dir()));
+            strays.extend(new.iter().skip(1));
+        } else {
+            strays.extend(new);
+        }
+        if n == 3 {
+            if let Some(d) = daemon {
+                // The daemon is our child (we are the subreaper): this step may have reaped it.
+                let reaped = out.procs.get(&d).filter(|p| p.gone).and_then(|p| p.status);
+                stop = match reaped {
+                    Some(raw) => lab6::StopFacts {
+                        alive_after_stop: false,
+                        daemon_status: Some(if raw & 0x7f == 0 {
+                            (raw >> 8) & 0xff
+                        } else {
+                            128 + (raw & 0x7f)
+                        }),
+                    },
+                    None => lab6::after_stop(d),
+                };
+            }
+        }
+        steps.push(Some(out));
+    }
+    // Whatever still runs now is a leftover: killed and reaped, so the machine stays clean.
+    let mut leftovers = Vec::new();
+    for pid in strays
+        .into_iter()
+        .chain(daemon.filter(|_| stop.daemon_status.is_none()))
+    {
+        if crate::inspect::info(pid).is_some_and(|i| !i.is_zombie()) {
+            leftovers.push((
+                pid,
+                crate::inspect::info(pid)
+                    .map(|i| i.comm)
+                    .unwrap_or_default(),
+            ));
+        }
+        let _ = crate::process::signal(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = crate::process::reap_children_within(Duration::from_secs(5));
+    let checks = lab6::judge(
+        &steps,
+        facts.as_ref(),
+        &stop,
+        &leftovers,
+        &root.dir(),
+        c,
+        timeout_s,
+    );
+    let mut protections = env.protections(&root);
+    protections.extend(
+        steps
+            .iter()
+            .flatten()
+            .next()
+            .map(|x| x.protections.clone())
+            .unwrap_or_default(),
+    );
+    let environment = launch(lab6::STEPS[0])?
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let failed = checks.iter().any(|c| !c.passed);
+    let transcript = if failed {
+        let mut t = format!("lab 6, seed {rs}\n");
+        for (n, s) in steps.iter().enumerate() {
+            if let Some(s) = s {
+                t.push_str(&format!(
+                    "\n-- step {} `{}`: {:?}, survivors {:?}\nstdout: {:?}\nstderr: {}\n",
+                    n + 1,
+                    lab6::STEPS[n],
+                    s.main_status,
+                    s.survivors,
+                    s.stdout_lines
+                        .iter()
+                        .map(|(_, l)| l.as_str())
+                        .collect::<Vec<_>>(),
+                    String::from_utf8_lossy(&s.stderr)
+                ));
+            }
+        }
+        t.push_str(&format!(
+            "\n-- daemon facts\n{facts:?}\n{stop:?}\n\n-- checks\n"
+        ));
+        for c in &checks {
+            t.push_str(&format!(
+                "{} {}: {}\n",
+                if c.passed { "OK  " } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        env.transcript(&t)
+    } else {
+        None
+    };
+    let tracking =
+        "/proc polling and subreaper (a daemon must outlive its launcher: no ptrace)".to_string();
+    Ok(RunResult {
+        run: report::Run {
+            seed: rs,
+            params: serde_json::Map::new(),
+            checks,
+            wall_ms: steps
+                .iter()
+                .flatten()
+                .map(|s| s.wall.as_millis() as u64)
+                .sum(),
+            tracking,
+            transcript,
+            left_in_cwd: BoxDir::entries(&root.cwd()),
+            left_in_box: env.left_in_box(&root),
+        },
+        protections,
+        environment,
+    })
+}

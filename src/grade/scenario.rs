@@ -1,0 +1,145 @@
+//! What a lab gives the grader, and what the grader gives a lab's judge. A lab (its folder
+//! `labs/labN-name/`, listed by the registry) implements `Gradable`; the grader never names a
+//! lab: it runs the contract in a box, lets the lab's scenario act while the run lasts, and hands
+//! the judge one `Evidence` for every lab.
+
+use super::harness::{Launch, Outcome, Script};
+use super::report::{self, Check};
+use super::{boxed, BoxDir};
+use crate::error::Result;
+use crate::spec::{self, Contract};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A lab as the grader sees it.
+pub trait Gradable: spec::Folder {
+    /// A fresh scenario for one run of one launch: it may act on the tree while the run lasts,
+    /// then judges the evidence.
+    fn scenario(&self, setup: &Setup) -> Box<dyn Scenario>;
+
+    /// A run made of several launches (lab 6: five commands on one DIR) is driven by the lab,
+    /// through the grader's `RunEnv`; `None`: one launch per run, judged by `scenario`.
+    fn run(&self, _env: &RunEnv) -> Option<Result<RunResult>> {
+        None
+    }
+}
+
+/// What a scenario knows before the run starts.
+pub struct Setup<'a> {
+    /// The run's parameters (the contract's `{N}`, `{K}`...), drawn from its seed.
+    pub params: &'a BTreeMap<String, u64>,
+    /// The contract's DIR, in the box.
+    pub dir: PathBuf,
+    pub seed: u64,
+}
+
+impl Setup<'_> {
+    /// Parameter `k`, or `default` when the contract has none of that name.
+    pub fn param(&self, k: &str, default: u64) -> u64 {
+        self.params.get(k).copied().unwrap_or(default)
+    }
+}
+
+/// One run, from the lab's side.
+pub trait Scenario {
+    /// What acts on the run while it lasts (kills, clients); `None` leaves it alone.
+    fn script(&mut self) -> Option<&mut dyn Script> {
+        None
+    }
+    /// The run has ended: anything the scenario started (client threads) ends here.
+    fn finish(&mut self) {}
+    /// The checks, from the run's evidence and what the scenario itself saw.
+    fn judge(&mut self, e: &Evidence) -> Vec<Check>;
+}
+
+/// Everything the grader observed of one run: one shape for every lab's judge.
+pub struct Evidence<'a> {
+    /// The process tree's events, the objects seen in DIR, stdout and stderr.
+    pub out: &'a Outcome,
+    pub params: &'a BTreeMap<String, u64>,
+    /// The contract's DIR (its leftovers are judged).
+    pub dir: &'a Path,
+    /// The `{EVENTS}` file (see `crate::evlog`), where the contract has one.
+    pub events: &'a Path,
+    /// The `{P}` prefix of name-only objects, and the objects of that prefix left after the run.
+    pub shm_prefix: Option<&'a str>,
+    pub leaked: &'a [String],
+    pub contract: &'a Contract,
+    pub timeout_s: f64,
+}
+
+impl Evidence<'_> {
+    pub fn param(&self, k: &str) -> u64 {
+        self.params.get(k).copied().unwrap_or(0)
+    }
+}
+
+/// What a lab that drives its own runs (`Gradable::run`) is given.
+pub struct RunEnv<'a> {
+    pub lab: u32,
+    pub ctx: &'a boxed::Ctx,
+    pub contract: &'a Contract,
+    /// main's program (a box copy) and its arguments before the contract's (argv[0] first).
+    pub program: &'a Path,
+    pub args: &'a [String],
+    pub seed: u64,
+    pub run_no: u32,
+    pub timeout_s: f64,
+    pub race_lib: Option<&'a Path>,
+}
+
+impl RunEnv<'_> {
+    /// A fresh box for this run.
+    pub fn new_box(&self) -> Result<BoxDir> {
+        self.ctx.new_box(self.contract)
+    }
+
+    /// A launch of main with `argv` (the contract's arguments already substituted) in `root`,
+    /// with the contract's limits.
+    pub fn launch(&self, argv: Vec<String>, root: &BoxDir) -> Result<Launch> {
+        let (l, _) = super::base_launch(
+            self.ctx,
+            self.contract,
+            self.program,
+            argv,
+            root,
+            self.timeout_s,
+            self.race_lib,
+            self.seed,
+            self.run_no,
+        )?;
+        Ok(l)
+    }
+
+    /// What the box promised, for the report.
+    pub fn protections(&self, root: &BoxDir) -> Vec<String> {
+        self.ctx
+            .protections(self.contract, self.timeout_s, root.mounted)
+    }
+
+    /// Saves a failed run's transcript where the reports go; its path, if written.
+    pub fn transcript(&self, text: &str) -> Option<String> {
+        super::write_transcript(&format!("lab{}-seed-{}.txt", self.lab, self.seed), text)
+    }
+
+    /// What the program left in the box's /tmp and /dev/shm (reported, not judged).
+    pub fn left_in_box(&self, root: &BoxDir) -> Vec<String> {
+        super::left_in_box(root, &[], &[])
+    }
+}
+
+/// A run a lab drove itself, with what the report says of the box.
+pub struct RunResult {
+    pub run: report::Run,
+    pub protections: Vec<String>,
+    pub environment: Vec<String>,
+}
+
+/// The scenario of a lab whose runs are left alone: its judge alone.
+pub struct JudgeOnly(pub fn(&Evidence) -> Vec<Check>);
+
+impl Scenario for JudgeOnly {
+    fn judge(&mut self, e: &Evidence) -> Vec<Check> {
+        (self.0)(e)
+    }
+}
