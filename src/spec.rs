@@ -48,6 +48,11 @@ pub struct Spec {
     pub lab: Lab,
     /// What the grader checks; absent until the lab has a grading contract.
     pub contract: Option<Contract>,
+    /// What the lab's tests may cost in CI: seconds by test binary (`tests/NAME.rs`), its
+    /// share where labs share one. `.ci/budget` (make test) fails a binary past the sum of its
+    /// shares and its line in tests/budget.toml.
+    #[serde(default)]
+    pub ci: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
