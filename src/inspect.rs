@@ -188,6 +188,7 @@ mod tests {
     /// The tree starts at its root and shows a zombie child as such, marked, uncoloured.
     #[test]
     fn tree_shows_a_zombie_child() {
+        let _forks = crate::FORK_MTX.lock().unwrap_or_else(|e| e.into_inner());
         let me = std::process::id() as i32;
         // Safety: the child only calls _exit.
         let child = match unsafe { nix::unistd::fork() }.unwrap() {

@@ -24,3 +24,8 @@ pub mod walkthrough;
 pub mod zoo;
 
 pub use error::{Error, Result};
+
+/// The library's own tests follow nix's fork rule: a test that starts a process holds this until
+/// the process is reaped, so no test reaps another's child whatever the number of test threads.
+#[cfg(test)]
+pub(crate) static FORK_MTX: std::sync::Mutex<()> = std::sync::Mutex::new(());

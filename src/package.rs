@@ -402,6 +402,7 @@ mod tests {
     /// A `cc -static` program has no PT_INTERP; /bin/sh (dynamic) has one.
     #[test]
     fn static_binaries_are_told_apart() {
+        let _forks = crate::FORK_MTX.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("t.c");
         std::fs::write(&src, "int main(void) { return 0; }\n").unwrap();

@@ -185,45 +185,6 @@ mod tests {
             assert_eq!(&spec.dir_name(), dir);
             assert!(!spec.lab.binaries.is_empty() && !spec.lab.teaches.is_empty());
         }
-        assert_eq!(find(9).unwrap_err().code(), 2);
-    }
-
-    /// Lab 2's contract is the one fixed in the design notes.
-    #[test]
-    fn lab2_contract_has_the_stable_check_names() {
-        let c = find(2).unwrap().contract.unwrap();
-        let names: Vec<&str> = c.points.keys().map(|s| s.as_str()).collect();
-        for check in [
-            "exit-status",
-            "protocol",
-            "named-pipes",
-            "no-zombies",
-            "shutdown-order",
-            "no-leftover-processes",
-            "no-leaked-files",
-            "timeout",
-        ] {
-            assert!(names.contains(&check), "{check} missing");
-        }
-        assert_eq!(c.args, ["--exchanges", "{N}", "--dir", "{DIR}"]);
-    }
-
-    /// Lab 4's contract: the reference watchdog is main; the implementation plays the roles.
-    #[test]
-    fn lab4_contract_runs_roles_under_the_watchdog() {
-        let c = find(4).unwrap().contract.unwrap();
-        assert_eq!(c.supervisor.as_deref(), Some("watchdog"));
-        assert_eq!(c.roles, ["dispatcher", "worker"]);
-        for check in [
-            "all-clients-served",
-            "busy-reply",
-            "malformed-request",
-            "worker-crash",
-            "no-zombies",
-            "no-leftover-processes",
-            "no-leaked-files",
-        ] {
-            assert!(c.points.contains_key(check), "{check} missing");
-        }
+        assert_eq!(find(999).unwrap_err().code(), 2);
     }
 }

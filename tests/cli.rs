@@ -11,6 +11,7 @@ fn ipclab() -> Command {
 /// `list` names every lab with a spec and its programs.
 #[test]
 fn cli_list_names_every_lab() {
+    let _forks = common::fork_guard();
     let out = run(ipclab().arg("list"));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
@@ -28,6 +29,7 @@ fn cli_list_names_every_lab() {
 /// An unknown lab or a bad argument: one line, exit 2.
 #[test]
 fn cli_unknown_lab_is_exit_2() {
+    let _forks = common::fork_guard();
     for args in [vec!["lab", "9"], vec!["lab", "two"], vec!["frobnicate"]] {
         let out = run(ipclab().args(&args));
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -43,6 +45,7 @@ fn cli_unknown_lab_is_exit_2() {
 /// Every walkthrough runs to the end, checks its own expectations, and leaves nothing behind.
 #[test]
 fn cli_walkthroughs_run_to_the_end_clean() {
+    let _forks = common::fork_guard();
     for spec in ipclab::spec::all().unwrap() {
         let n = spec.lab.number.to_string();
         let out = run(ipclab().args(["lab", &n]));
@@ -67,6 +70,7 @@ fn cli_walkthroughs_run_to_the_end_clean() {
 /// The walkthroughs also run for an unprivileged uid, as students will run them.
 #[test]
 fn cli_walkthroughs_run_as_unprivileged_user() {
+    let _forks = common::fork_guard();
     let mut names: Vec<&str> = vec!["ipclab"];
     let specs = ipclab::spec::all().unwrap();
     for s in &specs {
@@ -100,6 +104,7 @@ fn cli_walkthroughs_run_as_unprivileged_user() {
 /// doctor: every capability the labs need is present on this machine.
 #[test]
 fn cli_doctor_reports_this_machine_usable() {
+    let _forks = common::fork_guard();
     let out = run(ipclab().arg("doctor"));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
@@ -117,6 +122,7 @@ fn cli_doctor_reports_this_machine_usable() {
 /// clean removes our objects whose creator is dead, and only those.
 #[test]
 fn cli_clean_removes_only_orphaned_objects() {
+    let _forks = common::fork_guard();
     let uid = nix::unistd::getuid();
     let dead = {
         let mut c = Command::new("true").spawn().unwrap();

@@ -186,3 +186,312 @@ fn course_strace_lines_come_from_strace_expected() {
         );
     }
 }
+
+/// The layers of the crate, by top-level module (src/NAME.rs or src/NAME/).
+const PRIMITIVES: &[&str] = &[
+    "error", "args", "fifo", "shm", "signals", "process", "daemon", "inspect", "sandbox", "evlog",
+];
+/// Code of particular labs shared by their reference programs and their lab folder.
+const LAB_LIBRARIES: &[&str] = &["frame", "heartbeat", "zoo"];
+const ENGINES: &[&str] = &[
+    "spec",
+    "grade",
+    "trace",
+    "walkthrough",
+    "kit",
+    "package",
+    "doctor",
+];
+const REGISTRY: &str = "labs";
+
+/// Rust files under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if !p.ends_with("kits") && !p.ends_with("fixtures") {
+                out.extend(rust_files(&p));
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The code of a Rust file without its comments and its `#[cfg(test)]` module.
+fn code_of(text: &str) -> String {
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    text.lines()
+        .map(|l| match l.find("//") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The crate's top-level modules a piece of code names (`crate::x`, `use crate::{x, y}`, and
+/// `ipclab::x` in binaries).
+fn modules_named(code: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let path = regex::Regex::new(r"\b(?:crate|ipclab)::([a-z_]+)").unwrap();
+    for c in path.captures_iter(code) {
+        out.insert(c[1].to_string());
+    }
+    let group = regex::Regex::new(r"\b(?:crate|ipclab)::\{([^;]*?)\};").unwrap();
+    for c in group.captures_iter(code) {
+        let mut depth = 0;
+        let mut item = String::new();
+        for ch in c[1].chars().chain([',']) {
+            match ch {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    let name: String = item
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !name.is_empty() {
+                        out.insert(name);
+                    }
+                    item.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            if depth == 0 {
+                item.push(ch);
+            }
+        }
+    }
+    out.retain(|m| m != "Error" && m != "Result" && m != "say");
+    out
+}
+
+/// The module graph: top-level module -> the modules its files name.
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut g: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for f in rust_files(&root().join("src")) {
+        let rel = f.strip_prefix(root().join("src")).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if top == "lib" {
+            continue;
+        }
+        let named = modules_named(&code_of(&std::fs::read_to_string(&f).unwrap()));
+        g.entry(top.clone())
+            .or_default()
+            .extend(named.into_iter().filter(|m| *m != top));
+    }
+    // The labs' folders are the registry's modules.
+    for f in rust_files(&root().join("labs")) {
+        let named = modules_named(&code_of(&std::fs::read_to_string(&f).unwrap()));
+        g.entry(REGISTRY.into())
+            .or_default()
+            .extend(named.into_iter().filter(|m| m != REGISTRY));
+    }
+    g
+}
+
+/// The nevers: primitives use only primitives; the labs' own libraries only primitives; the
+/// engines (grader, trace, walkthrough, kits, packaging, doctor) neither the registry nor a
+/// lab's code; the reference programs only primitives and their lab's library; no module of
+/// the crate is reachable from itself. Every module is in exactly one layer.
+#[test]
+fn course_module_dependencies_keep_the_nevers() {
+    let g = module_graph();
+    for m in g.keys() {
+        let layers = [
+            PRIMITIVES.contains(&m.as_str()),
+            LAB_LIBRARIES.contains(&m.as_str()),
+            ENGINES.contains(&m.as_str()),
+            m == REGISTRY,
+        ];
+        assert_eq!(
+            layers.iter().filter(|x| **x).count(),
+            1,
+            "src/{m}: put it in one layer of tests/course.rs"
+        );
+    }
+    for (m, uses) in &g {
+        for u in uses {
+            let ok = if PRIMITIVES.contains(&m.as_str()) {
+                PRIMITIVES.contains(&u.as_str())
+            } else if LAB_LIBRARIES.contains(&m.as_str()) {
+                PRIMITIVES.contains(&u.as_str()) || LAB_LIBRARIES.contains(&u.as_str())
+            } else if ENGINES.contains(&m.as_str()) {
+                PRIMITIVES.contains(&u.as_str()) || ENGINES.contains(&u.as_str())
+            } else {
+                true
+            };
+            assert!(ok, "src/{m} uses crate::{u}: a never is broken");
+        }
+    }
+    // No cycle: a depth-first walk never comes back to a module on its path.
+    fn visit(
+        g: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        m: &str,
+        path: &mut Vec<String>,
+    ) {
+        assert!(
+            !path.iter().any(|p| p == m),
+            "import cycle: {} -> {m}",
+            path.join(" -> ")
+        );
+        path.push(m.to_string());
+        for u in g.get(m).into_iter().flatten() {
+            visit(g, u, path);
+        }
+        path.pop();
+    }
+    for m in g.keys() {
+        visit(&g, m, &mut Vec::new());
+    }
+    for (name, path) in cargo_bins() {
+        if name == "ipclab" {
+            continue;
+        }
+        let named = modules_named(&code_of(
+            &std::fs::read_to_string(root().join(&path)).unwrap(),
+        ));
+        for u in named {
+            assert!(
+                PRIMITIVES.contains(&u.as_str()) || LAB_LIBRARIES.contains(&u.as_str()),
+                "{path} uses ipclab::{u}: a reference program uses primitives only"
+            );
+        }
+    }
+}
+
+/// The engines name no lab: no `labN` and no lab number compared in their code (the
+/// registry's entries carry what differs).
+#[test]
+fn course_engines_name_no_lab() {
+    let named = regex::Regex::new(r"\blab[0-9]+\b|number == [0-9]").unwrap();
+    for m in ENGINES {
+        let p = root().join("src").join(m);
+        let files = if p.is_dir() {
+            rust_files(&p)
+        } else {
+            vec![p.with_extension("rs")]
+        };
+        for f in files {
+            let code = code_of(&std::fs::read_to_string(&f).unwrap());
+            // String literals may name a lab (`"lab{n}"` formats do not).
+            let code = regex::Regex::new(r#""([^"\\]|\\.)*""#)
+                .unwrap()
+                .replace_all(&code, "\"\"");
+            if let Some(m) = named.find(&code) {
+                panic!("{}: names a lab ({})", f.display(), m.as_str());
+            }
+        }
+    }
+}
+
+/// Everything else follows the registry: one folder per entry (each with its kits' solutions
+/// among its fixtures), the README's lab table, the Makefile's pattern rules (no lab listed by
+/// hand), the `.ci/run` leftover list (every reference program), a CI budget per lab.
+#[test]
+fn course_makefile_readme_and_ci_follow_the_registry() {
+    let dirs: Vec<&str> = ipclab::labs::ALL.iter().map(|l| l.dir()).collect();
+    let mut folders: Vec<String> = std::fs::read_dir(root().join("labs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort_by_key(|d| ipclab::spec::number_of(d));
+    assert_eq!(dirs, folders, "src/labs.rs and labs/* disagree");
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let tests: Vec<String> = std::fs::read_dir(root().join("tests"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".rs"))
+                .map(String::from)
+        })
+        .collect();
+    for l in ipclab::labs::ALL {
+        let s = l.spec().unwrap();
+        let n = s.lab.number;
+        let row = readme.lines().find(|r| r.starts_with(&format!("| {n} |")));
+        let row = row.unwrap_or_else(|| panic!("README.md: no row `| {n} |` in the lab table"));
+        assert!(
+            row.contains(&format!("(labs/{}/README.md)", l.dir())),
+            "{row}"
+        );
+        for b in &s.lab.binaries {
+            assert!(
+                row.contains(&format!("`{b}`")),
+                "README.md lab {n}: `{b}` missing"
+            );
+        }
+        for b in &s.lab.binaries {
+            // ps shows the first 15 characters of a name.
+            let comm: String = b.chars().take(15).collect();
+            assert!(
+                ["|", "(", ")"].iter().any(|a| ["|", ")"]
+                    .iter()
+                    .any(|z| ci.contains(&format!("{a}{comm}{z}")))),
+                ".ci/run: its leftover list misses {comm}"
+            );
+        }
+        assert!(
+            !s.ci.is_empty(),
+            "labs/{}/spec.toml: no [ci] budget",
+            l.dir()
+        );
+        for t in s.ci.keys() {
+            assert!(
+                tests.contains(t),
+                "labs/{}/spec.toml [ci]: no tests/{t}.rs",
+                l.dir()
+            );
+        }
+        let kits = root().join("labs").join(l.dir()).join("kits");
+        for lang in ["python", "c", "rust"] {
+            let fills = root()
+                .join("labs")
+                .join(l.dir())
+                .join(format!("fixtures/kit-{lang}.fills"));
+            assert_eq!(
+                kits.join(lang).is_dir(),
+                fills.is_file(),
+                "labs/{}: kits/{lang} and fixtures/kit-{lang}.fills go together",
+                l.dir()
+            );
+        }
+    }
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    // Outside comments and recipes; a benchmark is named by what it measures (bench-lab4).
+    let word = regex::Regex::new(r"\blab[0-9]+\b").unwrap();
+    for line in makefile.lines() {
+        if line.starts_with('#') || line.starts_with('\t') {
+            continue;
+        }
+        for m in word.find_iter(line) {
+            assert!(
+                line[..m.start()].ends_with("bench-"),
+                "Makefile: {} is listed by hand: {line}",
+                m.as_str()
+            );
+        }
+    }
+}

@@ -26,6 +26,7 @@ fn write(path: &Path, text: &str, mode: u32) {
 
 #[test]
 fn grade_class_of_twenty_in_parallel() {
+    let _forks = common::fork_guard();
     let fixtures = common::lab_dir(2).join("fixtures");
     let py = fixtures.join("pingpong.py");
     let class = world_dir("ipclab-class-");
@@ -233,6 +234,7 @@ fn grade_class_of_twenty_in_parallel() {
 
 #[test]
 fn grade_class_bad_usage_is_exit_2() {
+    let _forks = common::fork_guard();
     let empty = tempfile::tempdir().unwrap();
     for (args, what) in [
         (vec!["grade", "all", "--submissions", "/tmp"], "one lab"),

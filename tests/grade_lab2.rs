@@ -85,6 +85,7 @@ fn machine_clean() {
 /// The fault table: each fixture fails exactly its row's checks, K of K, with and without --race.
 #[test]
 fn grade_lab2_fault_table_is_judged_exactly() {
+    let _forks = common::fork_guard();
     let rows: &[(&str, &[&str])] = &[
         ("fork", &[]),
         ("exec", &[]),
@@ -130,6 +131,7 @@ fn grade_lab2_fault_table_is_judged_exactly() {
 /// A secondary that never answers: timeout fails with the stuck point, dependent checks skipped.
 #[test]
 fn grade_lab2_timeout_skips_what_depends_on_it() {
+    let _forks = common::fork_guard();
     let cmd = py("never-answers");
     let (code, v) = grade(&["--impl", &cmd, "--timeout", "2", "--seed", "5"]);
     assert_eq!(code, 1);
@@ -164,6 +166,7 @@ fn grade_lab2_timeout_skips_what_depends_on_it() {
 /// without and fails in at least one of K seeded runs with --race.
 #[test]
 fn grade_lab2_c_fixtures_and_race_injection() {
+    let _forks = common::fork_guard();
     let dir = world_dir("ipclab-cfix-");
     let ok = dir.path().join("lab2c");
     let racy = dir.path().join("racy");
@@ -205,6 +208,7 @@ fn grade_lab2_c_fixtures_and_race_injection() {
 /// The same seed gives the same parameters; different runs get fresh ones.
 #[test]
 fn grade_lab2_seed_fixes_parameters() {
+    let _forks = common::fork_guard();
     let (_, a) = grade(&["--seed", "77", "--runs", "3"]);
     let (_, b) = grade(&["--seed", "77", "--runs", "3"]);
     let params = |v: &Value| {
@@ -231,6 +235,7 @@ fn grade_lab2_seed_fixes_parameters() {
 /// scores add up.
 #[test]
 fn grade_lab2_report_formats_validate() {
+    let _forks = common::fork_guard();
     let d = tempfile::tempdir().unwrap();
     let f = |n: &str| d.path().join(n).display().to_string();
     let cmd = py("leak-fifos");
@@ -315,6 +320,7 @@ fn grade_lab2_report_formats_validate() {
 /// Usage errors exit 2 in one line; an implementation the grader cannot run exits 3, saying why.
 #[test]
 fn grade_lab2_bad_usage_and_unrunnable_implementations() {
+    let _forks = common::fork_guard();
     for args in [
         vec!["grade", "all", "--impl", "/bin/true"],
         vec!["grade", "9"],
@@ -369,6 +375,7 @@ fn grade_lab2_bad_usage_and_unrunnable_implementations() {
 /// The reference passes its own contract, and `grade all` reports every lab with a contract.
 #[test]
 fn grade_references_pass() {
+    let _forks = common::fork_guard();
     let (code, v) = grade(&["--runs", "5"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["score"], v["max_score"]);
@@ -401,6 +408,7 @@ fn grade_references_pass() {
 /// Without ptrace the grader falls back to /proc polling, says so, and still judges right.
 #[test]
 fn grade_lab2_proc_polling_fallback() {
+    let _forks = common::fork_guard();
     for (variant, want) in [
         ("fork", vec![]),
         ("leak-fifos", vec!["no-leaked-files"]),
@@ -425,6 +433,7 @@ fn grade_lab2_proc_polling_fallback() {
 /// A fork bomb is bounded and cleaned up — tested only where a real bound exists.
 #[test]
 fn grade_lab2_fork_bomb_is_contained() {
+    let _forks = common::fork_guard();
     let root = nix::unistd::getuid().is_root();
     let cgroup = std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists();
     if !root && std::env::var_os("IPCLAB_TEST_NPROC_BOUND").is_none() {
@@ -462,6 +471,7 @@ fn grade_lab2_fork_bomb_is_contained() {
 /// Graded by an unprivileged user (as on a student's machine): no cgroup, RLIMIT_NPROC, same verdicts.
 #[test]
 fn grade_lab2_as_unprivileged_user() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&[
         "ipclab",
         "pingpong",

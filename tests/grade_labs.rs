@@ -92,6 +92,7 @@ fn judge_table(lab: &str, file: &str, rows: &[(&str, &[&str])], extra: &[&str]) 
 /// leaked segment after judging).
 #[test]
 fn grade_lab1_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
     judge_table(
         "1",
         "shm.py",
@@ -109,6 +110,7 @@ fn grade_lab1_fixtures_are_judged_exactly() {
 /// leaves zombies; a wrong status fails the protocol.
 #[test]
 fn grade_lab5_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
     judge_table(
         "5",
         "reaper.py",
@@ -126,6 +128,7 @@ fn grade_lab5_fixtures_are_judged_exactly() {
 /// check; every daemon is stopped or killed, and reaped.
 #[test]
 fn grade_lab6_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
     judge_table(
         "6",
         "daemon.py",
@@ -144,6 +147,7 @@ fn grade_lab6_fixtures_are_judged_exactly() {
 /// one without a heartbeat deadline never restarts a frozen server.
 #[test]
 fn grade_lab3_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
     judge_table(
         "3",
         "watchdog.py",
@@ -160,6 +164,7 @@ fn grade_lab3_fixtures_are_judged_exactly() {
 /// Lab 3 in C: a correct student watchdog (self-pipe, waitpid loop, pipe heartbeats) passes.
 #[test]
 fn grade_lab3_c_watchdog_passes() {
+    let _forks = common::fork_guard();
     let dir = world_dir("ipclab-cfix-");
     let exe = dir.path().join("watchdog");
     let src = common::fixture(3, "watchdog.c");
@@ -210,6 +215,7 @@ fn judge_lab4(cmd: &str, must: &[&str], may: &[&str]) {
 /// Lab 4: the reference passes twice; each Python fault fails its checks.
 #[test]
 fn grade_lab4_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
     let (code, v) = grade("4", &["--runs", "2", "--seed", "41"]);
     assert_eq!(code, 0, "reference: {}", v["checks"]);
     let rows: &[(&str, &[&str], &[&str])] = &[
@@ -233,6 +239,7 @@ fn grade_lab4_fixtures_are_judged_exactly() {
 /// that waits for a free worker fails busy-reply.
 #[test]
 fn grade_lab4_c_servers_are_judged() {
+    let _forks = common::fork_guard();
     let dir = world_dir("ipclab-cfix-");
     let src = common::fixture(4, "servers.c");
     for (name, flags) in [

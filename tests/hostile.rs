@@ -148,6 +148,7 @@ fn box_gone(uid: Option<u32>, grader: Option<u32>) {
 /// even one the grader inherited without close-on-exec; the uid has a name.
 #[test]
 fn hostile_environment_and_descriptors_do_not_leak() {
+    let _forks = common::fork_guard();
     // fd 7 open without CLOEXEC in the grader (as `/usr/bin/time -o F` leaves one).
     let mut c = Command::new("/bin/sh");
     c.args(["-c", "exec 7>/dev/null; exec \"$0\" \"$@\""])
@@ -205,6 +206,7 @@ fn hostile_environment_and_descriptors_do_not_leak() {
 /// The checkout, the reference programs and the grader are out of reach from inside.
 #[test]
 fn hostile_cannot_reach_references_checkout_or_grader() {
+    let _forks = common::fork_guard();
     let (code, v, err) = grade(
         "reach",
         &[],
@@ -225,6 +227,7 @@ fn hostile_cannot_reach_references_checkout_or_grader() {
 /// kill(-1, SIGKILL) reaches only the box: an unrelated process of another uid survives.
 #[test]
 fn hostile_kill_minus_one_stays_in_its_box() {
+    let _forks = common::fork_guard();
     if !is_root() {
         eprintln!("skipped: needs root (the box's own uid)");
         return;
@@ -246,6 +249,7 @@ fn hostile_kill_minus_one_stays_in_its_box() {
 /// cgroup: RLIMIT_NPROC is not shared).
 #[test]
 fn hostile_fork_bomb_does_not_starve_a_concurrent_grading() {
+    let _forks = common::fork_guard();
     let mut bomb = Command::new(bin("ipclab"));
     bomb.args([
         "grade",
@@ -278,6 +282,7 @@ fn hostile_fork_bomb_does_not_starve_a_concurrent_grading() {
 /// reported, not judged, and gone with the box.
 #[test]
 fn hostile_leftovers_outside_dir_are_seen_and_removed() {
+    let _forks = common::fork_guard();
     if !is_root() {
         eprintln!("skipped: needs root (private /tmp, /dev/shm, IPC namespace)");
         return;
@@ -312,6 +317,7 @@ fn hostile_leftovers_outside_dir_are_seen_and_removed() {
 /// (RLIMIT_AS 2 GiB), output (counted past the cap, long lines clipped with their count).
 #[test]
 fn hostile_limits_hold() {
+    let _forks = common::fork_guard();
     let (_, v, err) = grade("file-size", &[], &[]);
     assert_eq!(finding(&v, "file-size"), "EFBIG", "{err}");
     let (_, v, _) = grade("memory", &[], &[]);
@@ -358,6 +364,7 @@ fn hostile_limits_hold() {
 /// A CLONE_UNTRACED child that calls setsid and forks dies with the box (cgroup kill).
 #[test]
 fn hostile_untraced_daemon_dies_with_the_box() {
+    let _forks = common::fork_guard();
     let (code, v, err) = grade("untraced-daemon", &[], &[]);
     assert_eq!(code, 1, "{err}\n{v}");
     let failing: Vec<&str> = v["checks"]
@@ -376,6 +383,7 @@ fn hostile_untraced_daemon_dies_with_the_box() {
 /// A closed stdout does not make the grader spin: its own CPU over a 5 s sleep stays < 0.1 s.
 #[test]
 fn hostile_closed_stdout_keeps_the_grader_quiet() {
+    let _forks = common::fork_guard();
     let mut c = Command::new(bin("ipclab"));
     c.args(["grade", "2", "--seed", "3", "--format", "json", "--impl"])
         .arg(format!("/usr/bin/python3 {} closed-stdout", fixture()))
@@ -418,6 +426,7 @@ fn hostile_closed_stdout_keeps_the_grader_quiet() {
 /// Bad input is one line and exit 2, before anything runs.
 #[test]
 fn hostile_bad_input_is_exit_2() {
+    let _forks = common::fork_guard();
     let dir = tempfile::tempdir().unwrap();
     let plain = dir.path().join("plain");
     std::fs::write(&plain, "x").unwrap();
@@ -454,6 +463,7 @@ fn hostile_bad_input_is_exit_2() {
 /// A program the box's uid cannot exec: the grader says so (exit 3) instead of hanging.
 #[test]
 fn hostile_failure_before_exec_is_reported_not_hung() {
+    let _forks = common::fork_guard();
     if !is_root() {
         eprintln!("skipped: needs root (a uid drop that cannot reach the program)");
         return;
@@ -500,6 +510,7 @@ fn hostile_failure_before_exec_is_reported_not_hung() {
 /// outlives each command and so is outside the step's tree).
 #[test]
 fn hostile_interrupted_grader_leaves_nothing() {
+    let _forks = common::fork_guard();
     use nix::sys::signal::Signal;
     let seed: u64 = std::env::var("IPCLAB_TEST_SEED")
         .ok()
@@ -589,6 +600,7 @@ fn wait_for_lease(pid: u32) -> Option<u32> {
 /// grader not ptrace-able by its program (non-dumpable), limits hold.
 #[test]
 fn hostile_normal_user_gets_the_weaker_box() {
+    let _forks = common::fork_guard();
     if !is_root() {
         eprintln!("skipped: needs root to become a normal user");
         return;
@@ -714,6 +726,7 @@ fn hostile_normal_user_gets_the_weaker_box() {
 /// implementation's dispatcher can neither signal nor trace it, nor forge its events.
 #[test]
 fn hostile_lab4_roles_cannot_reach_the_reference_watchdog() {
+    let _forks = common::fork_guard();
     if !is_root() {
         eprintln!("skipped: needs root (the box's two uids)");
         return;

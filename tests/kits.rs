@@ -38,6 +38,7 @@ fn grade(dir: &Path, lab: u32, cmd: &str) -> (i32, serde_json::Value) {
 
 #[test]
 fn kits_fail_at_their_first_todo_and_pass_once_filled() {
+    let _forks = common::fork_guard();
     let top = world_dir("ipclab-kits-");
     // One target dir for every Rust kit: their dependencies (nix) are built once, not six times.
     let shared = top.path().join("target");
@@ -105,6 +106,7 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
 
 #[test]
 fn kits_bad_input_is_exit_2_and_writes_nothing() {
+    let _forks = common::fork_guard();
     let top = tempfile::tempdir().unwrap();
     let taken = top.path().join("taken");
     std::fs::create_dir(&taken).unwrap();

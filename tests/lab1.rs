@@ -20,6 +20,7 @@ fn shm_main(k: impl ToString, prefix: &str) -> Command {
 /// K random messages, each answered in uppercase and verified by main; the segment is unlinked.
 #[test]
 fn lab1_messages_are_answered_and_segment_unlinked() {
+    let _forks = common::fork_guard();
     let prefix = test_prefix();
     let k: u64 = rand::rng().random_range(1..=40);
     let out = run(&mut shm_main(k, &prefix));
@@ -46,6 +47,7 @@ fn lab1_messages_are_answered_and_segment_unlinked() {
 /// --no-sync: the secondary reports how many of its K copies were torn (any count, even 0).
 #[test]
 fn lab1_no_sync_reports_torn_reads() {
+    let _forks = common::fork_guard();
     let prefix = test_prefix();
     let out = run(shm_main(500, &prefix).arg("--no-sync"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -58,6 +60,7 @@ fn lab1_no_sync_reports_torn_reads() {
 /// Bad K or prefix: one line, exit 2, no segment created.
 #[test]
 fn lab1_bad_input_is_one_line_exit_2() {
+    let _forks = common::fork_guard();
     let prefix = test_prefix();
     for (k, p, what) in [
         ("0", prefix.as_str(), "not in 1..="),
@@ -78,6 +81,7 @@ fn lab1_bad_input_is_one_line_exit_2() {
 /// kill -9 of the secondary: main notices, reaps it, unlinks the segment, exits 1.
 #[test]
 fn lab1_secondary_killed_main_cleans_up() {
+    let _forks = common::fork_guard();
     ipclab::process::set_child_subreaper().unwrap();
     let prefix = test_prefix();
     let mut child = shm_main(1_000_000, &prefix)
@@ -104,6 +108,7 @@ fn lab1_secondary_killed_main_cleans_up() {
 /// kill -9 of main: the orphaned secondary notices, unlinks the segment main left, exits 1.
 #[test]
 fn lab1_main_killed_secondary_unlinks_segment() {
+    let _forks = common::fork_guard();
     ipclab::process::set_child_subreaper().unwrap();
     let prefix = test_prefix();
     let mut child = shm_main(1_000_000, &prefix)
@@ -134,6 +139,7 @@ fn lab1_main_killed_secondary_unlinks_segment() {
 /// As a student (unprivileged uid): the segment is created 0600 by that uid and removed.
 #[test]
 fn lab1_runs_as_unprivileged_user() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["shm-main", "shm-secondary"]);
     let Some(mut cmd) = as_nobody(&bins.path().join("shm-main")) else {
         return;

@@ -29,6 +29,7 @@ fn expected(n: u64) -> String {
 /// Contract: stdout is exactly ping i / pong i for random N, exit 0, FIFOs gone, nothing left.
 #[test]
 fn lab2_exchanges_print_exact_protocol_and_leave_nothing() {
+    let _forks = common::fork_guard();
     let clean = Clean::new("ipclab-none");
     for _ in 0..3 {
         let n: u64 = rand::rng().random_range(1..=50);
@@ -45,6 +46,7 @@ fn lab2_exchanges_print_exact_protocol_and_leave_nothing() {
 /// `--stats --quiet` prints no protocol lines and the mean round trip, even for 100000 exchanges.
 #[test]
 fn lab2_stats_quiet_reports_mean_round_trip() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let out = run(pingpong(100_000, dir.path()).args(["--stats", "--quiet"]));
     assert_eq!(out.status.code(), Some(0));
@@ -57,6 +59,7 @@ fn lab2_stats_quiet_reports_mean_round_trip() {
 /// Bad N or DIR: one line naming the problem, exit 2, nothing created.
 #[test]
 fn lab2_bad_input_is_one_line_exit_2() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
@@ -83,6 +86,7 @@ fn lab2_bad_input_is_one_line_exit_2() {
 /// An existing DIR/ping is reported (EEXIST), left untouched, and no pong is created.
 #[test]
 fn lab2_existing_fifo_path_is_refused_and_kept() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let payload = format!("student file {}", rand::random::<u64>());
     std::fs::write(dir.path().join("ping"), &payload).unwrap();
@@ -103,6 +107,7 @@ fn lab2_existing_fifo_path_is_refused_and_kept() {
 /// A DIR the user cannot write: exit 2 (run as an unprivileged uid; root could write anywhere).
 #[test]
 fn lab2_unwritable_dir_is_refused_for_a_student() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["pingpong", "pingpong-secondary"]);
     let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else {
         return;
@@ -125,6 +130,7 @@ fn lab2_unwritable_dir_is_refused_for_a_student() {
 /// As a student (unprivileged uid), the reference passes its own contract.
 #[test]
 fn lab2_runs_as_unprivileged_user() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["pingpong", "pingpong-secondary"]);
     let Some(mut cmd) = as_nobody(&bins.path().join("pingpong")) else {
         return;
@@ -143,6 +149,7 @@ fn lab2_runs_as_unprivileged_user() {
 /// it was doing, reaps it, removes the FIFOs, exits 1.
 #[test]
 fn lab2_secondary_killed_main_cleans_up() {
+    let _forks = common::fork_guard();
     subreaper();
     let dir = private_dir();
     let mut child = pingpong(10_000_000, dir.path())
@@ -172,6 +179,7 @@ fn lab2_secondary_killed_main_cleans_up() {
 /// kill -9 of main mid-run: the secondary sees end of file, removes the FIFOs it used, exits 1.
 #[test]
 fn lab2_main_killed_secondary_cleans_up() {
+    let _forks = common::fork_guard();
     subreaper();
     let dir = private_dir();
     let mut child = pingpong(10_000_000, dir.path())
@@ -208,6 +216,7 @@ fn lab2_main_killed_secondary_cleans_up() {
 /// --fault no-wait: while main lives, the secondary is a zombie whose parent is main.
 #[test]
 fn lab2_fault_no_wait_leaves_a_zombie_while_main_lives() {
+    let _forks = common::fork_guard();
     subreaper();
     let dir = private_dir();
     let mut child = pingpong(2, dir.path())
@@ -240,6 +249,7 @@ fn lab2_fault_no_wait_leaves_a_zombie_while_main_lives() {
 /// --fault main-first: main exits first; the secondary is orphaned and re-parented to us.
 #[test]
 fn lab2_fault_main_first_orphans_the_secondary() {
+    let _forks = common::fork_guard();
     subreaper();
     let dir = private_dir();
     let mut child = pingpong(2, dir.path())
@@ -270,6 +280,7 @@ fn lab2_fault_main_first_orphans_the_secondary() {
 /// The secondary's binary missing: exec fails, reported as such; FIFOs removed, no zombie.
 #[test]
 fn lab2_exec_failure_is_reported_and_cleaned_up() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["pingpong"]);
     let dir = private_dir();
     let out = run(Command::new(bins.path().join("pingpong"))

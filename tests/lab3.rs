@@ -81,6 +81,7 @@ fn shm_count() -> usize {
 /// Kill a secondary, freeze the other, kill main: each is restarted; SIGTERM stops all in order.
 #[test]
 fn lab3_restarts_crashed_and_hung_servers_then_stops_in_order() {
+    let _forks = common::fork_guard();
     let shm_before = shm_count();
     let mut w = watchdog(&[]);
     let wpid = w.child.id() as i32;
@@ -153,6 +154,7 @@ fn lab3_restarts_crashed_and_hung_servers_then_stops_in_order() {
 /// A server that keeps dying is restarted with backoff, then given up on, and says so.
 #[test]
 fn lab3_crash_loop_is_given_up() {
+    let _forks = common::fork_guard();
     let mut w = watchdog(&["--max-restarts", "2", "--window-ms", "60000"]);
     let mut pid = w.wait("start", "secondary-1");
     for _ in 0..2 {
@@ -174,6 +176,7 @@ fn lab3_crash_loop_is_given_up() {
 /// 3.b: ordering a frozen secondary through its data FIFO restarts nothing.
 #[test]
 fn lab3_control_over_data_restarts_nothing() {
+    let _forks = common::fork_guard();
     let mut w = watchdog(&["--fault", "control-over-data"]);
     w.wait("start", "main");
     let s1 = w.wait("start", "secondary-1");
@@ -199,6 +202,7 @@ fn lab3_control_over_data_restarts_nothing() {
 /// Bad flags: one line, exit 2, nothing created.
 #[test]
 fn lab3_bad_input_is_one_line_exit_2() {
+    let _forks = common::fork_guard();
     let shm_before = shm_count();
     let dir = private_dir();
     let ev = dir.path().join("ev");

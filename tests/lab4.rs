@@ -51,6 +51,7 @@ fn payload() -> String {
 /// Steps 1-7: the client gets the uppercase answer from a worker, and the dispatcher hears DONE.
 #[test]
 fn lab4_seven_step_handoff() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let w1 = server(&["worker", "--id", "1"], dir.path());
     let w2 = server(&["worker", "--id", "2"], dir.path());
@@ -78,6 +79,7 @@ fn lab4_seven_step_handoff() {
 /// 50 clients at once against 2 slow workers: each is served (right answer) or told BUSY.
 #[test]
 fn lab4_fifty_concurrent_clients_served_or_busy() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let w1 = server(&["worker", "--id", "1", "--work-ms", "20"], dir.path());
     let w2 = server(&["worker", "--id", "2", "--work-ms", "20"], dir.path());
@@ -118,6 +120,7 @@ fn lab4_fifty_concurrent_clients_served_or_busy() {
 /// Garbage to the dispatcher or a worker gets an ERR reply; both keep serving.
 #[test]
 fn lab4_malformed_frames_get_an_error_and_no_crash() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let w = server(&["worker", "--id", "1"], dir.path());
     let d = server(&["dispatcher", "--workers", "1"], dir.path());
@@ -147,6 +150,7 @@ fn lab4_malformed_frames_get_an_error_and_no_crash() {
 /// kill -9 of the worker while it works: the client reports the error, exit 1.
 #[test]
 fn lab4_worker_killed_mid_request_leaves_client_with_error() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let mut w = server(&["worker", "--id", "1", "--work-ms", "10000"], dir.path());
     let d = server(&["dispatcher", "--workers", "1"], dir.path());
@@ -173,6 +177,7 @@ fn lab4_worker_killed_mid_request_leaves_client_with_error() {
 /// A client pointed at nothing, a socket path in use: one line, exit 2, nothing removed.
 #[test]
 fn lab4_bad_input_is_one_line_exit_2() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let out = run(&mut client(dir.path(), "x"));
     assert_eq!(out.status.code(), Some(2));
@@ -195,6 +200,7 @@ fn lab4_bad_input_is_one_line_exit_2() {
 /// and the next client is served by it.
 #[test]
 fn lab4_under_watchdog_killed_worker_is_restarted() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let events = dir.path().join("events.jsonl");
     let mut wd = Command::new(bin("watchdog"))

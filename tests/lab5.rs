@@ -9,6 +9,7 @@ use std::process::Command;
 /// The zombie maker shows Z before the wait, still Z after SIGKILL, and nothing after waitpid.
 #[test]
 fn lab5_zombie_is_z_until_reaped_and_ignores_sigkill() {
+    let _forks = common::fork_guard();
     let out = run(&mut Command::new(bin("zombie")));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -31,6 +32,7 @@ fn lab5_zombie_is_z_until_reaped_and_ignores_sigkill() {
 /// M children die while SIGCHLD is blocked: one delivery, and the WNOHANG loop reaps all M.
 #[test]
 fn lab5_reaper_one_sigchld_for_m_deaths_reaps_all() {
+    let _forks = common::fork_guard();
     let m: u32 = rand::rng().random_range(2..=64);
     let out = run(Command::new(bin("reaper")).args(["--children", &m.to_string()]));
     let s = text(&out.stderr);
@@ -60,6 +62,7 @@ fn lab5_reaper_one_sigchld_for_m_deaths_reaps_all() {
 /// With --subreaper the launcher adopts the orphan and reaps it.
 #[test]
 fn lab5_orphan_adopted_by_launcher_subreaper() {
+    let _forks = common::fork_guard();
     let out = run(Command::new(bin("orphan")).arg("--subreaper"));
     let s = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
@@ -78,6 +81,7 @@ fn lab5_orphan_adopted_by_launcher_subreaper() {
 /// Without it, the nearest subreaper above (this test process) adopts the orphan.
 #[test]
 fn lab5_orphan_adopted_by_nearest_subreaper_above() {
+    let _forks = common::fork_guard();
     ipclab::process::set_child_subreaper().unwrap();
     let out = run(&mut Command::new(bin("orphan")));
     let s = text(&out.stdout);
@@ -91,6 +95,7 @@ fn lab5_orphan_adopted_by_nearest_subreaper_above() {
 
 #[test]
 fn lab5_bad_children_count_is_exit_2() {
+    let _forks = common::fork_guard();
     for bad in ["0", "-2", "many", "1001"] {
         let out = run(Command::new(bin("reaper")).args(["--children", bad]));
         assert_eq!(out.status.code(), Some(2), "{bad}");

@@ -37,6 +37,7 @@ fn link(pid: i32, what: &str) -> String {
 /// /dev/null, holds the pidfile; stop: it exits 0 and removes the pidfile; status follows LSB.
 #[test]
 fn lab6_start_status_stop_life_cycle() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let pid = start(dir.path());
     let info = ipclab::inspect::info(pid).unwrap();
@@ -86,6 +87,7 @@ fn lab6_start_status_stop_life_cycle() {
 /// A second start is refused with one line and exit 2; the first daemon is untouched.
 #[test]
 fn lab6_second_start_is_refused() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let pid = start(dir.path());
     let out = run(&mut daemon("start", dir.path()));
@@ -105,6 +107,7 @@ fn lab6_second_start_is_refused() {
 /// A pidfile left by a killed daemon is stale: status 3 says so, start takes it over.
 #[test]
 fn lab6_stale_pidfile_is_recovered() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let pid = start(dir.path());
     ipclab::process::signal(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -122,6 +125,7 @@ fn lab6_stale_pidfile_is_recovered() {
 /// SIGHUP reopens the log by name: after a rename, new lines go to a fresh daemon.log.
 #[test]
 fn lab6_sighup_reopens_the_log() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let pid = start(dir.path());
     let log = dir.path().join("daemon.log");
@@ -143,6 +147,7 @@ fn lab6_sighup_reopens_the_log() {
 /// --foreground: same pidfile and signals, without detaching.
 #[test]
 fn lab6_foreground_runs_attached_and_stops_on_sigterm() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let mut child = daemon("start", dir.path())
         .arg("--foreground")
@@ -168,6 +173,7 @@ fn lab6_foreground_runs_attached_and_stops_on_sigterm() {
 /// A pidfile directory that is missing, not a directory, or not writable: exit 2, one line.
 #[test]
 fn lab6_bad_directory_is_exit_2() {
+    let _forks = common::fork_guard();
     let dir = private_dir();
     let file = dir.path().join("f");
     std::fs::write(&file, b"").unwrap();
@@ -200,6 +206,7 @@ fn lab6_bad_directory_is_exit_2() {
 /// As a student: start, status, stop work for an unprivileged uid with D in its own directory.
 #[test]
 fn lab6_runs_as_unprivileged_user() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["daemon"]);
     let exe = bins.path().join("daemon");
     let Some(mut cmd) = as_nobody(&exe) else {

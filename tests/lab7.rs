@@ -54,6 +54,7 @@ fn sysv_queues() -> usize {
 
 #[test]
 fn lab7_every_mechanism_carries_every_message() {
+    let _forks = common::fork_guard();
     let (mq_before, sysv_before) = (mqueues(), sysv_queues());
     let out = bench(&[
         "--size",
@@ -108,6 +109,7 @@ fn lab7_every_mechanism_carries_every_message() {
 
 #[test]
 fn lab7_text_csv_and_svg() {
+    let _forks = common::fork_guard();
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("zoo.svg");
     let out = bench(&[
@@ -152,6 +154,7 @@ fn lab7_text_csv_and_svg() {
 
 #[test]
 fn lab7_bad_input_is_one_line_exit_2() {
+    let _forks = common::fork_guard();
     let (mq_before, sysv_before) = (mqueues(), sysv_queues());
     for (args, what) in [
         (

@@ -26,6 +26,7 @@ fn unzip(zip: &Path, to: &Path) {
 
 #[test]
 fn package_gradescope_runs_in_a_simulated_autograder() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["ipclab"]);
     let root = world_dir("ipclab-autograder-");
     let zip = root.path().join("ag.zip");
@@ -93,6 +94,7 @@ fn package_gradescope_runs_in_a_simulated_autograder() {
 
 #[test]
 fn package_refuses_a_dynamic_binary() {
+    let _forks = common::fork_guard();
     let out = run(Command::new(bin("ipclab")).args([
         "package",
         "gradescope",
@@ -111,6 +113,7 @@ fn package_refuses_a_dynamic_binary() {
 
 #[test]
 fn package_classroom_workflow_is_valid_and_grades() {
+    let _forks = common::fork_guard();
     let bins = world_readable_bins(&["ipclab"]);
     let repo = world_dir("ipclab-classroom-");
     let out = run(Command::new(bin("ipclab")).args([

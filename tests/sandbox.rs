@@ -18,6 +18,7 @@ fn root() -> bool {
 /// never handed out (nor its process killed).
 #[test]
 fn sandbox_leases_are_exclusive_and_skip_foreign_uids() {
+    let _forks = common::fork_guard();
     if !root() {
         return;
     }
@@ -50,6 +51,7 @@ fn sandbox_leases_are_exclusive_and_skip_foreign_uids() {
 /// only its teardown ends it, killing what runs as its uid.
 #[test]
 fn sandbox_host_lease_is_left_to_its_owner() {
+    let _forks = common::fork_guard();
     if !root() {
         return;
     }
@@ -81,6 +83,7 @@ fn sandbox_host_lease_is_left_to_its_owner() {
 /// `destroy` kills what runs as it and leaves nothing (directory, lease).
 #[test]
 fn sandbox_host_box_has_a_user_and_goes_only_by_destroy() {
+    let _forks = common::fork_guard();
     if !root() {
         return;
     }

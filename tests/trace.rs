@@ -53,6 +53,7 @@ fn renders(svg: &Path) {
 
 #[test]
 fn trace_every_reference_has_its_key_lines() {
+    let _forks = common::fork_guard();
     for n in 1..=7 {
         let lab = n.to_string();
         let (code, out, err) = trace(&[&lab, "--check"]);
@@ -69,6 +70,7 @@ fn trace_every_reference_has_its_key_lines() {
 /// unbuffered readline does).
 #[test]
 fn trace_lab2_chart_has_one_arrow_per_message() {
+    let _forks = common::fork_guard();
     let dir = tempfile::tempdir().unwrap();
     let fixture = common::fixture(2, "pingpong.py");
     let python = format!("/usr/bin/python3 {} fork", fixture.display());
@@ -118,6 +120,7 @@ fn trace_lab2_chart_has_one_arrow_per_message() {
 /// Main exits without waiting: its dead secondary stays a zombie, drawn as never reaped.
 #[test]
 fn trace_no_wait_fault_draws_the_zombie() {
+    let _forks = common::fork_guard();
     let dir = tempfile::tempdir().unwrap();
     let svg = dir.path().join("nowait.svg");
     let cmd = format!("{} --fault no-wait", bin("pingpong").display());
@@ -142,6 +145,7 @@ fn trace_no_wait_fault_draws_the_zombie() {
 /// No strace: one line naming the fix, exit 2. Unknown parameter or lab: exit 2.
 #[test]
 fn trace_bad_input_and_no_strace_are_exit_2() {
+    let _forks = common::fork_guard();
     let out = run(Command::new(bin("ipclab"))
         .args(["trace", "2"])
         .env("PATH", "/nonexistent"));

@@ -43,3 +43,29 @@ impl crate::labs::Lab for Lab2 {
         Some(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Folder;
+
+    /// Lab 2's contract is the one fixed in the design notes.
+    #[test]
+    fn lab2_contract_has_the_stable_check_names() {
+        let c = crate::spec::load(LAB.dir()).unwrap().contract.unwrap();
+        let names: Vec<&str> = c.points.keys().map(|s| s.as_str()).collect();
+        for check in [
+            "exit-status",
+            "protocol",
+            "named-pipes",
+            "no-zombies",
+            "shutdown-order",
+            "no-leftover-processes",
+            "no-leaked-files",
+            "timeout",
+        ] {
+            assert!(names.contains(&check), "{check} missing");
+        }
+        assert_eq!(c.args, ["--exchanges", "{N}", "--dir", "{DIR}"]);
+    }
+}

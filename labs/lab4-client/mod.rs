@@ -78,3 +78,28 @@ impl crate::labs::Lab for Lab4 {
         Some(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Folder;
+
+    /// Lab 4's contract: the reference watchdog is main; the implementation plays the roles.
+    #[test]
+    fn lab4_contract_runs_roles_under_the_watchdog() {
+        let c = crate::spec::load(LAB.dir()).unwrap().contract.unwrap();
+        assert_eq!(c.supervisor.as_deref(), Some("watchdog"));
+        assert_eq!(c.roles, ["dispatcher", "worker"]);
+        for check in [
+            "all-clients-served",
+            "busy-reply",
+            "malformed-request",
+            "worker-crash",
+            "no-zombies",
+            "no-leftover-processes",
+            "no-leaked-files",
+        ] {
+            assert!(c.points.contains_key(check), "{check} missing");
+        }
+    }
+}
