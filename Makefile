@@ -1,5 +1,7 @@
 # ipclab — make labN runs lab N's narrated walkthrough; make test is what CI runs.
 CARGO ?= cargo
+# .ci/budget reads TOML with tomllib: Python 3.11 or later.
+PYTHON ?= python3
 BIN := target/debug
 # The labs are the folders labs/labN-name/ (the registry in src/labs.rs lists the same: the course
 # lint checks it): their numbers, in order.
@@ -16,7 +18,7 @@ build:
 # fork guard, tests/common). Each test binary is timed against its budget (.ci/budget).
 test: build
 	$(CARGO) test --workspace --lib --bins --tests --no-run
-	sh .ci/budget
+	$(PYTHON) .ci/budget
 
 # Long runs kept out of make test: every contract 20 times, with and without race injection,
 # and the class graded over and over.

@@ -382,6 +382,7 @@ fn course_module_dependencies_keep_the_nevers() {
 #[test]
 fn course_engines_name_no_lab() {
     let named = regex::Regex::new(r"\blab[0-9]+\b|number == [0-9]").unwrap();
+    let literal = regex::Regex::new(r#""([^"\\]|\\.)*""#).unwrap();
     for m in ENGINES {
         let p = root().join("src").join(m);
         let files = if p.is_dir() {
@@ -392,9 +393,7 @@ fn course_engines_name_no_lab() {
         for f in files {
             let code = code_of(&std::fs::read_to_string(&f).unwrap());
             // String literals may name a lab (`"lab{n}"` formats do not).
-            let code = regex::Regex::new(r#""([^"\\]|\\.)*""#)
-                .unwrap()
-                .replace_all(&code, "\"\"");
+            let code = literal.replace_all(&code, "\"\"");
             if let Some(m) = named.find(&code) {
                 panic!("{}: names a lab ({})", f.display(), m.as_str());
             }
@@ -492,6 +491,26 @@ fn course_makefile_readme_and_ci_follow_the_registry() {
                 "Makefile: {} is listed by hand: {line}",
                 m.as_str()
             );
+        }
+    }
+}
+
+/// The harness is split by concern (box start, tree tracking, object watching, output
+/// capture): none of its functions is longer than about 150 lines (rustfmt's layout).
+#[test]
+fn course_harness_functions_are_short() {
+    let start = regex::Regex::new(r"^(\s*)(pub(\([a-z]+\))? )?fn (\w+)").unwrap();
+    for f in rust_files(&root().join("src/grade/harness")) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let Some(c) = start.captures(l) else { continue };
+            if l.trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{}}}", &c[1]);
+            let len = lines[i..].iter().position(|x| *x == close).unwrap_or(0) + 1;
+            assert!(len <= 160, "{}: fn {} is {len} lines", f.display(), &c[4]);
         }
     }
 }

@@ -27,6 +27,20 @@ fn write(path: &Path, text: &str, mode: u32) {
 #[test]
 fn grade_class_of_twenty_in_parallel() {
     let _forks = common::fork_guard();
+    class_of_twenty();
+}
+
+/// Soak (make soak): the class graded ten times over, each time judged exactly as once.
+#[test]
+#[ignore]
+fn grade_class_soak_ten_times() {
+    let _forks = common::fork_guard();
+    for _ in 0..10 {
+        class_of_twenty();
+    }
+}
+
+fn class_of_twenty() {
     let fixtures = common::lab_dir(2).join("fixtures");
     let py = fixtures.join("pingpong.py");
     let class = world_dir("ipclab-class-");
