@@ -26,7 +26,7 @@ use ipclab::process::{self, tag, ExecGate};
 use ipclab::shm::{self, Segment, SharedSem};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use rand::Rng;
+use rand::RngExt;
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -28,7 +28,7 @@ use ipclab::signals::SignalPipe;
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
-use rand::Rng;
+use rand::RngExt;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -407,7 +407,7 @@ fn start(s: &mut Server, table: &Table, ev: &mut Events) -> Result<()> {
 }
 
 /// A server died (we reaped it): log it, then restart it now, later (crash loop), or never.
-fn exited(s: &mut Server, st: WaitStatus, a: &Args, ev: &mut Events, rng: &mut impl Rng) {
+fn exited(s: &mut Server, st: WaitStatus, a: &Args, ev: &mut Events, rng: &mut impl RngExt) {
     let now = now_ms();
     ev.log(
         "exit",

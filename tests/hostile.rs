@@ -536,7 +536,7 @@ fn hostile_interrupted_grader_leaves_nothing() {
             (Signal::SIGHUP, 129),
             (Signal::SIGKILL, -1),
         ] {
-            let delay = rand::Rng::random_range(&mut rng, 0..400u64);
+            let delay = rand::RngExt::random_range(&mut rng, 0..400u64);
             interrupt_once(args, sig, code, delay);
         }
     }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use rand::Rng;
+use rand::RngExt;
 use std::process::{Command, Stdio};
 
 fn shm_main(k: impl ToString, prefix: &str) -> Command {

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use rand::Rng;
+use rand::RngExt;
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 

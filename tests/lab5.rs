@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use rand::Rng;
+use rand::RngExt;
 use std::process::Command;
 
 /// The zombie maker shows Z before the wait, still Z after SIGKILL, and nothing after waitpid.

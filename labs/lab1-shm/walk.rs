@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::shm;
 use crate::walkthrough::Walk;
-use rand::Rng;
+use rand::RngExt;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
     let k: u64 = rand::rng().random_range(3..=6);

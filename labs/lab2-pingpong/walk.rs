@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::fifo;
 use crate::walkthrough::{number_after, pid_of_role, Walk};
-use rand::Rng;
+use rand::RngExt;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
     let n: u64 = rand::rng().random_range(3..=6);

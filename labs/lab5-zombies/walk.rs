@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::walkthrough::{pid_of_role, Walk};
 use crate::{inspect, process};
-use rand::Rng;
+use rand::RngExt;
 use std::time::{Duration, Instant};
 
 pub fn walk(w: &mut Walk) -> Result<()> {

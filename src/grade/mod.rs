@@ -15,7 +15,7 @@ pub mod scenario;
 use crate::error::{Error, Result};
 use crate::sandbox::BoxDir;
 use crate::spec::{self, Spec};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use report::LabReport;
 pub use scenario::{Evidence, Gradable, JudgeOnly, RunEnv, RunResult, Scenario, Setup};
 use std::path::{Path, PathBuf};
