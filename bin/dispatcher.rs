@@ -37,12 +37,8 @@ struct Args {
     #[arg(long)]
     dir: PathBuf,
     /// Under the lab 3 watchdog: its heartbeat table, our slot, the period.
-    #[arg(long)]
-    table: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    slot: usize,
-    #[arg(long, default_value_t = 50)]
-    heartbeat_ms: u64,
+    #[command(flatten)]
+    beat: ipclab::heartbeat::HeartbeatArgs,
 }
 
 /// A worker that does not answer FREE? this fast counts as busy (it may be mid-request).
@@ -54,7 +50,7 @@ fn main() {
 
 fn run(a: &Args) -> Result<i32> {
     ipclab::fifo::check_dir(&a.dir)?;
-    let mut beat = ipclab::heartbeat::Beater::new(a.table.as_deref(), a.slot, a.heartbeat_ms)?;
+    let mut beat = a.beat.beater()?;
     let me = tag("dispatcher");
     let path = a.dir.join("dispatcher.sock");
     let bound = frame::Bound::new(&path)?;

@@ -19,7 +19,6 @@
 
 use clap::Parser;
 use ipclab::error::{Error, Result};
-use ipclab::heartbeat::Table;
 use ipclab::shm::Segment;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -32,12 +31,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Lab 3 main server (started by watchdog)")]
 struct Args {
-    #[arg(long)]
-    table: String,
-    #[arg(long)]
-    slot: usize,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    heartbeat_ms: u64,
+    #[command(flatten)]
+    beat: ipclab::heartbeat::HeartbeatArgs,
     /// Directory holding ping-i / pong-i for i = 1..=K.
     #[arg(long)]
     dir: PathBuf,
@@ -53,8 +48,8 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let table = Table::open(&a.table)?;
-    table.beat(a.slot);
+    let table = a.beat.table()?;
+    table.beat(a.beat.slot);
     let data = Segment::open(&a.data)?;
     let [me, round, ..] = data.words() else {
         return Err(Error::runtime(format!("{}: segment too small", a.data)));
@@ -89,8 +84,8 @@ fn run(a: &Args) -> Result<()> {
         if ipclab::heartbeat::now_ms() < next_tick {
             continue;
         }
-        next_tick = ipclab::heartbeat::now_ms() + a.heartbeat_ms;
-        table.beat(a.slot);
+        next_tick = ipclab::heartbeat::now_ms() + a.beat.heartbeat_ms;
+        table.beat(a.beat.slot);
         n += 1;
         round.store(n, Ordering::Release);
         for (ping, _) in pairs.iter_mut() {

@@ -19,7 +19,7 @@
 
 use clap::Parser;
 use ipclab::error::{Error, Result};
-use ipclab::heartbeat::{now_ms, Table};
+use ipclab::heartbeat::now_ms;
 use ipclab::shm::Segment;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -30,14 +30,8 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Lab 3 secondary server (started by watchdog)")]
 struct Args {
-    /// Heartbeat table (shm name).
-    #[arg(long)]
-    table: String,
-    /// This server's slot in the table.
-    #[arg(long)]
-    slot: usize,
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    heartbeat_ms: u64,
+    #[command(flatten)]
+    beat: ipclab::heartbeat::HeartbeatArgs,
     #[arg(long)]
     ping: PathBuf,
     #[arg(long)]
@@ -52,8 +46,8 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let table = Table::open(&a.table)?;
-    table.beat(a.slot);
+    let table = a.beat.table()?;
+    table.beat(a.beat.slot);
     // O_RDWR: this end never sees end of file nor blocks in open when main restarts.
     let open = |p: &PathBuf| {
         std::fs::OpenOptions::new()
@@ -69,8 +63,8 @@ fn run(a: &Args) -> Result<()> {
         .map_or(0, |w| w.load(Ordering::Acquire));
     let mut ping = open(&a.ping)?;
     let mut pong = open(&a.pong)?;
-    let period = Duration::from_millis(a.heartbeat_ms);
-    let mut next_beat = now_ms() + a.heartbeat_ms;
+    let period = Duration::from_millis(a.beat.heartbeat_ms);
+    let mut next_beat = now_ms() + a.beat.heartbeat_ms;
     let mut buf = Vec::new();
     loop {
         let left = next_beat.saturating_sub(now_ms());
@@ -105,8 +99,8 @@ fn run(a: &Args) -> Result<()> {
             }
         }
         if now_ms() >= next_beat {
-            table.beat(a.slot);
-            next_beat = now_ms() + a.heartbeat_ms;
+            table.beat(a.beat.slot);
+            next_beat = now_ms() + a.beat.heartbeat_ms;
         }
     }
 }

@@ -36,12 +36,8 @@ struct Args {
     #[arg(long)]
     dir: PathBuf,
     /// Under the lab 3 watchdog: its heartbeat table, our slot, the period.
-    #[arg(long)]
-    table: Option<String>,
-    #[arg(long, default_value_t = 0)]
-    slot: usize,
-    #[arg(long, default_value_t = 50)]
-    heartbeat_ms: u64,
+    #[command(flatten)]
+    beat: ipclab::heartbeat::HeartbeatArgs,
     /// How long a request takes to process (simulated work).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     work_ms: u64,
@@ -69,7 +65,7 @@ fn main() {
 
 fn run(a: &Args) -> Result<i32> {
     ipclab::fifo::check_dir(&a.dir)?;
-    let mut beat = ipclab::heartbeat::Beater::new(a.table.as_deref(), a.slot, a.heartbeat_ms)?;
+    let mut beat = a.beat.beater()?;
     let me = tag(&format!("worker-{}", a.id));
     let ctl_path = a.dir.join(format!("worker-{}.ctl", a.id));
     let svc_path = a.dir.join(format!("worker-{}.sock", a.id));

@@ -64,10 +64,6 @@ impl Pidfile {
         drop(self.lock);
         r
     }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.lock.as_raw_fd()
-    }
 }
 
 /// Whether a daemon holds `path`'s lock, without taking it for long.

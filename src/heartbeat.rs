@@ -17,6 +17,37 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// The options every supervised program takes from the lab 3 watchdog (`#[command(flatten)]`):
+/// its heartbeat table, its slot there, the period.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HeartbeatArgs {
+    /// Heartbeat table (shm name); none: not supervised.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// This process's slot in the table.
+    #[arg(long, default_value_t = 0)]
+    pub slot: usize,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub heartbeat_ms: u64,
+}
+
+impl HeartbeatArgs {
+    /// The table, for a program that runs only under the watchdog.
+    pub fn table(&self) -> Result<Table> {
+        match &self.table {
+            Some(t) => Table::open(t),
+            None => Err(crate::error::Error::usage(
+                "--table: this server runs under the watchdog (ipclab lab 3)",
+            )),
+        }
+    }
+
+    /// A beater on the table, if there is one.
+    pub fn beater(&self) -> Result<Beater> {
+        Beater::new(self.table.as_deref(), self.slot, self.heartbeat_ms)
+    }
+}
+
 pub struct Table {
     seg: Segment,
     slots: usize,

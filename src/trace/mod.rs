@@ -426,8 +426,11 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Result<i32> {
 /// The pid strace started (its only child).
 pub fn tracee(strace: &Child) -> Option<i32> {
     let pid = strace.id();
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    text.split_whitespace().next()?.parse().ok()
+    let main = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .task_main_thread()
+        .ok()?;
+    main.children().ok()?.first().map(|c| *c as i32)
 }
 
 /// Re-reads `what` every 20 ms until `ok` holds: the program announces its state there.

@@ -4,6 +4,11 @@
 //! signal; no other handshake is hidden in the hot path.
 
 use crate::error::{Error, Result};
+use nix::errno::Errno;
+use nix::mqueue;
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrIn, UnixAddr,
+};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -201,21 +206,16 @@ pub struct Dgram {
 impl Endpoint for Dgram {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
         loop {
-            // Safety: sending a live slice on our socket.
-            match cvt(unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) })
-            {
+            match socket::send(self.fd.as_raw_fd(), buf, MsgFlags::empty()) {
                 Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
         loop {
-            // Safety: receiving into a live slice from our socket.
-            match cvt(unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            }) {
+            match socket::recv(self.fd.as_raw_fd(), buf, MsgFlags::empty()) {
                 Ok(n) if n == buf.len() => return Ok(()),
                 Ok(n) => {
                     return Err(io::Error::other(format!(
@@ -223,8 +223,8 @@ impl Endpoint for Dgram {
                         buf.len()
                     )))
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -232,49 +232,52 @@ impl Endpoint for Dgram {
 
 /// Two POSIX message queues, one per direction.
 pub struct PosixMq {
-    tx: libc::mqd_t,
-    rx: libc::mqd_t,
+    tx: Option<mqueue::MqdT>,
+    rx: Option<mqueue::MqdT>,
+}
+
+impl PosixMq {
+    fn new(tx: mqueue::MqdT, rx: mqueue::MqdT) -> PosixMq {
+        PosixMq {
+            tx: Some(tx),
+            rx: Some(rx),
+        }
+    }
+}
+
+/// nix's queue descriptor does not close itself.
+impl Drop for PosixMq {
+    fn drop(&mut self) {
+        for q in [self.tx.take(), self.rx.take()].into_iter().flatten() {
+            let _ = mqueue::mq_close(q);
+        }
+    }
 }
 
 impl Endpoint for PosixMq {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
         loop {
-            // Safety: a live slice on an open queue descriptor.
-            if unsafe { libc::mq_send(self.tx, buf.as_ptr().cast(), buf.len(), 0) } == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+            let Some(tx) = &self.tx else {
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            match mqueue::mq_send(tx, buf, 0) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mut prio = 0;
         loop {
-            // Safety: a live slice of at least the queue's msgsize (== buf.len()).
-            let n = unsafe {
-                libc::mq_receive(
-                    self.rx,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    std::ptr::null_mut(),
-                )
+            let Some(rx) = &self.rx else {
+                return Err(io::ErrorKind::NotConnected.into());
             };
-            match cvt(n) {
+            match mqueue::mq_receive(rx, buf, &mut prio) {
                 Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
-        }
-    }
-}
-
-impl Drop for PosixMq {
-    fn drop(&mut self) {
-        // Safety: closing our own descriptors.
-        unsafe {
-            libc::mq_close(self.tx);
-            libc::mq_close(self.rx);
         }
     }
 }
@@ -663,10 +666,7 @@ impl Drop for Setup {
             unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
         }
         for n in &self.mq_names {
-            if let Ok(c) = std::ffi::CString::new(n.as_str()) {
-                // Safety: unlinking a name we created.
-                unsafe { libc::mq_unlink(c.as_ptr()) };
-            }
+            mq_unlink(n);
         }
     }
 }
@@ -683,184 +683,94 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys(e, "pipe2", ""))
 }
 
-fn unix_socket(ty: i32) -> Result<OwnedFd> {
-    // Safety: socket(2); the fd is owned at once.
-    let fd = sys(
-        unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) },
-        "socket",
-    )?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn unix_socket(ty: SockType) -> Result<OwnedFd> {
+    socket::socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::sys(e, "socket", ""))
 }
 
-fn sockaddr_un(path: &Path) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
-    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_encoded_bytes();
-    if bytes.len() >= a.sun_path.len() {
-        return Err(Error::usage(format!(
-            "{}: too long for a socket path",
-            path.display()
-        )));
-    }
-    for (d, s) in a.sun_path.iter_mut().zip(bytes) {
-        *d = *s as libc::c_char;
-    }
-    Ok((
-        a,
-        std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-    ))
+fn unix_addr(path: &Path) -> Result<UnixAddr> {
+    UnixAddr::new(path)
+        .map_err(|_| Error::usage(format!("{}: too long for a socket path", path.display())))
 }
 
 fn bind_unix(fd: &OwnedFd, path: &Path) -> Result<()> {
-    let (a, len) = sockaddr_un(path)?;
-    // Safety: a valid sockaddr_un.
-    sys(
-        unsafe { libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) },
-        "bind",
-    )?;
-    Ok(())
+    socket::bind(fd.as_raw_fd(), &unix_addr(path)?)
+        .map_err(|e| Error::sys(e, "bind", path.display()))
 }
 
 fn connect_unix(fd: &OwnedFd, path: &Path) -> Result<()> {
-    let (a, len) = sockaddr_un(path)?;
-    // Safety: a valid sockaddr_un.
-    sys(
-        unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) },
-        "connect",
-    )?;
-    Ok(())
+    socket::connect(fd.as_raw_fd(), &unix_addr(path)?)
+        .map_err(|e| Error::sys(e, "connect", path.display()))
 }
 
-fn inet_socket(ty: i32) -> Result<OwnedFd> {
-    // Safety: socket(2); the fd is owned at once.
-    let fd = sys(
-        unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, 0) },
-        "socket",
-    )?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn inet_socket(ty: SockType) -> Result<OwnedFd> {
+    socket::socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::sys(e, "socket", ""))
 }
 
-fn sockaddr_in(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+fn lo(port: u16) -> SockaddrIn {
+    SockaddrIn::from(std::net::SocketAddrV4::new(
+        std::net::Ipv4Addr::LOCALHOST,
+        port,
+    ))
 }
 
+/// Binds to 127.0.0.1 on a port the kernel picks; that port.
 fn bind_lo(fd: &OwnedFd) -> Result<u16> {
-    let a = sockaddr_in(0);
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // Safety: a valid sockaddr_in; getsockname fills one we own.
-    unsafe {
-        sys(
-            libc::bind(fd.as_raw_fd(), (&a as *const libc::sockaddr_in).cast(), len),
-            "bind",
-        )?;
-        let mut got: libc::sockaddr_in = std::mem::zeroed();
-        let mut l = len;
-        sys(
-            libc::getsockname(
-                fd.as_raw_fd(),
-                (&mut got as *mut libc::sockaddr_in).cast(),
-                &mut l,
-            ),
-            "getsockname",
-        )?;
-        Ok(u16::from_be(got.sin_port))
-    }
+    socket::bind(fd.as_raw_fd(), &lo(0)).map_err(|e| Error::sys(e, "bind", "127.0.0.1:0"))?;
+    let got: SockaddrIn =
+        socket::getsockname(fd.as_raw_fd()).map_err(|e| Error::sys(e, "getsockname", ""))?;
+    Ok(got.port())
 }
 
 fn connect_lo(fd: &OwnedFd, port: u16) -> Result<()> {
-    let a = sockaddr_in(port);
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // Safety: a valid sockaddr_in.
-    sys(
-        unsafe { libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_in).cast(), len) },
-        "connect",
-    )?;
-    Ok(())
+    socket::connect(fd.as_raw_fd(), &lo(port))
+        .map_err(|e| Error::sys(e, "connect", format!("127.0.0.1:{port}")))
+}
+
+fn listen(fd: &OwnedFd) -> Result<()> {
+    socket::listen(
+        fd,
+        socket::Backlog::new(1).map_err(|e| Error::sys(e, "listen", ""))?,
+    )
+    .map_err(|e| Error::sys(e, "listen", ""))
 }
 
 fn nodelay(fd: &OwnedFd) {
-    let one: libc::c_int = 1;
-    // Safety: setsockopt with an int.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            4,
-        );
-    }
+    let _ = socket::setsockopt(fd, sockopt::TcpNoDelay, &true);
 }
 
+/// 1 MiB each way (the kernel caps it at rmem_max/wmem_max).
 fn bufsize(fd: &OwnedFd) {
-    let n: libc::c_int = 1 << 20;
-    // Safety: setsockopt with an int (the kernel caps it at rmem_max/wmem_max).
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&n as *const libc::c_int).cast(),
-            4,
-        );
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_SNDBUF,
-            (&n as *const libc::c_int).cast(),
-            4,
-        );
-    }
+    let _ = socket::setsockopt(fd, sockopt::RcvBuf, &(1 << 20));
+    let _ = socket::setsockopt(fd, sockopt::SndBuf, &(1 << 20));
 }
 
 fn accept(fd: &OwnedFd) -> Result<OwnedFd> {
-    // Safety: accept4 on our listening socket; the fd is owned at once.
-    let c = sys(
-        unsafe {
-            libc::accept4(
-                fd.as_raw_fd(),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                libc::SOCK_CLOEXEC,
-            )
-        },
-        "accept",
-    )?;
+    let c = socket::accept4(fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::sys(e, "accept", ""))?;
+    // Safety: accept4 returned a new descriptor nobody else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(c) })
 }
 
-fn mq_open(name: &str, size: usize, create: bool) -> Result<libc::mqd_t> {
-    let c = std::ffi::CString::new(name).map_err(|_| Error::usage("bad queue name"))?;
-    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
-    attr.mq_maxmsg = 8;
-    attr.mq_msgsize = size as libc::c_long;
-    let flags = libc::O_RDWR
-        | libc::O_CLOEXEC
-        | if create {
-            libc::O_CREAT | libc::O_EXCL
-        } else {
-            0
-        };
-    // Safety: a NUL-terminated name and a filled attr.
-    let q = unsafe {
-        libc::mq_open(
-            c.as_ptr(),
-            flags,
-            0o600 as libc::mode_t,
-            &attr as *const libc::mq_attr,
-        )
-    };
-    if q < 0 {
-        return Err(Error::sys(nix::errno::Errno::last(), "mq_open", name));
+fn mq_open(name: &str, size: usize, create: bool) -> Result<mqueue::MqdT> {
+    let attr = mqueue::MqAttr::new(0, 8, size as mqueue::mq_attr_member_t, 0);
+    let mut flags = mqueue::MQ_OFlag::O_RDWR | mqueue::MQ_OFlag::O_CLOEXEC;
+    if create {
+        flags |= mqueue::MQ_OFlag::O_CREAT | mqueue::MQ_OFlag::O_EXCL;
     }
-    Ok(q)
+    mqueue::mq_open(
+        name,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        create.then_some(&attr),
+    )
+    .map_err(|e| Error::sys(e, "mq_open", name))
+}
+
+/// Removes a queue we created.
+fn mq_unlink(name: &str) {
+    let _ = mqueue::mq_unlink(name);
 }
 
 /// Main's side, before the peer exists: creates the objects (0600, O_EXCL, in a private
@@ -892,20 +802,13 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
         }
         Kind::Socketpair | Kind::Eventfd => {
             if kind == Kind::Socketpair {
-                let mut sv = [0; 2];
-                // Safety: socketpair fills two fds we then own.
-                sys(
-                    unsafe {
-                        libc::socketpair(
-                            libc::AF_UNIX,
-                            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                            0,
-                            sv.as_mut_ptr(),
-                        )
-                    },
-                    "socketpair",
-                )?;
-                let (a, b) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
+                let (a, b) = socket::socketpair(
+                    AddressFamily::Unix,
+                    SockType::Stream,
+                    None,
+                    SockFlag::SOCK_CLOEXEC,
+                )
+                .map_err(|e| Error::sys(e, "socketpair", ""))?;
                 s.spec = b.as_raw_fd().to_string();
                 s.inherit = vec![b.as_raw_fd()];
                 s.state =
@@ -939,17 +842,17 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
         }
         Kind::UnixStream => {
             let d = private()?;
-            let l = unix_socket(libc::SOCK_STREAM)?;
+            let l = unix_socket(SockType::Stream)?;
             bind_unix(&l, &d.path().join("s"))?;
             // Safety: listen on our bound socket.
-            sys(unsafe { libc::listen(l.as_raw_fd(), 1) }, "listen")?;
+            listen(&l)?;
             s.spec = d.path().join("s").display().to_string();
             s.state = State::Listen(l);
             s.dir = Some(d);
         }
         Kind::UnixDgram => {
             let d = private()?;
-            let a = unix_socket(libc::SOCK_DGRAM)?;
+            let a = unix_socket(SockType::Datagram)?;
             bind_unix(&a, &d.path().join("a"))?;
             bufsize(&a);
             s.spec = d.path().display().to_string();
@@ -957,15 +860,15 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
             s.dir = Some(d);
         }
         Kind::Tcp => {
-            let l = inet_socket(libc::SOCK_STREAM)?;
+            let l = inet_socket(SockType::Stream)?;
             let port = bind_lo(&l)?;
             // Safety: listen on our bound socket.
-            sys(unsafe { libc::listen(l.as_raw_fd(), 1) }, "listen")?;
+            listen(&l)?;
             s.spec = port.to_string();
             s.state = State::Listen(l);
         }
         Kind::Udp => {
-            let u = inet_socket(libc::SOCK_DGRAM)?;
+            let u = inet_socket(SockType::Datagram)?;
             bufsize(&u);
             s.spec = bind_lo(&u)?.to_string();
             s.state = State::Udp(u);
@@ -974,10 +877,9 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
             let base = crate::shm::unique_name("ipclab-zoo");
             let names = [format!("{base}-a"), format!("{base}-b")];
             for n in &names {
-                let q = mq_open(n, size, true)?;
+                // Closed at once (main reopens it below).
+                let _ = mqueue::mq_close(mq_open(n, size, true)?);
                 s.mq_names.push(n.clone());
-                // Safety: closing the descriptor we just opened (main reopens below).
-                unsafe { libc::mq_close(q) };
             }
             s.spec = base;
             s.state = State::Mq;
@@ -1088,7 +990,7 @@ impl Setup {
                 let base = &self.spec;
                 let tx = mq_open(&format!("{base}-a"), 0, false)?;
                 let rx = mq_open(&format!("{base}-b"), 0, false)?;
-                Box::new(PosixMq { tx, rx })
+                Box::new(PosixMq::new(tx, rx))
             }
             State::Shm(mut shm) => {
                 // Mapped by both now: the name can go.
@@ -1105,11 +1007,9 @@ impl Setup {
                 out: 0,
             }),
         };
+        // Both sides have them open now.
         for n in std::mem::take(&mut self.mq_names) {
-            if let Ok(c) = std::ffi::CString::new(n) {
-                // Safety: unlinking a name we created; both sides have it open.
-                unsafe { libc::mq_unlink(c.as_ptr()) };
-            }
+            mq_unlink(&n);
         }
         Ok(e)
     }
@@ -1162,7 +1062,7 @@ pub fn peer(kind: Kind, spec: &str, size: usize) -> Result<(Box<dyn Endpoint>, S
             )
         }
         Kind::UnixStream => {
-            let c = unix_socket(libc::SOCK_STREAM)?;
+            let c = unix_socket(SockType::Stream)?;
             connect_unix(&c, Path::new(spec))?;
             (
                 Box::new(Stream::new(c.as_raw_fd(), c.as_raw_fd(), vec![c])),
@@ -1171,14 +1071,14 @@ pub fn peer(kind: Kind, spec: &str, size: usize) -> Result<(Box<dyn Endpoint>, S
         }
         Kind::UnixDgram => {
             let d = Path::new(spec);
-            let b = unix_socket(libc::SOCK_DGRAM)?;
+            let b = unix_socket(SockType::Datagram)?;
             bind_unix(&b, &d.join("b"))?;
             bufsize(&b);
             connect_unix(&b, &d.join("a"))?;
             (Box::new(Dgram { fd: b }), String::new())
         }
         Kind::Tcp => {
-            let c = inet_socket(libc::SOCK_STREAM)?;
+            let c = inet_socket(SockType::Stream)?;
             connect_lo(&c, spec.parse().map_err(|_| Error::usage("bad port"))?)?;
             nodelay(&c);
             (
@@ -1187,7 +1087,7 @@ pub fn peer(kind: Kind, spec: &str, size: usize) -> Result<(Box<dyn Endpoint>, S
             )
         }
         Kind::Udp => {
-            let u = inet_socket(libc::SOCK_DGRAM)?;
+            let u = inet_socket(SockType::Datagram)?;
             bufsize(&u);
             let port = bind_lo(&u)?;
             connect_lo(&u, spec.parse().map_err(|_| Error::usage("bad port"))?)?;
@@ -1196,7 +1096,7 @@ pub fn peer(kind: Kind, spec: &str, size: usize) -> Result<(Box<dyn Endpoint>, S
         Kind::PosixMq => {
             let tx = mq_open(&format!("{spec}-b"), size, false)?;
             let rx = mq_open(&format!("{spec}-a"), size, false)?;
-            (Box::new(PosixMq { tx, rx }), String::new())
+            (Box::new(PosixMq::new(tx, rx)), String::new())
         }
         Kind::SysvMq => (
             Box::new(SysvMq {

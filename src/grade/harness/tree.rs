@@ -5,16 +5,10 @@ use super::*;
 
 /// Whether `pid` has a signal pending whose default action ends it (SIGTERM, SIGINT...).
 pub(super) fn pending_fatal(pid: i32) -> bool {
-    let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+    let Some(st) = status(pid) else {
         return false;
     };
-    let mask = |key: &str| {
-        st.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    let pending = mask("SigPnd:") | mask("ShdPnd:");
+    let pending = st.sigpnd | st.shdpnd;
     let fatal = [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -219,11 +213,13 @@ pub(super) fn raw_status(st: &WaitStatus) -> i32 {
     }
 }
 
+/// /proc/PID/status, parsed by procfs.
+fn status(pid: i32) -> Option<procfs::process::Status> {
+    procfs::process::Process::new(pid).ok()?.status().ok()
+}
+
 pub(super) fn tgid(pid: i32) -> Option<i32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    status(pid).map(|s| s.tgid)
 }
 
 pub(super) fn is_thread(pid: i32) -> bool {
