@@ -739,10 +739,19 @@ impl Refs {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         src_dir.hash(&mut h);
         let dir = top.join(format!("{:016x}", h.finish()));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(Error::io(&e, "mkdir", dir.display()).with_code(3)),
+        // Made whole under a temporary name, then renamed: a concurrent grader's sweep never
+        // sees the entry without its `.source` (it would take it for a build that is gone).
+        if !dir.exists() {
+            let tmp = top.join(format!(".new-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            std::fs::create_dir(&tmp)
+                .map_err(|e| Error::io(&e, "mkdir", tmp.display()).with_code(3))?;
+            std::fs::write(tmp.join(".source"), src_dir.as_os_str().as_encoded_bytes())
+                .map_err(|e| Error::io(&e, "write", tmp.display()).with_code(3))?;
+            if std::fs::rename(&tmp, &dir).is_err() {
+                // Another grader made it first.
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
         }
         let md = std::fs::symlink_metadata(&dir)
             .map_err(|e| Error::io(&e, "lstat", dir.display()).with_code(3))?;
@@ -753,7 +762,6 @@ impl Refs {
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| Error::io(&e, "chmod", dir.display()).with_code(3))?;
-        let _ = std::fs::write(dir.join(".source"), src_dir.as_os_str().as_encoded_bytes());
         Ok(Refs { dir })
     }
 
@@ -796,6 +804,14 @@ fn sweep_refs(done: &mut Vec<String>) {
         return;
     };
     for e in rd.flatten() {
+        // An entry being made (`.new-PID`) is its maker's while the maker runs.
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(".new-") {
+            if !pid.parse().is_ok_and(owner_alive) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+            continue;
+        }
         let src = std::fs::read(e.path().join(".source")).unwrap_or_default();
         let src = PathBuf::from(String::from_utf8_lossy(&src).into_owned());
         if src.as_os_str().is_empty() || !src.is_dir() {

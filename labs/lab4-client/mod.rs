@@ -1,7 +1,9 @@
-//! Lab 4, a client handed to a worker by a dispatcher: the lab's code. The grader's clients,
-//! scenario driver and judge (`grade.rs`), the strace scenario (`trace.rs`), the walkthrough
-//! (`walk.rs`).
+//! Lab 4, a client handed to a worker by a dispatcher: the lab's code. The grader's protocol
+//! clients (`client.rs`), the phases that drive them (`driver.rs`), the judge (`grade.rs`), the
+//! strace scenario (`trace.rs`), the walkthrough (`walk.rs`).
 
+mod client;
+mod driver;
 mod grade;
 mod trace;
 mod walk;
