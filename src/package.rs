@@ -276,7 +276,9 @@ jobs:
     ))
 }
 
-fn grade_sh(lab: u32, runs: u32) -> String {
+fn grade_sh(lab: u32, runs: u32, bins: &[String]) -> String {
+    let chmod: Vec<String> = bins.iter().map(|b| format!("\"$BIN\"/{b}")).collect();
+    let chmod = chmod.join(" ");
     format!(
         r#"#!/bin/sh
 # Grades the repository's submission once: ipclab-report.json (read by check.py, one step per
@@ -284,7 +286,7 @@ fn grade_sh(lab: u32, runs: u32) -> String {
 set -u
 BIN="$(cd "$(dirname "$0")" && pwd)"
 TOP="$PWD"
-chmod 755 "$BIN"/ipclab "$BIN"/watchdog 2>/dev/null
+chmod 755 {chmod} 2>/dev/null
 WORK=$(mktemp -d /tmp/ipclab-submission-XXXXXX)
 cp -R "$TOP/." "$WORK/"
 rm -rf "$WORK/.git"
@@ -372,7 +374,7 @@ pub fn package(o: &Options) -> Result<i32> {
                 ),
                 (
                     tools.join("grade.sh"),
-                    grade_sh(o.lab, o.runs).into_bytes(),
+                    grade_sh(o.lab, o.runs, &binaries(&s)).into_bytes(),
                     0o755,
                 ),
                 (tools.join("check.py"), CHECK_PY.as_bytes().to_vec(), 0o755),

@@ -45,6 +45,28 @@ fn watchdog(extra: &[&str]) -> Wd {
     }
 }
 
+/// A test that fails midway still leaves nothing running: the watchdog is told to stop (its
+/// orderly shutdown ends and reaps its servers and unlinks its segments), then killed if it
+/// does not within the safety net.
+impl Drop for Wd {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let _ = ipclab::process::signal(pid, Signal::SIGTERM);
+        let pidfd = ipclab::process::pidfd_open(pid);
+        let ended = pidfd.as_ref().is_ok_and(|fd| {
+            ipclab::signals::poll_fds(&[std::os::fd::AsFd::as_fd(fd)], Some(SAFETY))
+                .is_ok_and(|r| r.first().copied().unwrap_or(false))
+        });
+        if !ended {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
 impl Wd {
     /// Waits for an event line (the watchdog echoes each on stderr) and returns its pid.
     fn wait(&mut self, event: &str, role: &str) -> i32 {
@@ -64,7 +86,7 @@ impl Wd {
     fn stop(mut self) -> (i32, Vec<Value>) {
         self.kill(self.child.id() as i32, Signal::SIGTERM);
         let st = self.child.wait().unwrap();
-        let _ = self.err.lines().count();
+        let _ = (&mut self.err).lines().count();
         let log = std::fs::read_to_string(&self.events).unwrap();
         let evs = log
             .lines()

@@ -332,7 +332,66 @@ fn grade_lab(
         .contract
         .clone()
         .ok_or_else(|| Error::usage("no contract"))?;
-    let (program, args, shown) = command_for(&c, s, o.impl_cmd.as_deref())?;
+    let (program, args, shown, ref_uid) = prepare_main(o, s, &c, ctx)?;
+    let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
+    let race_lib = match o.race {
+        true => Some(ctx.library(&race_library()?)?),
+        false => None,
+    };
+    let mut report = LabReport {
+        contract_version: 1,
+        lab: s.lab.number,
+        seed,
+        passed: false,
+        score: 0,
+        max_score: 0,
+        implementation: shown,
+        race: o.race,
+        protections: Vec::new(),
+        environment: Vec::new(),
+        runs: Vec::new(),
+        checks: Vec::new(),
+    };
+    for i in 0..o.runs {
+        if let Some(sig) = crate::signals::interrupted() {
+            return Err(interrupted_error(sig));
+        }
+        let env = RunEnv {
+            lab: s.lab.number,
+            ctx,
+            contract: &c,
+            program: &program,
+            args: &args,
+            seed: run_seed(seed, i),
+            run_no: i,
+            timeout_s,
+            race_lib: race_lib.as_deref(),
+        };
+        match lab.run(&env) {
+            Some(run) => {
+                let run = run?;
+                if report.protections.is_empty() {
+                    report.protections = run.protections;
+                    report.environment = run.environment;
+                }
+                report.runs.push(run.run);
+            }
+            None => one_run(o, lab, &env, ref_uid, &mut report)?,
+        }
+    }
+    report.aggregate();
+    Ok(report)
+}
+
+/// main's program (a box copy), its arguments before the contract's (argv[0] first), how the
+/// report names it, and the second uid a reference main beside the implementation runs as.
+fn prepare_main(
+    o: &Options,
+    s: &Spec,
+    c: &spec::Contract,
+    ctx: &mut boxed::Ctx,
+) -> Result<(PathBuf, Vec<String>, String, Option<u32>)> {
+    let (program, args, shown) = command_for(c, s, o.impl_cmd.as_deref())?;
     if o.impl_cmd.is_some() && c.supervisor.is_none() {
         ctx.expose_command(&program, &args);
     } else if let Some(cmd) = &o.impl_cmd {
@@ -374,185 +433,142 @@ fn grade_lab(
         args.push("--role-uid".into());
         args.push(a.to_string());
     }
-    let timeout_s = o.timeout.unwrap_or(c.time_budget_ms as f64 / 1000.0);
-    let race_lib = match o.race {
-        true => Some(ctx.library(&race_library()?)?),
-        false => None,
+    Ok((program, args, shown, ref_uid))
+}
+
+/// One run of one launch: the box, the launch, the scenario acting and judging, the report's run.
+fn one_run(
+    o: &Options,
+    lab: &dyn Gradable,
+    env: &RunEnv,
+    ref_uid: Option<u32>,
+    report: &mut LabReport,
+) -> Result<()> {
+    let (ctx, c, program, args) = (env.ctx, env.contract, env.program, env.args);
+    let (rs, i, timeout_s, race_lib) = (env.seed, env.run_no, env.timeout_s, env.race_lib);
+    let values = params_for(rs, c);
+    let root = ctx.new_box(c)?;
+    let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
+    let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
+    let mut argv = args.to_vec();
+    // The reference's evidence where only its uid (and we) can reach.
+    let events = match ref_uid {
+        Some(b) => root.private_to(b)?.join("events.jsonl"),
+        None => root.cwd().join("events.jsonl"),
     };
-    let mut report = LabReport {
-        contract_version: 1,
-        lab: s.lab.number,
-        seed,
-        passed: false,
-        score: 0,
-        max_score: 0,
-        implementation: shown,
-        race: o.race,
-        protections: Vec::new(),
-        environment: Vec::new(),
-        runs: Vec::new(),
-        checks: Vec::new(),
-    };
-    for i in 0..o.runs {
-        if let Some(sig) = crate::signals::interrupted() {
-            return Err(interrupted_error(sig));
-        }
-        let rs = run_seed(seed, i);
-        let env = RunEnv {
-            lab: s.lab.number,
-            ctx,
-            contract: &c,
-            program: &program,
-            args: &args,
-            seed: rs,
-            run_no: i,
-            timeout_s,
-            race_lib: race_lib.as_deref(),
-        };
-        if let Some(run) = lab.run(&env) {
-            let run = run?;
-            if report.protections.is_empty() {
-                report.protections = run.protections;
-                report.environment = run.environment;
-            }
-            report.runs.push(run.run);
-            continue;
-        }
-        let values = params_for(rs, &c);
-        let root = ctx.new_box(&c)?;
-        let uses = |k: &str| c.args.iter().any(|a| a.contains(k));
-        let shm_prefix = uses("{P}").then(|| format!("ipclabg{:08x}", rs as u32));
-        let mut argv = args.clone();
-        // The reference's evidence where only its uid (and we) can reach.
-        let events = match ref_uid {
-            Some(b) => root.private_to(b)?.join("events.jsonl"),
-            None => root.cwd().join("events.jsonl"),
-        };
-        for a in &c.args {
-            let mut a = a
-                .replace("{DIR}", &root.dir().display().to_string())
-                .replace("{EVENTS}", &events.display().to_string());
-            if let Some(p) = &shm_prefix {
-                a = a.replace("{P}", p);
-            }
-            for (k, v) in &values {
-                a = a.replace(&format!("{{{k}}}"), &v.to_string());
-            }
-            argv.push(a);
-        }
-        // Name-only objects live in the box's /dev/shm when it has one.
-        let shm_dir = if root.mounted {
-            root.shm()
-        } else {
-            PathBuf::from("/dev/shm")
-        };
-        let (watch_dir, watch_prefix, watch_alias) = match &shm_prefix {
-            Some(p) if !uses("{DIR}") => (
-                Some(shm_dir.clone()),
-                p.clone(),
-                root.mounted.then(|| PathBuf::from("/dev/shm")),
-            ),
-            _ => (uses("{DIR}").then(|| root.dir()), String::new(), None),
-        };
-        let (mut launch, made) = base_launch(
-            ctx,
-            &c,
-            &program,
-            argv,
-            &root,
-            timeout_s,
-            race_lib.as_deref(),
-            rs,
-            i,
-        )?;
-        launch.watch_dir = watch_dir;
-        launch.watch_prefix = watch_prefix;
-        launch.watch_alias = watch_alias;
-        if let Some(b) = ref_uid {
-            launch.run_as = Some((b, b));
-            launch.keep_setuid = true;
-        }
-        launch.use_ptrace = !o.no_ptrace;
-        let mut scenario = lab.scenario(&Setup {
-            params: &values,
-            dir: root.dir(),
-            seed: rs,
-        });
-        crate::sandbox::mark("box made");
-        let out = harness::run_scripted(&launch, scenario.script());
-        crate::sandbox::mark("run");
-        // The scenario's threads (lab 4's clients) end within their patience; none may live on
-        // into the next fork.
-        scenario.finish();
-        let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
-        if let Some(sig) = out.interrupted {
-            return Err(interrupted_error(sig));
-        }
-        // Name-only objects the run left: judged, then removed (the machine stays clean).
-        let leaked: Vec<String> = shm_prefix
-            .as_deref()
-            .map(|p| {
-                BoxDir::entries(&shm_dir)
-                    .into_iter()
-                    .filter(|n| n.starts_with(p))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for name in &leaked {
-            let _ = std::fs::remove_file(shm_dir.join(name));
-        }
-        let checks = scenario.judge(&Evidence {
-            out: &out,
-            params: &values,
-            dir: &root.dir(),
-            events: &events,
-            shm_prefix: shm_prefix.as_deref(),
-            leaked: &leaked,
-            contract: &c,
-            timeout_s,
-        });
-        let failed = checks.iter().any(|c| !c.passed);
-        let mut params = serde_json::Map::new();
-        for (k, v) in &values {
-            params.insert(k.clone(), (*v).into());
-        }
+    for a in &c.args {
+        let mut a = a
+            .replace("{DIR}", &root.dir().display().to_string())
+            .replace("{EVENTS}", &events.display().to_string());
         if let Some(p) = &shm_prefix {
-            params.insert("P".into(), p.clone().into());
+            a = a.replace("{P}", p);
         }
-        let transcript = if failed {
-            save_transcript(s.lab.number, rs, &launch, &out, &checks)
-        } else {
-            None
-        };
-        if report.protections.is_empty() {
-            report.protections = ctx.protections(&c, timeout_s, root.mounted);
-            if let (Some(b), Some(sup)) = (ref_uid, &c.supervisor) {
-                report.protections.push(format!(
-                    "references: {sup} runs as uid {b}, the implementation's processes as uid {}: \
-                     they can neither signal, trace nor rewrite it, nor reach its evidence",
-                    ctx.run_as.map(|(a, _)| a).unwrap_or(0)
-                ));
-            }
-            report.protections.extend(out.protections.clone());
-            report.environment = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, v) in &values {
+            a = a.replace(&format!("{{{k}}}"), &v.to_string());
         }
-        let mut left_in_box = left_in_box(&root, &made, &leaked);
-        left_in_box.extend(out.sysv_left.iter().cloned());
-        report.runs.push(report::Run {
-            seed: rs,
-            params,
-            checks,
-            wall_ms: out.wall.as_millis() as u64,
-            tracking: out.tracking.clone(),
-            transcript,
-            left_in_cwd: BoxDir::entries(&root.cwd()),
-            left_in_box,
-        });
-        drop(root);
-        crate::sandbox::mark("box removed");
+        argv.push(a);
     }
-    report.aggregate();
-    Ok(report)
+    // Name-only objects live in the box's /dev/shm when it has one.
+    let shm_dir = if root.mounted {
+        root.shm()
+    } else {
+        PathBuf::from("/dev/shm")
+    };
+    let (watch_dir, watch_prefix, watch_alias) = match &shm_prefix {
+        Some(p) if !uses("{DIR}") => (
+            Some(shm_dir.clone()),
+            p.clone(),
+            root.mounted.then(|| PathBuf::from("/dev/shm")),
+        ),
+        _ => (uses("{DIR}").then(|| root.dir()), String::new(), None),
+    };
+    let (mut launch, made) = base_launch(ctx, c, program, argv, &root, timeout_s, race_lib, rs, i)?;
+    launch.watch_dir = watch_dir;
+    launch.watch_prefix = watch_prefix;
+    launch.watch_alias = watch_alias;
+    if let Some(b) = ref_uid {
+        launch.run_as = Some((b, b));
+        launch.keep_setuid = true;
+    }
+    launch.use_ptrace = !o.no_ptrace;
+    let mut scenario = lab.scenario(&Setup {
+        params: &values,
+        dir: root.dir(),
+        seed: rs,
+    });
+    crate::sandbox::mark("box made");
+    let out = harness::run_scripted(&launch, scenario.script());
+    crate::sandbox::mark("run");
+    // The scenario's threads (lab 4's clients) end within their patience; none may live on
+    // into the next fork.
+    scenario.finish();
+    let out = out.map_err(|e| Error::runtime(e.0).with_code(3))?;
+    if let Some(sig) = out.interrupted {
+        return Err(interrupted_error(sig));
+    }
+    // Name-only objects the run left: judged, then removed (the machine stays clean).
+    let leaked: Vec<String> = shm_prefix
+        .as_deref()
+        .map(|p| {
+            BoxDir::entries(&shm_dir)
+                .into_iter()
+                .filter(|n| n.starts_with(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    for name in &leaked {
+        let _ = std::fs::remove_file(shm_dir.join(name));
+    }
+    let checks = scenario.judge(&Evidence {
+        out: &out,
+        params: &values,
+        dir: &root.dir(),
+        events: &events,
+        shm_prefix: shm_prefix.as_deref(),
+        leaked: &leaked,
+        contract: c,
+        timeout_s,
+    });
+    let failed = checks.iter().any(|c| !c.passed);
+    let mut params = serde_json::Map::new();
+    for (k, v) in &values {
+        params.insert(k.clone(), (*v).into());
+    }
+    if let Some(p) = &shm_prefix {
+        params.insert("P".into(), p.clone().into());
+    }
+    let transcript = if failed {
+        save_transcript(env.lab, rs, &launch, &out, &checks)
+    } else {
+        None
+    };
+    if report.protections.is_empty() {
+        report.protections = ctx.protections(c, timeout_s, root.mounted);
+        if let (Some(b), Some(sup)) = (ref_uid, &c.supervisor) {
+            report.protections.push(format!(
+                "references: {sup} runs as uid {b}, the implementation's processes as uid {}: \
+                 they can neither signal, trace nor rewrite it, nor reach its evidence",
+                ctx.run_as.map(|(a, _)| a).unwrap_or(0)
+            ));
+        }
+        report.protections.extend(out.protections.clone());
+        report.environment = launch.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    }
+    let mut left_in_box = left_in_box(&root, &made, &leaked);
+    left_in_box.extend(out.sysv_left.iter().cloned());
+    report.runs.push(report::Run {
+        seed: rs,
+        params,
+        checks,
+        wall_ms: out.wall.as_millis() as u64,
+        tracking: out.tracking.clone(),
+        transcript,
+        left_in_cwd: BoxDir::entries(&root.cwd()),
+        left_in_box,
+    });
+    drop(root);
+    crate::sandbox::mark("box removed");
+    Ok(())
 }
 
 /// What the program left in the box's /tmp and /dev/shm (not judged, reported), without the
