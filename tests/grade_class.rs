@@ -246,6 +246,64 @@ fn class_of_twenty() {
     Clean::new("ipclabg").check();
 }
 
+/// Two submissions graded at the same moment, one spending three seconds killing every process
+/// it may (`kill -9 -1`, a shell builtin: no fork) before it plays the contract: both score full
+/// marks. Slots never share a uid, nor a uid with anything else running (each leases its own).
+#[test]
+fn grade_class_a_neighbour_killing_its_uid_harms_no_other_slot() {
+    let _forks = common::fork_guard();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: one uid per job slot needs root");
+        return;
+    }
+    let py_text = std::fs::read_to_string(common::fixture(2, "pingpong.py")).unwrap();
+    let class = world_dir("ipclab-class-");
+    let script = |before: &str| {
+        format!(
+            "#!/bin/sh\n{before}exec /usr/bin/python3 \"$(dirname \"$0\")/pingpong.py\" fork \"$@\"\n"
+        )
+    };
+    let killer = "read s _ < /proc/uptime\nwhile :; do\n  read t _ < /proc/uptime\n  \
+                  [ \"${t%.*}\" -ge $((${s%.*} + 3)) ] && break\n  kill -KILL -1 2>/dev/null\ndone\n";
+    for (who, before) in [("alice", ""), ("mallory", killer)] {
+        write(&class.path().join(who).join("run"), &script(before), 0o755);
+        write(&class.path().join(who).join("pingpong.py"), &py_text, 0o644);
+        std::fs::set_permissions(
+            class.path().join(who),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+    }
+    let out = run(Command::new(bin("ipclab"))
+        .args(["grade", "2", "--submissions"])
+        .arg(class.path())
+        .args([
+            "--jobs",
+            "2",
+            "--runs",
+            "1",
+            "--seed",
+            "7",
+            "--timeout",
+            "10",
+        ]));
+    let results = class.path().with_file_name(format!(
+        "{}-results",
+        class.path().file_name().unwrap().to_string_lossy()
+    ));
+    let _cleanup = RemoveOnDrop(results.clone());
+    let csv = std::fs::read_to_string(results.join("class-summary.csv")).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{csv}\n{}", text(&out.stderr));
+    for who in ["alice", "mallory"] {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(results.join(who).join("ipclab-report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["score"], v["max_score"], "{who}: {}", v["checks"]);
+    }
+    Clean::new("ipclabg").check();
+}
+
 #[test]
 fn grade_class_bad_usage_is_exit_2() {
     let _forks = common::fork_guard();
