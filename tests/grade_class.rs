@@ -339,4 +339,7 @@ fn grade_class_bad_usage_is_exit_2() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(what), "{args:?}: {err}");
     }
+    // Nothing half-made: no results directory beside the empty class.
+    let results = format!("{}-results", empty.path().display());
+    assert!(!Path::new(&results).exists(), "{results} was left behind");
 }

@@ -601,7 +601,7 @@ fn grade_one(o: &BatchOptions, sub: &Path, k: usize, slot: &Slot<'_>) -> Row {
 }
 
 /// The submissions in DIR: its subdirectories, by name (hidden ones skipped).
-fn submissions(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn submissions(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut subs: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(&e, "read", dir.display()).into_usage())?
         .filter_map(|e| e.ok().map(|e| e.path()))

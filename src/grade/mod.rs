@@ -189,6 +189,8 @@ fn grade_class(o: &Options, specs: &[Spec], dir: &Path, seed: u64) -> Result<i32
     if !(1..=64).contains(&o.jobs) {
         return Err(Error::usage(format!("bad --jobs {}: 1..=64", o.jobs)));
     }
+    // Bad input is said before anything is made (the results directory included).
+    batch::submissions(dir)?;
     let results = results_dir(dir, o.results.as_deref())?;
     let rows = batch::batch(&batch::BatchOptions {
         lab: s.lab.number,
