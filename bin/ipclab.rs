@@ -13,7 +13,6 @@
 
 use clap::{Parser, Subcommand};
 use ipclab::error::{exit_with, Error, Result};
-use std::os::unix::fs::MetadataExt;
 
 #[derive(Parser)]
 #[command(name = "ipclab", version, about = "Labs for low-level Unix IPC")]
@@ -29,9 +28,15 @@ enum Cmd {
     /// Run lab N's narrated walkthrough.
     Lab {
         n: u32,
-        /// Pause before each step until Enter.
+        /// Pause after each step, while what it shows is live, until Enter.
         #[arg(long)]
         step: bool,
+        /// Print the lab's text (its README: questions answered, grading contract) instead.
+        #[arg(long)]
+        text: bool,
+        /// Language of the text: en or fr (default: fr when LANG starts with fr).
+        #[arg(long, value_enum)]
+        lang: Option<ipclab::lang::Lang>,
     },
     /// What works on this machine: /dev/shm, FIFOs, subreaper, pidfd, strace. Exit 3 if a lab cannot run.
     Doctor,
@@ -178,13 +183,36 @@ enum Cmd {
     Clean,
 }
 
+/// `ipclab lab N --text`: the lab's README, so a kit made anywhere can show it.
+fn lab_text(n: u32, lang: ipclab::lang::Lang) -> Result<i32> {
+    let spec = ipclab::spec::find(n)?;
+    let name = match lang {
+        ipclab::lang::Lang::Fr => "README.fr.md",
+        ipclab::lang::Lang::En => "README.md",
+    };
+    let text = ipclab::spec::file(&spec.dir_name(), name)
+        .ok_or_else(|| Error::runtime(format!("lab {n} has no {name}")))?;
+    ipclab::walkthrough::out(text);
+    Ok(0)
+}
+
 fn main() {
     ipclab::sandbox::mark("start");
     let cli: Cli = ipclab::args::parse();
     let result = match cli.cmd {
         Cmd::List => list(),
-        Cmd::Lab { n, step } => {
-            ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step))
+        Cmd::Lab {
+            n,
+            step,
+            text,
+            lang,
+        } => {
+            let lang = ipclab::lang::Lang::choose(lang);
+            if text {
+                ipclab::labs::find(n).and_then(|_| lab_text(n, lang))
+            } else {
+                ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step))
+            }
         }
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
@@ -359,26 +387,14 @@ fn doctor() -> i32 {
 
 /// Only names this toolkit makes (`ipclab-<uid>-<pid>-<hex>`), only ours, only if that pid is gone.
 fn clean() -> i32 {
-    let uid = nix::unistd::getuid().as_raw();
-    let prefix = format!("ipclab-{uid}-");
     let mut removed = 0;
-    for name in ipclab::inspect::shm_objects(&prefix) {
-        let path = format!("/dev/shm/{name}");
-        let pid: Option<i32> = name[prefix.len()..]
-            .split('-')
-            .next()
-            .and_then(|p| p.parse().ok());
-        let ours = std::fs::metadata(&path).is_ok_and(|m| m.uid() == uid);
-        let Some(pid) = pid else { continue };
-        if !ours || ipclab::inspect::info(pid).is_some() {
-            continue;
-        }
-        match nix::sys::mman::shm_unlink(format!("/{name}").as_str()) {
+    for (path, pid, r) in ipclab::shm::remove_orphaned("ipclab", &[], false) {
+        match r {
             Ok(()) => {
                 println!("removed {path} (creator {pid} is gone)");
                 removed += 1;
             }
-            Err(e) => eprintln!("{}", Error::sys(e, "shm_unlink", &path)),
+            Err(e) => eprintln!("{e}"),
         }
     }
     for line in ipclab::sandbox::sweep() {

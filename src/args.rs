@@ -10,13 +10,33 @@ pub fn parse<T: clap::Parser>() -> T {
         Err(e) => match e.kind() {
             ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
             _ => {
-                let text = e.to_string();
-                let first = text.lines().next().unwrap_or("bad usage");
-                eprintln!("ERROR {}", first.trim_start_matches("error: "));
+                eprintln!("ERROR {}", one_line(&e.to_string()));
                 std::process::exit(EXIT_USAGE)
             }
         },
     }
+}
+
+/// clap's several-line message as one line: what is wrong, what it lists (the missing
+/// arguments, the possible values), then the usage; without the "try --help" footer.
+fn one_line(text: &str) -> String {
+    let mut what = Vec::new();
+    let mut usage = None;
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = Some(u);
+        } else if !l.starts_with("For more information") {
+            what.push(l.trim_start_matches("error: "));
+        }
+    }
+    let mut line = what.join(" ");
+    if line.is_empty() {
+        line = "bad usage".into();
+    }
+    if let Some(u) = usage {
+        line.push_str(&format!(" (usage: {u})"));
+    }
+    line
 }
 
 /// A binary's whole `main`: parses the arguments, runs `body`, exits with the status it returns
@@ -26,5 +46,25 @@ pub fn main<T: clap::Parser>(body: impl FnOnce(&T) -> crate::error::Result<i32>)
     match body(&args) {
         Ok(code) => std::process::exit(code),
         Err(e) => crate::error::exit_with(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    /// A missing argument and an invalid value keep what clap lists, on one line.
+    #[test]
+    fn clap_errors_fit_one_line() {
+        let missing = "error: the following required arguments were not provided:\n  <N>\n\nUsage: ipclab lab <N>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(missing),
+            "the following required arguments were not provided: <N> (usage: ipclab lab <N>)"
+        );
+        let invalid = "error: invalid value 'java' for '--lang <LANG>'\n  [possible values: python, c, rust]\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(invalid),
+            "invalid value 'java' for '--lang <LANG>' [possible values: python, c, rust]"
+        );
     }
 }

@@ -103,25 +103,49 @@ fn grade_cmd(lab: u32, lang: Lang) -> String {
     }
 }
 
-fn makefile(lab: u32, lang: Lang) -> String {
-    let head = "# `make grade` runs the grader on this program (ipclab must be on PATH, or IPCLAB=...).\nIPCLAB ?= ipclab\n";
+/// The kit's Makefile. `ipclab` is named by the absolute path of the one that made the kit, so
+/// `make grade` works wherever the kit is, with nothing on PATH; `IPCLAB=...` overrides it.
+fn makefile(lab: u32, lang: Lang, ipclab: &str) -> String {
+    let head = format!(
+        "# `make grade` grades this program; `make text` prints the lab's text (make text LANG=fr).\n# ipclab is the one that made this kit; another: make grade IPCLAB=/path/to/ipclab\nIPCLAB ?= {ipclab}\n"
+    );
     let cmd = grade_cmd(lab, lang);
+    let text = format!("text:\n\t@\"$(IPCLAB)\" lab {lab} --text\n\n");
     match lang {
-        Lang::Python => format!("{head}\ngrade:\n\t$(IPCLAB) grade {lab} --impl \"{cmd}\"\n\n.PHONY: grade\n"),
+        Lang::Python => format!("{head}\ngrade:\n\t\"$(IPCLAB)\" grade {lab} --impl \"{cmd}\"\n\n{text}.PHONY: grade text\n"),
         Lang::C => format!(
-            "{head}CC ?= cc\n\nmain: main.c\n\t$(CC) -O2 -Wall -pthread -o main main.c\n\ngrade: main\n\t$(IPCLAB) grade {lab} --impl {cmd}\n\n.PHONY: grade\n"
+            "{head}CC ?= cc\n\nmain: main.c\n\t$(CC) -O2 -Wall -pthread -o main main.c\n\ngrade: main\n\t\"$(IPCLAB)\" grade {lab} --impl {cmd}\n\n{text}.PHONY: grade text\n"
         ),
         Lang::Rust => format!(
-            "{head}\ngrade:\n\tcargo build --release\n\t$(IPCLAB) grade {lab} --impl {cmd}\n\n.PHONY: grade\n"
+            "{head}\ngrade:\n\tcargo build --release\n\t\"$(IPCLAB)\" grade {lab} --impl {cmd}\n\n{text}.PHONY: grade text\n"
         ),
     }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
+
+/// The running ipclab's absolute path, as a Makefile can hold it.
+fn own_path() -> Result<String> {
+    let exe = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
+    let s = exe.display().to_string();
+    if s.contains(['$', '"', '\n', '#']) {
+        return Err(Error::runtime(format!(
+            "{s}: a path a Makefile cannot hold; move ipclab"
+        )));
+    }
+    Ok(s)
 }
 
 fn readme(
     lab: u32,
     lang: Lang,
     title: &str,
-    dir_name: &str,
     todos: &[(String, String, String)],
     fr: bool,
 ) -> String {
@@ -131,14 +155,15 @@ fn readme(
         .collect();
     if fr {
         format!(
-            "# TP {lab} — point de départ ({lang})\n\n{title}.\n\nLe sujet : `labs/{dir_name}/README.fr.md` dans ipclab (`ipclab lab {lab}` le déroule).\nLe contrat de correction est à la fin de ce texte : les arguments sont déjà lus ici.\n\nÀ faire, dans l'ordre (chacun non fait arrête le programme en disant lequel) :\n\n{}\n\nCorriger : `make grade` (ou `ipclab grade {lab} --impl \"{}\"`).\n",
+            "# TP {lab} — point de départ ({lang})\n\n{}.\n\nLe sujet : `make text LANG=fr` l'affiche (`ipclab lab {lab} --text --lang fr` ; `ipclab lab {lab}` le déroule pas à pas).\nLe contrat de correction est à la fin de ce texte : les arguments sont déjà lus ici.\n\nÀ faire, dans l'ordre (chacun non fait arrête le programme en disant lequel) :\n\n{}\n\nCorriger : `make grade` (ou `ipclab grade {lab} --impl \"{}\"`).\n",
+            capitalized(title),
             list.join("\n"),
             grade_cmd(lab, lang),
             lang = lang.name()
         )
     } else {
         format!(
-            "# Lab {lab} — starter ({lang})\n\n{title}.\n\nThe lab text: `labs/{dir_name}/README.md` in ipclab (`ipclab lab {lab}` walks you through it).\nIts grading contract is at the end: the arguments are already parsed here.\n\nTo do, in order (each one not done stops the program and says which):\n\n{}\n\nGrade: `make grade` (or `ipclab grade {lab} --impl \"{}\"`).\n",
+            "# Lab {lab} — starter ({lang})\n\n{title}.\n\nThe lab text: `make text` prints it (`ipclab lab {lab} --text`; `ipclab lab {lab}` walks you through it).\nIts grading contract is at the end: the arguments are already parsed here.\n\nTo do, in order (each one not done stops the program and says which):\n\n{}\n\nGrade: `make grade` (or `ipclab grade {lab} --impl \"{}\"`).\n",
             list.join("\n"),
             grade_cmd(lab, lang),
             lang = lang.name()
@@ -188,11 +213,16 @@ pub fn new(lab: u32, lang: Lang, dir: Option<PathBuf>) -> Result<i32> {
         .iter()
         .map(|(p, t)| (dir.join(p), strip(t)))
         .collect();
-    files.push((dir.join("Makefile"), makefile(lab, lang)));
-    for fr in [false, true] {
+    files.push((dir.join("Makefile"), makefile(lab, lang, &own_path()?)));
+    // The French title is the French text's own heading ("# TP 2 — ping-pong ...").
+    let title_fr = crate::spec::file(&spec.dir_name(), "README.fr.md")
+        .and_then(|t| t.lines().next())
+        .and_then(|h| h.split_once(" — "))
+        .map_or(spec.lab.title.clone(), |(_, t)| t.trim().to_string());
+    for (fr, title) in [(false, &spec.lab.title), (true, &title_fr)] {
         files.push((
             dir.join(if fr { "README.fr.md" } else { "README.md" }),
-            readme(lab, lang, &spec.lab.title, &spec.dir_name(), &all_todos, fr),
+            readme(lab, lang, title, &all_todos, fr),
         ));
     }
     write_all(&dir, &files)?;

@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod inspect;
 pub mod kit;
 pub mod labs;
+pub mod lang;
 pub mod package;
 pub mod process;
 pub mod sandbox;

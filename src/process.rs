@@ -142,6 +142,21 @@ pub fn reap_all_nohang() -> Vec<(Pid, WaitStatus)> {
     }
 }
 
+static SPAWNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while starting a child (`Command::spawn`), so that `freeze_spawns` never misses one: a
+/// process stopping everything it started takes the write side and lists its descendants
+/// knowing no new child is half-made.
+pub fn spawning() -> std::sync::RwLockReadGuard<'static, ()> {
+    SPAWNS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits for starts under way to finish and stops any new one, for the rest of the process's
+/// life (the guard is leaked: whoever calls this is about to exit).
+pub fn freeze_spawns() {
+    std::mem::forget(SPAWNS.write().unwrap_or_else(|e| e.into_inner()));
+}
+
 /// Ends a forked child that could not do its job: one line on stderr, then `_exit`, so no atexit
 /// handler or stdio buffer of the parent runs twice.
 pub fn die_in_child(err: &Error, code: i32) -> ! {

@@ -20,6 +20,49 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// This user's objects named by `unique_name` with a prefix starting with `family`
+/// (`ipclab`, `ipclab-data`, `ipclab-zoo`...): (name, creator pid), sorted.
+pub fn ours(family: &str) -> Vec<(String, i32)> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::getuid().as_raw();
+    let mut v = Vec::new();
+    for name in crate::inspect::shm_objects(family) {
+        let mut parts = name.rsplitn(4, '-');
+        let (_hex, pid, u) = (parts.next(), parts.next(), parts.next());
+        let (Some(pid), Some(u)) = (pid.and_then(|p| p.parse().ok()), u) else {
+            continue;
+        };
+        let owned = std::fs::metadata(format!("/dev/shm/{name}")).is_ok_and(|m| m.uid() == uid);
+        if u == uid.to_string() && owned {
+            v.push((name, pid));
+        }
+    }
+    v
+}
+
+/// Unlinks this user's objects of `family` (see `ours`) whose creator no longer runs (what a
+/// killed program left), except `keep`; with `mine`, also those this process made (it is
+/// stopping). Returns (path, creator, outcome) for each.
+pub fn remove_orphaned(
+    family: &str,
+    keep: &[String],
+    mine: bool,
+) -> Vec<(String, i32, Result<()>)> {
+    let me = std::process::id() as i32;
+    let mut done = Vec::new();
+    for (name, pid) in ours(family) {
+        let gone = (mine && pid == me) || crate::inspect::info(pid).is_none();
+        if keep.contains(&name) || !gone {
+            continue;
+        }
+        let path = format!("/dev/shm/{name}");
+        let r = nix::sys::mman::shm_unlink(format!("/{name}").as_str())
+            .map_err(|e| Error::sys(e, "shm_unlink", &path));
+        done.push((path, pid, r));
+    }
+    done
+}
+
 /// Checks a user-given prefix: shm names are one path component.
 pub fn check_prefix(prefix: &str) -> Result<()> {
     let ok = !prefix.is_empty()

@@ -64,7 +64,7 @@ fn cli_walkthroughs_run_to_the_end_clean() {
         );
         assert!(!s.contains("✗"), "{s}");
     }
-    Clean::new(&ipclab::walkthrough::shm_prefix()).check();
+    Clean::new("ipclab").check();
 }
 
 /// The walkthroughs also run for an unprivileged uid, as students will run them.
@@ -77,8 +77,8 @@ fn cli_walkthroughs_run_as_unprivileged_user() {
         names.extend(s.lab.binaries.iter().map(|b| b.as_str()));
     }
     let bins = world_readable_bins(&names);
-    // A dropped uid cannot write root's TMPDIR, if one is set; and what a walkthrough keeps for
-    // its reader there (lab 7's chart) goes with this directory.
+    // A dropped uid cannot write root's TMPDIR, if one is set, nor root's checkout: it runs in
+    // a directory of its own, which is also its TMPDIR, as a student's home would be.
     let tmp = world_dir("ipclab-cli-tmp-");
     std::fs::set_permissions(
         tmp.path(),
@@ -90,7 +90,10 @@ fn cli_walkthroughs_run_as_unprivileged_user() {
             return;
         };
         let n = spec.lab.number.to_string();
-        let out = run(cmd.env("TMPDIR", tmp.path()).args(["lab", &n]));
+        let out = run(cmd
+            .env("TMPDIR", tmp.path())
+            .current_dir(tmp.path())
+            .args(["lab", &n]));
         let s = text(&out.stdout);
         assert_eq!(
             out.status.code(),
@@ -98,6 +101,15 @@ fn cli_walkthroughs_run_as_unprivileged_user() {
             "lab {n} as uid {NOBODY}:\n{s}\n{}",
             text(&out.stderr)
         );
+        // What it keeps for its reader is where it said, and nothing else is left.
+        let mut left = dir_entries(tmp.path());
+        left.retain(|e| e != "target");
+        if spec.lab.number == 7 {
+            let svg = tmp.path().join("target/lab7.svg");
+            assert!(svg.exists(), "{s}");
+            assert!(s.contains(&svg.display().to_string()), "{s}");
+        }
+        assert!(left.is_empty(), "lab {n} as uid {NOBODY} left {left:?}");
     }
 }
 

@@ -6,18 +6,26 @@ use crate::walkthrough::Walk;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
     let ipclab = w.bin("ipclab");
-    // target/ when it is ours to write, else a private directory kept for the reader.
-    let writable =
-        std::fs::create_dir_all("target").is_ok() && tempfile::tempfile_in("target").is_ok();
-    let dir = if writable {
-        std::path::PathBuf::from("target")
-    } else {
-        tempfile::Builder::new()
-            .prefix("ipclab-lab7-")
-            .tempdir()
-            .map_err(|e| crate::error::Error::io(&e, "mkdir", "/tmp"))?
-            .keep()
+    // Where the student looks: target/ of the checkout they run it in, else the current
+    // directory, else their home; never a temporary directory that outlives nothing.
+    let writable = |d: &std::path::Path| {
+        std::fs::create_dir_all(d).is_ok() && tempfile::tempfile_in(d).is_ok()
     };
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let dir = [
+        Some(std::path::PathBuf::from("target")),
+        Some(".".into()),
+        home,
+    ]
+    .into_iter()
+    .flatten()
+    .find(|d| writable(d))
+    .ok_or_else(|| {
+        crate::error::Error::runtime(
+            "nowhere to write lab7.svg: target/, the current directory and HOME are read-only",
+        )
+    })?;
+    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
     let svg_path = dir.join("lab7.svg");
     let svg = svg_path.to_str().unwrap_or("target/lab7.svg");
     w.step("Every mechanism, 1-byte and 4 KiB messages");

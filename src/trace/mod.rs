@@ -392,6 +392,7 @@ impl Tracer {
     }
 
     pub fn spawn(&self, argv: &[String]) -> Result<Child> {
+        let _starting = crate::process::spawning();
         self.command(argv)?
             .spawn()
             .map_err(|e| Error::io(&e, "exec", "strace"))

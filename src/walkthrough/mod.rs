@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
+pub mod stop;
+
 /// A program that prints nothing for this long is considered stuck (safety net only).
 const STUCK: Duration = Duration::from_secs(30);
 
@@ -48,9 +50,11 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
             .with_code(3));
         }
     }
+    let shm_before = our_shm();
+    let _scratch = stop::arm(shm_before.clone())?;
     process::set_child_subreaper()?;
     let mut walk = Walk {
-        shm_before: inspect::shm_objects(&shm_prefix()),
+        shm_before,
         spec,
         lab,
         step_mode,
@@ -70,9 +74,23 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
     walk.finish()
 }
 
-/// Name prefix of this user's shm objects (see `shm::unique_name`).
-pub fn shm_prefix() -> String {
-    format!("ipclab-{}-", nix::unistd::getuid())
+/// Prints a text as is (a closed stdout ends the process quietly, exit 1: `ipclab lab 2 --text | head`).
+pub fn out(text: &str) {
+    let mut o = std::io::stdout().lock();
+    if o.write_all(text.as_bytes())
+        .and_then(|_| o.flush())
+        .is_err()
+    {
+        std::process::exit(1);
+    }
+}
+
+/// This user's shm objects of every ipclab family (`ipclab-UID-`, `ipclab-data-UID-`...).
+fn our_shm() -> Vec<String> {
+    crate::shm::ours("ipclab")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect()
 }
 
 impl Walk {
@@ -120,6 +138,7 @@ impl Walk {
 
     /// Starts a command whose stdin we hold, to observe it while it runs.
     pub fn spawn(&self, argv: &[&str]) -> Result<Live> {
+        stop::check();
         println!("   $ {}", display_cmd(argv));
         let (reader, writer) = std::io::pipe().map_err(|e| Error::io(&e, "pipe", ""))?;
         let w2 = writer
@@ -130,7 +149,10 @@ impl Walk {
             .stdin(Stdio::piped())
             .stdout(w2)
             .stderr(writer);
-        let mut child = cmd.spawn().map_err(|e| Error::io(&e, "exec", argv[0]))?;
+        let mut child = {
+            let _starting = process::spawning();
+            cmd.spawn().map_err(|e| Error::io(&e, "exec", argv[0]))?
+        };
         // The Command's copies of the write end must go, or we would never read end of file.
         drop(cmd);
         let stdin = child.stdin.take();
@@ -289,6 +311,7 @@ impl Walk {
     }
 
     fn finish(mut self) -> Result<i32> {
+        stop::check();
         println!("\n== Clean-up check ==");
         self.settle();
         let me = std::process::id() as i32;
@@ -298,7 +321,7 @@ impl Walk {
             left.is_empty(),
             &format!("no process of ours left{}", list(&rows)),
         );
-        let now = inspect::shm_objects(&shm_prefix());
+        let now = our_shm();
         let new: Vec<String> = now
             .into_iter()
             .filter(|n| !self.shm_before.contains(n))

@@ -1,0 +1,141 @@
+//! Stopping a walkthrough part-way without leaving anything: stdout closed (`ipclab lab 3 | head`,
+//! EPIPE), Ctrl-C, SIGTERM or SIGHUP. Whatever it was doing, every process it started is killed
+//! and reaped (it is their subreaper, so even a daemon is still below it), the shm objects they
+//! made are unlinked, its scratch directory goes, and it exits 1 (EPIPE) or 128+signal.
+//!
+//! Everything a walkthrough and its programs write to a temporary place lands in one scratch
+//! directory, because TMPDIR points there for the whole run: removing it removes every FIFO
+//! directory, strace log and trace directory at once, without a list to keep in step.
+
+use crate::error::{Error, Result};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+struct State {
+    scratch: PathBuf,
+    shm_before: Vec<String>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The run's scratch directory; removed when dropped (the normal end).
+pub struct Scratch(Option<tempfile::TempDir>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = d.close();
+        }
+    }
+}
+
+/// Arms the stop: handlers first (a Ctrl-C from now on is caught), then the scratch directory
+/// under the caller's TMPDIR, which becomes TMPDIR. Call once, before any thread or child.
+pub fn arm(shm_before: Vec<String>) -> Result<Scratch> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Error::io(&e, "sigaction", "SIGINT"))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ipclab-walk-{}-", std::process::id()))
+        .tempdir()
+        .map_err(|e| Error::io(&e, "mkdir", std::env::temp_dir().display()))?;
+    let _ = STATE.set(State {
+        scratch: dir.path().to_path_buf(),
+        shm_before,
+    });
+    // Safety of set_var: still single-threaded here (the signal thread starts below).
+    std::env::set_var("TMPDIR", dir.path());
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // println! panics when stdout is closed: that is the reader leaving, not a bug.
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") {
+            stop(1, "stdout was closed");
+        }
+        default(info);
+    }));
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("a signal");
+            stop(128 + sig, &format!("{name} received"));
+        }
+    });
+    Ok(Scratch(Some(dir)))
+}
+
+/// Parks the caller for good once a stop is under way: nothing new may start meanwhile.
+pub fn check() {
+    while STOPPING.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
+}
+
+/// Kills and reaps what the walkthrough started, removes what they made, exits with `code`.
+pub fn stop(code: i32, why: &str) -> ! {
+    if STOPPING.swap(true, Ordering::SeqCst) {
+        // The other thread is stopping: it exits the process.
+        loop {
+            std::thread::park();
+        }
+    }
+    // From now on the main thread's prints go nowhere instead of failing again.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // Safety: dup2 onto fd 1, which std's stdout keeps using as a plain number.
+        unsafe {
+            libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+        }
+    }
+    // No child half-started from here on: every one is already a descendant, or never will be.
+    crate::process::freeze_spawns();
+    let me = std::process::id() as i32;
+    let mut killed = 0;
+    // Repeat until a scan finds nothing: a child may have been forking while we looked.
+    for _ in 0..50 {
+        let left = crate::inspect::descendants(me);
+        let running: Vec<_> = left.iter().filter(|p| !p.is_zombie()).collect();
+        if running.is_empty() && crate::process::reap_all_nohang().is_empty() && left.is_empty() {
+            break;
+        }
+        for p in &running {
+            if crate::process::signal(
+                nix::unistd::Pid::from_raw(p.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        let _ = crate::process::reap_children_within(Duration::from_millis(500));
+    }
+    let mut removed = 0;
+    if let Some(st) = STATE.get() {
+        removed += crate::shm::remove_orphaned("ipclab", &st.shm_before, true)
+            .iter()
+            .filter(|(_, _, r)| r.is_ok())
+            .count();
+        if std::fs::remove_dir_all(&st.scratch).is_ok() {
+            removed += 1;
+        }
+    }
+    let line = format!(
+        "ipclab: {why}: walkthrough stopped ({killed} process(es) killed, {removed} object(s) removed)\n"
+    );
+    // Safety: write(2) on fd 2; a closed stderr is ignored.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), line.len());
+    }
+    std::process::exit(code)
+}
