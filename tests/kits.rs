@@ -61,6 +61,28 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
         };
         let makefile = std::fs::read_to_string(dir.join("Makefile")).unwrap();
         assert!(makefile.contains(&cmd), "{makefile}");
+        // The kit works where it is, with no ipclab on PATH: its Makefile names the one that
+        // made it, and prints the lab's text in either language.
+        let ipclab_path = std::fs::canonicalize(bin("ipclab")).unwrap();
+        assert!(
+            makefile.contains(&format!("IPCLAB ?= {}", ipclab_path.display())),
+            "{makefile}"
+        );
+        let spec = ipclab::spec::find(kit.lab).unwrap();
+        for (lang_env, readme) in [("C.UTF-8", "README.md"), ("fr_FR.UTF-8", "README.fr.md")] {
+            let out = run(Command::new("make")
+                .args(["-s", "text"])
+                .env("PATH", "/usr/bin:/bin")
+                .env("LANG", lang_env)
+                .current_dir(&dir));
+            let want = std::fs::read_to_string(lab_dir(kit.lab).join(readme)).unwrap();
+            assert_eq!(
+                text(&out.stdout),
+                want,
+                "lab {} {lang} make text ({lang_env})",
+                spec.lab.number
+            );
+        }
 
         // Fresh: it runs, stops at its first TODO, and the grader says so.
         // The kit's Makefile names its own target/; the tests build into the shared one.
@@ -72,6 +94,19 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
             _ => cmd,
         };
         build(&dir, kit.lang, &shared);
+        if kit.lab == 2 && kit.lang == ipclab::kit::Lang::Python {
+            // `make grade` as the student types it, ipclab nowhere on PATH.
+            let out = run(Command::new("make")
+                .arg("grade")
+                .env("PATH", "/usr/bin:/bin")
+                .current_dir(&dir));
+            let s = text(&out.stdout);
+            assert!(
+                s.contains("TODO(lab2.1) not done"),
+                "{s}{}",
+                text(&out.stderr)
+            );
+        }
         let (code, v) = grade(&dir, kit.lab, &cmd);
         assert_eq!(code, 1, "lab {} {lang}: {}", kit.lab, v["checks"]);
         let first = format!("TODO(lab{}.1) not done", kit.lab);
