@@ -111,22 +111,19 @@ pub fn descendants(pid: i32) -> Vec<ProcInfo> {
 /// indented by depth; a zombie says who has not reaped it, in red when `color`. `marked` pids
 /// get an arrow.
 pub fn tree(root: i32, marked: &[i32], color: bool) -> Vec<String> {
-    let snapshot = all();
+    draw(&all(), root, marked, color)
+}
+
+fn draw(snapshot: &[ProcInfo], root: i32, marked: &[i32], color: bool) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack: Vec<(i32, usize)> = vec![(root, 0)];
-    while let Some((pid, depth)) = stack.pop() {
+    // (pid, the drawing of its ancestors' columns, its own branch): ├─ while siblings follow,
+    // └─ for the last one, and under it │ or blank for the column it leaves.
+    let mut stack: Vec<(i32, String, &str)> = vec![(root, String::new(), "")];
+    while let Some((pid, prefix, branch)) = stack.pop() {
         let Some(p) = snapshot.iter().find(|p| p.pid == pid) else {
             continue;
         };
-        let mut line = format!(
-            "{:indent$}{}{} {} {}",
-            "",
-            if depth > 0 { "└─" } else { "" },
-            p.pid,
-            p.state,
-            p.comm,
-            indent = depth.saturating_sub(1) * 2
-        );
+        let mut line = format!("{prefix}{branch}{} {} {}", p.pid, p.state, p.comm);
         if p.is_zombie() {
             line.push_str(&format!(" <defunct: exited, not yet reaped by {}>", p.ppid));
             if color {
@@ -142,8 +139,17 @@ pub fn tree(root: i32, marked: &[i32], color: bool) -> Vec<String> {
             .filter(|c| c.ppid == pid && c.pid != pid)
             .map(|c| c.pid)
             .collect();
-        kids.sort_unstable_by(|a, b| b.cmp(a));
-        stack.extend(kids.into_iter().map(|k| (k, depth + 1)));
+        kids.sort_unstable();
+        let below = match branch {
+            "├─" => format!("{prefix}│ "),
+            "└─" => format!("{prefix}  "),
+            _ => prefix,
+        };
+        // Pushed last first, so the stack pops them in pid order.
+        for (i, k) in kids.iter().enumerate().rev() {
+            let b = if i + 1 == kids.len() { "└─" } else { "├─" };
+            stack.push((*k, below.clone(), b));
+        }
     }
     out
 }
@@ -213,5 +219,31 @@ mod tests {
             "{z}"
         );
         assert!(!z.contains('\x1b'));
+    }
+
+    /// Siblings but the last get ├─, the last └─, and a column continues (│) below a
+    /// sibling that has more after it.
+    #[test]
+    fn tree_draws_siblings_and_columns() {
+        let p = |pid, ppid| ProcInfo {
+            pid,
+            ppid,
+            state: 'S',
+            comm: format!("p{pid}"),
+            pgrp: 0,
+            session: 0,
+            tty_nr: 0,
+        };
+        let snap = [p(1, 0), p(2, 1), p(3, 2), p(4, 2), p(5, 1)];
+        assert_eq!(
+            draw(&snap, 1, &[], false),
+            [
+                "1 S p1",
+                "├─2 S p2",
+                "│ ├─3 S p3",
+                "│ └─4 S p4",
+                "└─5 S p5"
+            ]
+        );
     }
 }
