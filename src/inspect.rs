@@ -147,7 +147,11 @@ fn draw(snapshot: &[ProcInfo], root: i32, marked: &[i32], color: bool) -> Vec<St
         };
         // Pushed last first, so the stack pops them in pid order.
         for (i, k) in kids.iter().enumerate().rev() {
-            let b = if i + 1 == kids.len() { "└─" } else { "├─" };
+            let b = if i + 1 == kids.len() {
+                "└─"
+            } else {
+                "├─"
+            };
             stack.push((*k, below.clone(), b));
         }
     }
@@ -237,13 +241,7 @@ mod tests {
         let snap = [p(1, 0), p(2, 1), p(3, 2), p(4, 2), p(5, 1)];
         assert_eq!(
             draw(&snap, 1, &[], false),
-            [
-                "1 S p1",
-                "├─2 S p2",
-                "│ ├─3 S p3",
-                "│ └─4 S p4",
-                "└─5 S p5"
-            ]
+            ["1 S p1", "├─2 S p2", "│ ├─3 S p3", "│ └─4 S p4", "└─5 S p5"]
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Starter kits: each fresh kit runs and fails the grader with the message of its first TODO
-//! (never a crash of the grader); filled with the solution kept in labs/labN-name/fixtures/kit-LANG.fills, it passes.
+//! (never a crash of the grader) and scores 0; filled with the solution kept in labs/labN-name/fixtures/kit-LANG.fills, it passes.
 
 mod common;
 use common::*;
@@ -109,6 +109,12 @@ fn kits_fail_at_their_first_todo_and_pass_once_filled() {
         }
         let (code, v) = grade(&dir, kit.lab, &cmd);
         assert_eq!(code, 1, "lab {} {lang}: {}", kit.lab, v["checks"]);
+        // A program that did nothing scores nothing: no hygiene check passes vacuously.
+        assert_eq!(
+            v["score"], 0,
+            "lab {} {lang} fresh: {}",
+            kit.lab, v["checks"]
+        );
         let first = format!("TODO(lab{}.1) not done", kit.lab);
         assert!(
             v["checks"].to_string().contains(&first),

@@ -90,6 +90,11 @@ pub fn judge(
     k.no_leftover(out);
     if out.timed_out {
         k.skip("no-leaked-shm", SKIP_TIMEOUT);
+    } else if created.is_empty() && leaked.is_empty() {
+        k.skip(
+            "no-leaked-shm",
+            &format!("skipped: no /dev/shm/{prefix}* was ever created, so none could leak"),
+        );
     } else if leaked.is_empty() {
         k.add("no-leaked-shm", true, format!("no /dev/shm/{prefix}* left"));
     } else {

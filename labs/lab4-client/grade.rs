@@ -97,6 +97,20 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
     });
     phase(&mut k, "malformed-request", mal);
     phase(&mut k, "worker-crash", seen.crash.clone());
+    // The hygiene checks judge the student's servers; if no client ever reached one, those
+    // never did their job and there is nothing to judge (an empty program scores nothing).
+    if !matches!(seen.warmup, Some(Ok(()))) && !out.timed_out {
+        let why = "skipped: no client was ever served, so the servers did nothing to judge";
+        for name in [
+            "no-zombies",
+            "no-leftover-processes",
+            "no-leaked-files",
+            "timeout",
+        ] {
+            k.skip(name, why);
+        }
+        return k.list;
+    }
     k.no_zombies(out, &[], "process");
     k.no_leftover(out);
     k.no_leaked_files(

@@ -24,8 +24,11 @@ pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> 
         want.sort();
         let missing: Vec<&&str> = want.iter().filter(|w| !got.contains(w)).collect();
         let extra: Vec<&&str> = got.iter().filter(|g| !want.contains(g)).collect();
+        let twice = got.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
         if got == want {
             k.add("protocol", true, format!("{m} lines, one per child"));
+        } else if let Some(x) = twice {
+            k.add("protocol", false, format!("{x:?} was printed more than once: one line per reaped child (print after waitpid returns it, once)"));
         } else if let Some(x) = extra.first() {
             k.add("protocol", false, format!("unexpected line {x:?}: print exactly one `child i exited with status i` per reaped child"));
         } else {

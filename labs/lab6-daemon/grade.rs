@@ -5,7 +5,7 @@
 //! Without ptrace (a traced daemon would stop once the grader stops serving it): the grader is a
 //! subreaper, so the daemon becomes its child when the launcher and middle process exit.
 
-use crate::grade::checks::{Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
 use crate::grade::harness::Outcome;
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -218,6 +218,19 @@ pub fn judge(
                 bad.join("; ")
             },
         );
+    }
+
+    // The hygiene checks judge what the steps started: where none started a process, they
+    // have no subject (an empty program scores nothing).
+    let forked = steps
+        .iter()
+        .flatten()
+        .any(|o| o.procs.keys().any(|p| *p != o.main_pid));
+    if !forked && !started {
+        for name in ["no-zombies", "no-leftover-processes", "timeout"] {
+            k.skip(name, checks::SKIP_NO_CHILD);
+        }
+        return k.list;
     }
 
     // no-zombies over every step

@@ -11,17 +11,42 @@ pub struct Checks<'a> {
     pub list: Vec<Check>,
     c: &'a Contract,
     secs: f64,
+    /// main started a process (its subject for no-zombies, no-leftover-processes).
+    forked: bool,
+    /// Something was created in DIR (the subject of no-leaked-files).
+    created: bool,
+    /// main did nothing the contract looks at: no child, nothing created, no line printed.
+    idle: bool,
 }
 
 pub const SKIP_TIMEOUT: &str = "skipped: the run timed out";
+/// A hygiene check passes only where there was something to keep clean: a program that did
+/// nothing scores nothing (a fresh starter kit scores 0).
+pub const SKIP_NO_CHILD: &str = "skipped: main never started a process, so none could be left";
+pub const SKIP_NOTHING_MADE: &str = "skipped: nothing was ever created in DIR, so none could leak";
+pub const SKIP_IDLE: &str =
+    "skipped: main ended without doing anything the contract asks (no child, no file, no line)";
 
 impl<'a> Checks<'a> {
     pub fn new(c: &'a Contract, out: &Outcome) -> Checks<'a> {
+        let forked = out.procs.keys().any(|p| *p != out.main_pid);
+        let created = out
+            .dir_events
+            .iter()
+            .any(|e| matches!(e, super::harness::DirEvent::Created { .. }));
         Checks {
             list: Vec::new(),
             c,
             secs: out.wall.as_secs_f64(),
+            forked,
+            created,
+            idle: !forked && !created && out.stdout_lines.is_empty(),
         }
+    }
+
+    /// main did nothing the contract looks at (see `idle`): a lab's own hygiene checks skip too.
+    pub fn idle(&self) -> bool {
+        self.idle
     }
 
     pub fn add(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
@@ -74,6 +99,9 @@ impl<'a> Checks<'a> {
 
     /// No child left unreaped when main ended, none a zombie longer than the grace while main ran.
     pub fn no_zombies(&mut self, out: &Outcome, named: &[i32], role: &str) {
+        if !self.forked {
+            return self.skip("no-zombies", SKIP_NO_CHILD);
+        }
         let mut z = Vec::new();
         for pid in &out.adopted_zombies {
             z.push(format!("{} had exited but was never reaped: it was still a zombie when main exited — main must wait (waitpid) for it", who(*pid, named, role)));
@@ -134,6 +162,9 @@ impl<'a> Checks<'a> {
         if out.timed_out {
             return self.skip("no-leaked-files", SKIP_TIMEOUT);
         }
+        if !self.created {
+            return self.skip("no-leaked-files", SKIP_NOTHING_MADE);
+        }
         let left = dir_entries(dir);
         if left.is_empty() {
             self.add("no-leaked-files", true, "DIR is empty");
@@ -150,6 +181,9 @@ impl<'a> Checks<'a> {
     pub fn no_leftover(&mut self, out: &Outcome) {
         if out.timed_out {
             return self.skip("no-leftover-processes", SKIP_TIMEOUT);
+        }
+        if !self.forked {
+            return self.skip("no-leftover-processes", SKIP_NO_CHILD);
         }
         if out.killed.is_empty() {
             return self.add("no-leftover-processes", true, "nothing was left running");
@@ -171,6 +205,9 @@ impl<'a> Checks<'a> {
 
     /// main exited within the budget; `stuck` says where it stopped otherwise.
     pub fn timeout(&mut self, out: &Outcome, stuck: String) {
+        if !out.timed_out && self.idle {
+            return self.skip("timeout", SKIP_IDLE);
+        }
         if !out.timed_out {
             let t = out.main_end.map(|d| d.as_secs_f64()).unwrap_or(0.0);
             return self.add("timeout", true, format!("main exited after {t:.2} s"));
