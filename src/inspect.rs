@@ -5,6 +5,9 @@
 
 use nix::unistd::Pid;
 
+mod blocked;
+pub use blocked::{blocked, Blocked, Way};
+
 /// One row of `ps`: what /proc/PID/stat says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcInfo {

@@ -162,6 +162,43 @@ fn grade_lab2_timeout_skips_what_depends_on_it() {
     machine_clean();
 }
 
+/// The FIFO open-order deadlock, in Python and in C: the timeout says where each process is
+/// blocked and names the deadlock in the student's terms; named-pipes does not claim the FIFOs
+/// were never opened.
+#[test]
+fn grade_lab2_open_order_deadlock_is_diagnosed() {
+    let _forks = common::fork_guard();
+    let dir = world_dir("ipclab-deadlock-");
+    let exe = dir.path().join("open-order");
+    cc(&fixture("pingpong.c"), &exe, &["-DOPEN_ORDER"]);
+    for cmd in [py("open-order"), exe.display().to_string()] {
+        let (code, v) = grade(&["--impl", &cmd, "--timeout", "3", "--seed", "5"]);
+        assert_eq!(code, 1, "{cmd}");
+        let detail = |name: &str| {
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let t = detail("timeout");
+        for part in [
+            "main is blocked opening DIR/ping for writing",
+            "the secondary is blocked opening DIR/pong for writing",
+            "open the FIFOs in the same order on both sides",
+        ] {
+            assert!(t.contains(part), "{cmd}: {part:?} not in {t}");
+        }
+        let np = detail("named-pipes");
+        assert!(!np.contains("no process opened"), "{cmd}: {np}");
+    }
+    machine_clean();
+}
+
 /// C fixtures: the correct one passes K of K with and without --race; the racy one passes
 /// without and fails in at least one of K seeded runs with --race.
 #[test]

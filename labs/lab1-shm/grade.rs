@@ -24,6 +24,7 @@ pub fn judge(
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
     };
     let secondary = checks::holders_or_children(out, main);
+    k.role(&secondary, "secondary");
 
     k.exit_status(out);
     if out.timed_out {

@@ -14,6 +14,7 @@ pub fn judge(out: &Outcome, n: u64, dir: &Path, c: &Contract, timeout_s: f64) ->
         .collect();
     let exact = |i: usize, l: &str| l == expected[i];
     let secondary = checks::holders_or_children(out, main);
+    k.role(&secondary, "secondary");
 
     k.exit_status(out);
     if out.timed_out {
@@ -77,6 +78,15 @@ fn named_pipes(out: &Outcome, main: i32, secondary: &[i32]) -> (bool, String) {
                 .any(|e| matches!(e, DirEvent::Opened { name } if name == *f))
         })
         .count();
+    if opened < 2 && out.timed_out && !out.blocked.is_empty() {
+        return (
+            false,
+            format!(
+                "{} created in DIR, but no open of them completed before the time limit (see timeout: where each process was blocked)",
+                fifos.join(" and ")
+            ),
+        );
+    }
     if opened < 2 {
         return (
             false,

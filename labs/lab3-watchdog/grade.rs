@@ -212,6 +212,7 @@ pub fn judge(
         .filter(|p| p.parent == out.main_pid)
         .map(|p| p.pid)
         .collect();
+    k.role(&children, "server");
     k.no_zombies(out, &children, "server");
     k.no_leftover(out);
     k.no_leaked_files(out, dir, "remove the FIFOs at shutdown");

@@ -12,6 +12,7 @@ pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> 
         .map(|i| format!("child {i} exited with status {i}"))
         .collect();
     let children = checks::children_of(out, main);
+    k.role(&children, "child");
 
     k.exit_status(out);
     if out.timed_out {

@@ -17,6 +17,8 @@ pub struct Checks<'a> {
     created: bool,
     /// main did nothing the contract looks at: no child, nothing created, no line printed.
     idle: bool,
+    /// Names for processes in the student's terms ("the secondary"), main's aside.
+    roles: Vec<(i32, String)>,
 }
 
 pub const SKIP_TIMEOUT: &str = "skipped: the run timed out";
@@ -41,6 +43,16 @@ impl<'a> Checks<'a> {
             forked,
             created,
             idle: !forked && !created && out.stdout_lines.is_empty(),
+            roles: vec![(out.main_pid, "main".into())],
+        }
+    }
+
+    /// Names `pids` by their role in the messages (`the secondary`).
+    pub fn role(&mut self, pids: &[i32], name: &str) {
+        for p in pids {
+            if !self.roles.iter().any(|(q, _)| q == p) {
+                self.roles.push((*p, format!("the {name}")));
+            }
         }
     }
 
@@ -213,6 +225,7 @@ impl<'a> Checks<'a> {
             return self.add("timeout", true, format!("main exited after {t:.2} s"));
         }
         let mut d = stuck;
+        d.push_str(&blocked_text(&out.blocked, &self.roles));
         if !out.killed.is_empty() {
             d.push_str(&format!(
                 "; the grader killed {} process(es)",
@@ -227,6 +240,73 @@ impl<'a> Checks<'a> {
         }
         self.add("timeout", false, d);
     }
+}
+
+/// Where each live process was blocked at the time limit, and the known deadlock it makes, in
+/// the student's terms: "; main is blocked opening DIR/ping for writing (openat), ...".
+pub fn blocked_text(blocked: &[crate::inspect::Blocked], roles: &[(i32, String)]) -> String {
+    use crate::inspect::Way;
+    if blocked.is_empty() {
+        return String::new();
+    }
+    let who = |pid: i32| {
+        roles
+            .iter()
+            .find(|(p, _)| *p == pid)
+            .map_or(format!("process {pid}"), |(_, r)| r.clone())
+    };
+    let file = |b: &crate::inspect::Blocked| b.file.clone().unwrap_or_default();
+    let is_open = |b: &crate::inspect::Blocked| b.call == "openat" || b.call == "open";
+    let is_pipe_read = |b: &crate::inspect::Blocked| {
+        b.way == Some(Way::Read)
+            && (b.call == "read" || b.call == "readv")
+            && (b.wchan.contains("pipe")
+                || file(b).starts_with("pipe:")
+                || file(b).starts_with("DIR/"))
+    };
+    let doing = |b: &crate::inspect::Blocked| {
+        let way = match b.way {
+            Some(Way::Read) => " for reading",
+            Some(Way::Write) => " for writing",
+            Some(Way::Both) => " for reading and writing",
+            None => "",
+        };
+        match (b.call.as_str(), &b.file) {
+            ("openat" | "open", Some(f)) => format!("opening {f}{way} ({})", b.call),
+            ("read" | "readv" | "recvfrom" | "recvmsg", Some(f)) => {
+                format!("reading {f} ({})", b.call)
+            }
+            ("write" | "writev" | "sendto" | "sendmsg", Some(f)) => {
+                format!("writing {f} ({}: full, nobody reads)", b.call)
+            }
+            ("wait4" | "waitid", _) => format!("waiting for a child ({})", b.call),
+            (c, Some(f)) => format!("in {c} on {f}"),
+            (c, None) if b.wchan.is_empty() || b.wchan == "0" => format!("in {c}"),
+            (c, None) => format!("in {c} ({})", b.wchan),
+        }
+    };
+    let parts: Vec<String> = blocked
+        .iter()
+        .map(|b| format!("{} is blocked {}", who(b.pid), doing(b)))
+        .collect();
+    let mut text = format!("; at the time limit {}", parts.join(", "));
+    // The deadlocks students meet, named.
+    let opens: Vec<_> = blocked.iter().filter(|b| is_open(b)).collect();
+    let reads: Vec<_> = blocked.iter().filter(|b| is_pipe_read(b)).collect();
+    let waits = blocked.iter().any(|b| b.call.starts_with("wait"));
+    if opens.len() >= 2 && opens.iter().any(|b| file(b) != file(opens[0])) {
+        text.push_str(": each waits for the other — an open of a FIFO returns only once the other end is opened, so open the FIFOs in the same order on both sides");
+    } else if opens.len() == 1 && blocked.len() == 1 {
+        text.push_str(&format!(
+            ": no other process opens {} — a FIFO's open waits for the other end",
+            file(opens[0])
+        ));
+    } else if reads.len() >= 2 {
+        text.push_str(": each waits to read and nobody writes — a message written but still in a stdio buffer never arrives: flush after each write (or write unbuffered)");
+    } else if waits && !opens.is_empty() {
+        text.push_str(&format!(": {} waits for a child that is itself blocked opening {} — open your end before you wait", who(blocked.iter().find(|b| b.call.starts_with("wait")).map_or(0, |b| b.pid)), file(opens[0])));
+    }
+    text
 }
 
 /// Compares stdout with the expected lines (`matches(i, line)` for line i); Ok or the first

@@ -157,6 +157,9 @@ pub struct Outcome {
     pub sysv_left: Vec<String>,
     /// The grader was interrupted (SIGINT, SIGTERM, SIGHUP): the box was killed.
     pub interrupted: Option<Signal>,
+    /// At the time limit, where each live process was blocked (before it was killed); files
+    /// in the watched directory are named `DIR/...`.
+    pub blocked: Vec<crate::inspect::Blocked>,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -842,6 +845,7 @@ impl Live {
             }
         } else if now >= self.deadline {
             self.out.timed_out = true;
+            self.out.blocked = self.blocked_now(l);
             kill_all(
                 &mut self.out,
                 &mut self.procs,
@@ -854,6 +858,28 @@ impl Live {
             return true;
         }
         false
+    }
+
+    /// Where every live process of the tree is blocked, DIR's paths as `DIR/...`.
+    fn blocked_now(&self, l: &Launch) -> Vec<crate::inspect::Blocked> {
+        let dirs: Vec<String> = [l.watch_alias.as_ref(), l.watch_dir.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|d| d.display().to_string())
+            .collect();
+        self.procs
+            .values()
+            .filter(|p| p.exited.is_none() && !p.gone)
+            .filter_map(|p| crate::inspect::blocked(p.pid))
+            .map(|mut b| {
+                if let Some(f) = &mut b.file {
+                    if let Some(rest) = dirs.iter().find_map(|d| f.strip_prefix(d.as_str())) {
+                        *f = format!("DIR{rest}");
+                    }
+                }
+                b
+            })
+            .collect()
     }
 
     /// What is left to read once the tree has ended; the outcome.
