@@ -124,8 +124,9 @@ fn grade_lab5_fixtures_are_judged_exactly() {
     );
 }
 
-/// Lab 6: a single fork, an unlocked pidfile, a stop that does not wait each fail exactly their
-/// check; every daemon is stopped or killed, and reaped.
+/// Lab 6: a single fork, no setsid, a kept stdout pipe, an unlocked pidfile, a stop that does not
+/// wait each fail exactly their check; a self-pipe of the daemon's own and a refused daemon that
+/// outlives its launcher pass; every daemon is stopped or killed, and reaped.
 #[test]
 fn grade_lab6_fixtures_are_judged_exactly() {
     let _forks = common::fork_guard();
@@ -137,6 +138,10 @@ fn grade_lab6_fixtures_are_judged_exactly() {
             ("single-fork", &["daemonized"]),
             ("no-lock", &["pidfile"]),
             ("stop-early", &["stop"]),
+            ("self-pipe", &[]),
+            ("no-setsid", &["daemonized"]),
+            ("keep-stdout", &["daemonized"]),
+            ("refuse-late", &[]),
         ],
         &[],
     );

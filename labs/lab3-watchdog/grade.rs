@@ -189,8 +189,12 @@ pub fn judge(
         }
         if !out.alive_at_main_end.is_empty() {
             bad.push(format!(
-                "servers {:?} were still running when it exited: stop and reap them first",
+                "servers (pid {}) were still running when it exited: stop and reap them first",
                 out.alive_at_main_end
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if seen.term_at.is_none() {
@@ -219,8 +223,11 @@ pub fn judge(
     k.timeout(
         out,
         format!(
-            "the watchdog did not exit within {timeout_s} s (SIGTERM at {:?})",
-            seen.term_at.map(ms)
+            "the watchdog did not exit within {timeout_s} s ({})",
+            match seen.term_at {
+                Some(d) => format!("SIGTERM sent at {} ms", ms(d)),
+                None => "before the grader sent SIGTERM".into(),
+            }
         ),
     );
     k.list

@@ -25,6 +25,21 @@ pub enum Answer {
     Hung(String),
 }
 
+/// How a student reads it: "served by the worker at DIR/w1.sock (pid 42)", "told BUSY", ...
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Answer::Served { worker, pid } => {
+                write!(f, "served by the worker at {worker} (pid {pid})")
+            }
+            Answer::Busy => write!(f, "told BUSY"),
+            Answer::Unreachable(why) => write!(f, "no dispatcher to reach ({why})"),
+            Answer::Failed(why) => write!(f, "a failure: {why}"),
+            Answer::Hung(why) => write!(f, "no answer: {why}"),
+        }
+    }
+}
+
 impl Answer {
     pub(super) fn ok(&self) -> bool {
         matches!(self, Answer::Served { .. } | Answer::Busy)
@@ -212,7 +227,7 @@ pub(super) fn malformed(dir: &Path, patience: Duration) -> Cases {
     let r = (|| {
         let mut d = connect_again(&disp, patience).map_err(|e| format!("connect: {e}"))?;
         frame::write(&mut d, "HELLO").map_err(|e| format!("HELLO: {e}"))?;
-        let m = read_answer(&mut d, "the dispatcher", patience).map_err(|a| format!("{a:?}"))?;
+        let m = read_answer(&mut d, "the dispatcher", patience).map_err(|a| a.to_string())?;
         let Some(addr) = m.strip_prefix("WORKER ") else {
             return Err(format!(
                 "could not get a worker to test (dispatcher said {:?})",

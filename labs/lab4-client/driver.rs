@@ -194,7 +194,7 @@ impl Script for Driver {
                     }
                     if v.t - since > self.phase_patience() {
                         self.seen.warmup = Some(Err(format!(
-                            "no client was served in {:.0} s; the last one got {:?}",
+                            "no client was served in {:.0} s; the last one got {}",
                             (v.t - since).as_secs_f64(),
                             d.unwrap_or(Answer::Failed("a grader thread panicked".into()))
                         )));
@@ -301,11 +301,11 @@ impl Script for Driver {
                 }
                 if v.t - since > self.patience {
                     self.seen.crash = Some(Err(format!(
-                        "{}; but afterwards {} concurrent clients were never served by {} distinct workers (last round: {:?}){}: a restarted worker must bind its address again",
+                        "{}; but afterwards {} concurrent clients were never served by {} distinct workers (last round: {}){}: a restarted worker must bind its address again",
                         self.crash_note,
                         self.k,
                         self.k,
-                        answers,
+                        answers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "),
                         if replacement.is_none() { "; no new server process was started" } else { "" }
                     )));
                     self.phase = Phase::Terminate;
@@ -372,7 +372,7 @@ impl Driver {
                     self.k
                 )),
                 other => Err(format!(
-                    "with all {} workers busy, one more client got {other:?} instead of BUSY",
+                    "with all {} workers busy, one more client got {other} instead of BUSY",
                     self.k
                 )),
             });
@@ -443,8 +443,8 @@ impl Driver {
                     return vec![];
                 }
                 self.seen.crash = Some(Err(format!(
-                    "no worker could be given a request to kill: the client got {:?}",
-                    d.map(|d| d.answer)
+                    "no worker could be given a request to kill: the client got {}",
+                    d.map_or("nothing".into(), |d| d.answer.to_string())
                 )));
                 self.phase = Phase::Terminate;
             } else if v.t - since > self.phase_patience() {
@@ -476,7 +476,8 @@ impl Driver {
             }
             other => {
                 self.seen.crash = Some(Err(format!(
-                    "worker pid {victim} was SIGKILLed mid-request, yet its client got {other:?}: the request was served by another process than the one listening"
+                    "worker pid {victim} was SIGKILLed mid-request, yet its client got {}: the request was served by another process than the one listening",
+                    other.map_or("nothing".into(), |a| a.to_string())
                 )));
                 self.phase = Phase::Terminate;
             }

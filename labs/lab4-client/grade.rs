@@ -49,7 +49,7 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
             .enumerate()
             .filter(|(_, d)| !d.answer.ok())
             .take(3)
-            .map(|(i, d)| format!("client {i}: {:?}", d.answer))
+            .map(|(i, d)| format!("client {i}: {}", d.answer))
             .collect();
         let n = all.len();
         if bad.is_empty() && served > 0 {
@@ -84,7 +84,8 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
         }
         match &seen.malformed_after {
             Some(Answer::Served { .. }) => {}
-            other => bad.push(format!("a normal client afterwards got {other:?}")),
+            Some(other) => bad.push(format!("a normal client afterwards got {other}")),
+            None => bad.push("no normal client was tried afterwards".into()),
         }
         if bad.is_empty() {
             Ok(format!(
@@ -121,8 +122,11 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
     k.timeout(
         out,
         format!(
-            "the watchdog and its servers did not end within {timeout_s} s (SIGTERM at {:?} ms)",
-            seen.term_at.map(|d| d.as_millis())
+            "the watchdog and its servers did not end within {timeout_s} s ({})",
+            match seen.term_at {
+                Some(d) => format!("SIGTERM sent at {} ms", d.as_millis()),
+                None => "before the grader sent SIGTERM".into(),
+            }
         ),
     );
     k.list

@@ -88,7 +88,9 @@ pub fn judge(
     match daemon_facts {
         Some(f) => {
             let mut bad = Vec::new();
-            if f.session_leader {
+            if f.session == f.launcher_session {
+                bad.push(format!("it is still in its launcher's session ({}): call setsid() in the first child, so no hang-up or Ctrl-C of that session reaches it", f.session));
+            } else if f.session_leader {
                 bad.push("it is a session leader (fork a second time after setsid)".to_string());
             }
             if f.has_tty {
@@ -102,12 +104,10 @@ pub fn judge(
                     bad.push(format!("fd {fd} is {target} (point 0, 1, 2 at /dev/null)"));
                 }
             }
-            if f.extra_fds.iter().any(|t| {
-                t.starts_with("pipe:") || t.starts_with("/dev/pts") || t.starts_with("/dev/tty")
-            }) {
+            if !f.inherited.is_empty() {
                 bad.push(format!(
-                    "it kept inherited descriptors: {} (close them)",
-                    f.extra_fds.join(", ")
+                    "it kept descriptors its launcher gave it: {} (close every inherited fd above 2 before the first fork's child goes on; the daemon's own, like its locked pidfile, stay)",
+                    f.inherited.join(", ")
                 ));
             }
             k.add(
@@ -308,13 +308,43 @@ fn show(c: Option<i32>) -> String {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub pid: i32,
+    /// Its session, and its launcher's (main of `start`, which the box made a session leader).
+    pub session: i32,
+    pub launcher_session: i32,
     pub session_leader: bool,
     pub has_tty: bool,
     pub cwd: String,
     pub stdio: Vec<(i32, String)>,
     pub extra_fds: Vec<String>,
+    /// Of those, the ones it inherited: the launcher's stdout/stderr pipes (what the grader
+    /// gave it), a terminal. The daemon's own (a self-pipe, its locked pidfile) are not.
+    pub inherited: Vec<String>,
     pub pidfile_pid: Option<i32>,
     pub pidfile_locked: bool,
+}
+
+impl Facts {
+    /// What the grader saw of the daemon, for the transcript.
+    pub fn describe(&self) -> String {
+        let stdio: Vec<String> = self
+            .stdio
+            .iter()
+            .map(|(fd, t)| format!("{fd} -> {t}"))
+            .collect();
+        format!(
+            "daemon pid {}: session {} (its launcher's: {}), session leader: {}, controlling terminal: {}, cwd {}\nfds {}; above 2: {}\npidfile: {} ({})",
+            self.pid,
+            self.session,
+            self.launcher_session,
+            if self.session_leader { "yes" } else { "no" },
+            if self.has_tty { "yes" } else { "none" },
+            self.cwd,
+            stdio.join(", "),
+            if self.extra_fds.is_empty() { "none".into() } else { self.extra_fds.join(", ") },
+            self.pidfile_pid.map_or("no pid in it".into(), |p| format!("holds {p}")),
+            if self.pidfile_locked { "locked" } else { "not locked" },
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -323,7 +353,7 @@ pub struct StopFacts {
     pub daemon_status: Option<i32>,
 }
 
-pub fn inspect(pid: i32, dir: &Path) -> Facts {
+pub fn inspect(pid: i32, dir: &Path, launcher: &Outcome) -> Facts {
     let info = crate::inspect::info(pid);
     let link = |what: &str| {
         std::fs::read_link(format!("/proc/{pid}/{what}"))
@@ -331,7 +361,7 @@ pub fn inspect(pid: i32, dir: &Path) -> Facts {
             .unwrap_or_else(|_| "?".into())
     };
     let stdio = (0..=2).map(|fd| (fd, link(&format!("fd/{fd}")))).collect();
-    let extra_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+    let extra_fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter(|e| {
@@ -345,6 +375,15 @@ pub fn inspect(pid: i32, dir: &Path) -> Facts {
                 .collect()
         })
         .unwrap_or_default();
+    let inherited = extra_fds
+        .iter()
+        .filter(|t: &&String| {
+            launcher.stdio_pipes.contains(t)
+                || t.starts_with("/dev/pts")
+                || t.starts_with("/dev/tty")
+        })
+        .cloned()
+        .collect();
     let pidfile = dir.join("daemon.pid");
     let pidfile_pid = std::fs::read_to_string(&pidfile)
         .ok()
@@ -353,8 +392,13 @@ pub fn inspect(pid: i32, dir: &Path) -> Facts {
         crate::daemon::probe(&pidfile),
         Ok(crate::daemon::PidState::Running(_))
     );
+    let launcher_session =
+        crate::inspect::info(launcher.main_pid).map_or(launcher.main_pid, |i| i.session);
     Facts {
         pid,
+        session: info.as_ref().map_or(0, |i| i.session),
+        launcher_session,
+        inherited,
         session_leader: info.as_ref().is_some_and(|i| i.session == pid),
         has_tty: info.as_ref().is_some_and(|i| i.tty_nr != 0),
         cwd: link("cwd"),

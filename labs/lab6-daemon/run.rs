@@ -45,16 +45,22 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
             let _ = crate::process::reap_children_within(Duration::from_secs(5));
             return Err(interrupted_error(sig));
         }
-        let new: Vec<i32> = out
+        let mut new: Vec<i32> = out
             .survivors
             .iter()
             .copied()
             .filter(|p| Some(*p) != daemon)
             .collect();
+        if n > 0 {
+            // After start, nothing new should stay; one ending just after its launcher (a
+            // refused daemon telling it so, then exiting) is not a leftover: it has the
+            // contract's linger time to go.
+            new = still_running_after(&new, Duration::from_millis(c.linger_ms));
+        }
         out.survivors = new.clone();
         if n == 0 {
             daemon = new.first().copied();
-            facts = daemon.map(|d| lab6::inspect(d, &root.dir()));
+            facts = daemon.map(|d| lab6::inspect(d, &root.dir(), &out));
             strays.extend(new.iter().skip(1));
         } else {
             strays.extend(new);
@@ -119,39 +125,50 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let failed = checks.iter().any(|c| !c.passed);
-    let transcript = if failed {
-        let mut t = format!("lab 6, seed {rs}\n");
-        for (n, s) in steps.iter().enumerate() {
-            if let Some(s) = s {
-                t.push_str(&format!(
-                    "\n-- step {} `{}`: {:?}, survivors {:?}\nstdout: {:?}\nstderr: {}\n",
+    let transcript =
+        if failed {
+            let mut t = format!("lab 6, seed {rs}\nreplay this run: {}\n", env.replay);
+            for (n, s) in steps.iter().enumerate() {
+                if let Some(s) = s {
+                    let survivors: Vec<String> =
+                        s.survivors.iter().map(|p| p.to_string()).collect();
+                    let stdout: Vec<&str> =
+                        s.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
+                    t.push_str(&format!(
+                    "\n-- step {} `{}`: {}; still running after it: {}\nstdout:\n{}\nstderr:\n{}\n",
                     n + 1,
                     lab6::STEPS[n],
-                    s.main_status,
-                    s.survivors,
-                    s.stdout_lines
-                        .iter()
-                        .map(|(_, l)| l.as_str())
-                        .collect::<Vec<_>>(),
+                    s.main_status
+                        .map_or("did not end".into(), |st| crate::process::describe(&st)),
+                    if survivors.is_empty() { "nothing".into() } else { survivors.join(", ") },
+                    stdout.join("\n"),
                     String::from_utf8_lossy(&s.stderr)
                 ));
+                }
             }
-        }
-        t.push_str(&format!(
-            "\n-- daemon facts\n{facts:?}\n{stop:?}\n\n-- checks\n"
-        ));
-        for c in &checks {
             t.push_str(&format!(
-                "{} {}: {}\n",
-                if c.passed { "OK  " } else { "FAIL" },
-                c.name,
-                c.detail
+                "\n-- the daemon, seen from outside after start\n{}\nafter stop: {}\n\n-- checks\n",
+                facts
+                    .as_ref()
+                    .map_or("no daemon was left running".into(), |f| f.describe()),
+                match (stop.alive_after_stop, stop.daemon_status) {
+                    (_, Some(n)) => format!("it exited with status {n}"),
+                    (true, None) => "it was still running".into(),
+                    (false, None) => "its end was not seen".into(),
+                }
             ));
-        }
-        env.transcript(&t)
-    } else {
-        None
-    };
+            for c in &checks {
+                t.push_str(&format!(
+                    "{} {}: {}\n",
+                    if c.passed { "OK  " } else { "FAIL" },
+                    c.name,
+                    c.detail
+                ));
+            }
+            env.transcript(&t)
+        } else {
+            None
+        };
     let tracking =
         "/proc polling and subreaper (a daemon must outlive its launcher: no ptrace)".to_string();
     Ok(RunResult {
@@ -172,4 +189,26 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         protections,
         environment,
     })
+}
+
+/// Those of `pids` (our children: we are their subreaper) still running once `linger` has
+/// passed; the others are reaped.
+fn still_running_after(pids: &[i32], linger: Duration) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + linger;
+    let mut left = Vec::new();
+    for &pid in pids {
+        let Ok(fd) = crate::process::pidfd_open(Pid::from_raw(pid)) else {
+            continue;
+        };
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let exited = crate::signals::poll_fds(&[std::os::fd::AsFd::as_fd(&fd)], Some(wait))
+            .map(|r| r.first() == Some(&true))
+            .unwrap_or(false);
+        if exited {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+        } else {
+            left.push(pid);
+        }
+    }
+    left
 }

@@ -301,8 +301,13 @@ fn results_dir(class: &Path, given: Option<&Path>) -> Result<PathBuf> {
     Ok(r)
 }
 
-/// Seed of run i: derived, so `--seed S --runs K` repeats K fresh but reproducible parameter sets.
+/// Seed of run i: the first run's is S itself, the others derived from it, so `--seed S --runs
+/// K` repeats K fresh but reproducible parameter sets, and any run's own seed pasted back as
+/// `--seed` replays that very run.
 pub fn run_seed(seed: u64, i: u32) -> u64 {
+    if i == 0 {
+        return seed;
+    }
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -368,6 +373,7 @@ fn grade_lab(
             run_no: i,
             timeout_s,
             race_lib: race_lib.as_deref(),
+            replay: reproduce(o, s.lab.number, run_seed(seed, i)),
         };
         match lab.run(&env) {
             Some(run) => {
@@ -540,7 +546,7 @@ fn one_run(
         params.insert("P".into(), p.clone().into());
     }
     let transcript = if failed {
-        save_transcript(env.lab, rs, &launch, &out, &checks)
+        save_transcript(env.lab, rs, &env.replay, &launch, &out, &checks)
     } else {
         None
     };
@@ -769,10 +775,28 @@ fn race_library() -> Result<PathBuf> {
     .with_code(3))
 }
 
+/// The command that replays run `rs` exactly (its seed is the first run's of that command).
+fn reproduce(o: &Options, lab: u32, rs: u64) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut c = format!("ipclab grade {lab}");
+    if let Some(i) = &o.impl_cmd {
+        c.push_str(&format!(" --impl {}", quote(i)));
+    }
+    c.push_str(&format!(" --seed {rs}"));
+    if let Some(t) = o.timeout {
+        c.push_str(&format!(" --timeout {t}"));
+    }
+    if o.race {
+        c.push_str(" --race");
+    }
+    c
+}
+
 /// Everything about a failing run, for the student to read: target/grade/labN-seed-S.txt.
 fn save_transcript(
     lab: u32,
     seed: u64,
+    again: &str,
     l: &harness::Launch,
     out: &harness::Outcome,
     checks: &[report::Check],
@@ -781,7 +805,7 @@ fn save_transcript(
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "lab {lab}, seed {seed}\ncommand: {}\ntracking: {}\nwall: {:.3} s",
+        "lab {lab}, seed {seed}\nreplay this run: {again}\ncommand: {}\ntracking: {}\nwall: {:.3} s",
         l.argv.join(" "),
         out.tracking,
         out.wall.as_secs_f64()
@@ -802,7 +826,11 @@ fn save_transcript(
             c.detail
         );
     }
-    let _ = writeln!(t, "\n-- stdout ({} bytes)", out.stdout_bytes);
+    let _ = writeln!(
+        t,
+        "\n-- stdout ({} bytes), ms after main started",
+        out.stdout_bytes
+    );
     for (at, line) in &out.stdout_lines {
         let _ = writeln!(t, "{:>9.3} ms  {line}", at.as_secs_f64() * 1e3);
     }
@@ -810,25 +838,38 @@ fn save_transcript(
     for line in out.stderr.split(|b| *b == b'\n') {
         let _ = writeln!(t, "{}", harness::clip_line(line, 0));
     }
+    let _ = writeln!(t, "-- processes (times in ms after main started)");
     let _ = writeln!(
         t,
-        "-- processes (pid, parent, born ms, exited ms, exe, files of DIR held)"
+        "{:>7} {:>7} {:>9} {:>9}  {:<24} files of DIR it held open",
+        "pid", "parent", "born", "exited", "program"
     );
     for p in out.procs.values() {
+        let held: Vec<&str> = p.held.iter().map(String::as_str).collect();
         let _ = writeln!(
             t,
-            "{} {} {:.3} {} {} {:?}",
+            "{:>7} {:>7} {:>9.3} {:>9}  {:<24} {}",
             p.pid,
             p.parent,
             p.born.as_secs_f64() * 1e3,
             p.exited
                 .map(|e| format!("{:.3}", e.as_secs_f64() * 1e3))
-                .unwrap_or("-".into()),
+                .unwrap_or("running".into()),
             p.exe.as_deref().unwrap_or("?"),
-            p.held
+            if held.is_empty() {
+                "-".into()
+            } else {
+                held.join(", ")
+            }
         );
     }
-    let _ = writeln!(t, "\n-- DIR events\n{:?}", out.dir_events);
+    let _ = writeln!(t, "\n-- what happened in DIR (inotify), in order");
+    if out.dir_events.is_empty() {
+        let _ = writeln!(t, "nothing");
+    }
+    for e in &out.dir_events {
+        let _ = writeln!(t, "{}", e.describe());
+    }
     write_transcript(&format!("lab{lab}-seed-{seed}.txt"), &t)
 }
 

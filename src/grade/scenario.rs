@@ -86,6 +86,8 @@ pub struct RunEnv<'a> {
     pub run_no: u32,
     pub timeout_s: f64,
     pub race_lib: Option<&'a Path>,
+    /// The command that replays this very run (for its transcript).
+    pub replay: String,
 }
 
 impl RunEnv<'_> {

@@ -122,6 +122,26 @@ pub enum DirEvent {
     },
 }
 
+impl DirEvent {
+    /// One line for a student: "created ping (a FIFO)", "closed pong after writing".
+    pub fn describe(&self) -> String {
+        match self {
+            DirEvent::Created { name, fifo } => format!(
+                "created {name}{}",
+                match fifo {
+                    Some(true) => " (a FIFO)",
+                    Some(false) => " (not a FIFO)",
+                    None => " (gone before it could be looked at)",
+                }
+            ),
+            DirEvent::Opened { name } => format!("opened {name}"),
+            DirEvent::ClosedWrite { name } => format!("closed {name}, opened for writing"),
+            DirEvent::ClosedNoWrite { name } => format!("closed {name}, opened read-only"),
+            DirEvent::Deleted { name } => format!("removed {name}"),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub tracking: String,
@@ -160,6 +180,8 @@ pub struct Outcome {
     /// At the time limit, where each live process was blocked (before it was killed); files
     /// in the watched directory are named `DIR/...`.
     pub blocked: Vec<crate::inspect::Blocked>,
+    /// main's stdout and stderr pipes as /proc/PID/fd names them (`pipe:[INODE]`).
+    pub stdio_pipes: Vec<String>,
 }
 
 /// A failure of the harness itself (exit status 3), never the implementation's fault.
@@ -239,6 +261,16 @@ fn start_main(l: &Launch) -> Result<Started, HarnessError> {
     }
     let out_r = std::fs::File::from(out_r);
     let err_r = std::fs::File::from(err_r);
+    // What main's stdout and stderr are, as /proc/PID/fd names them ("pipe:[INODE]"): a daemon
+    // still holding one kept a descriptor it inherited.
+    for f in [&out_r, &err_r] {
+        if let Ok(p) = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(f)
+        )) {
+            out.stdio_pipes.push(p.display().to_string());
+        }
+    }
     let sigs = crate::signals::SignalPipe::new(&[
         Signal::SIGCHLD,
         Signal::SIGINT,
@@ -701,7 +733,13 @@ impl Live {
             if let (WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _), false) =
                 (st, self.traced)
             {
-                if pid != self.child && !self.prev_children.contains(&pid.as_raw()) {
+                // Only a process known to be main's own child: one orphaned alive (a refused
+                // daemon whose middle process exited) and dying as main ends was ours, not main's.
+                let mains = self
+                    .procs
+                    .get(&pid.as_raw())
+                    .is_some_and(|p| p.parent == self.child.as_raw());
+                if pid != self.child && !self.prev_children.contains(&pid.as_raw()) && mains {
                     batch_reaped.push(pid.as_raw());
                 }
             }

@@ -255,6 +255,9 @@ pub(super) fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me:
         if p.pid == main {
             continue;
         }
+        // A zombie here is main's unreaped child only if we knew it as main's child: one
+        // orphaned alive earlier (its parent, not main, exited first) was ours when it died.
+        let mains = procs.get(&p.pid).is_none_or(|x| x.parent == main);
         procs.entry(p.pid).or_insert_with(|| Proc {
             pid: p.pid,
             parent: main,
@@ -263,7 +266,7 @@ pub(super) fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me:
         if out.main_exiting {
             continue;
         }
-        if p.is_zombie() && !out.adopted_zombies.contains(&p.pid) {
+        if p.is_zombie() && mains && !out.adopted_zombies.contains(&p.pid) {
             out.adopted_zombies.push(p.pid);
         } else if !p.is_zombie() && !out.alive_at_main_end.contains(&p.pid) {
             out.alive_at_main_end.push(p.pid);
