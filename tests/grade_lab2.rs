@@ -162,6 +162,29 @@ fn grade_lab2_timeout_skips_what_depends_on_it() {
     machine_clean();
 }
 
+/// A run's own seed, pasted back as --seed, replays that run: the same parameters; and a
+/// failing run's transcript names the command that does it.
+#[test]
+fn grade_lab2_seed_round_trip() {
+    let _forks = common::fork_guard();
+    let (_, v) = grade(&["--runs", "3", "--seed", "424242"]);
+    for run in v["runs"].as_array().unwrap() {
+        let s = run["seed"].as_u64().unwrap().to_string();
+        let (_, again) = grade(&["--seed", &s]);
+        assert_eq!(again["runs"][0]["seed"], run["seed"]);
+        assert_eq!(again["runs"][0]["params"], run["params"], "seed {s}");
+    }
+    let cmd = py("wrong-line");
+    let (_, v) = grade(&["--impl", &cmd, "--runs", "2", "--seed", "7"]);
+    let run = &v["runs"][1];
+    let path = run["transcript"].as_str().expect("a transcript");
+    let t = std::fs::read_to_string(path).unwrap();
+    let replay = format!("--seed {}", run["seed"]);
+    assert!(t.contains("replay this run: ipclab grade 2 --impl") && t.contains(&replay), "{t}");
+    assert!(!t.contains("Created {") && !t.contains("Some("), "{t}");
+    let _ = std::fs::remove_file(path);
+}
+
 /// The FIFO open-order deadlock, in Python and in C: the timeout says where each process is
 /// blocked and names the deadlock in the student's terms; named-pipes does not claim the FIFOs
 /// were never opened.
