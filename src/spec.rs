@@ -108,10 +108,29 @@ pub struct Contract {
     pub supervisor: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Bounds the grader waits for (how soon a restart must be logged...), by name, each with
+    /// the reason for its value; the README's contract states them.
+    #[serde(default)]
+    pub bounds: BTreeMap<String, Bound>,
     /// Ranges of the random parameters, by name.
     pub params: BTreeMap<String, Range>,
     /// Points per check, by stable check name.
     pub points: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    pub ms: u64,
+    /// Why this value (its formula, and the margin for a loaded machine).
+    pub why: String,
+}
+
+impl Contract {
+    /// Bound `name` in ms, or `default` where the contract states none.
+    pub fn bound_ms(&self, name: &str, default: u64) -> u64 {
+        self.bounds.get(name).map_or(default, |b| b.ms)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

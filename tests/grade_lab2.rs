@@ -180,7 +180,10 @@ fn grade_lab2_seed_round_trip() {
     let path = run["transcript"].as_str().expect("a transcript");
     let t = std::fs::read_to_string(path).unwrap();
     let replay = format!("--seed {}", run["seed"]);
-    assert!(t.contains("replay this run: ipclab grade 2 --impl") && t.contains(&replay), "{t}");
+    assert!(
+        t.contains("replay this run: ipclab grade 2 --impl") && t.contains(&replay),
+        "{t}"
+    );
     assert!(!t.contains("Created {") && !t.contains("Some("), "{t}");
     let _ = std::fs::remove_file(path);
 }

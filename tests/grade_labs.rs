@@ -161,6 +161,7 @@ fn grade_lab3_fixtures_are_judged_exactly() {
             ("polls", &["restart-after-crash", "no-zombies"]),
             ("zombies", &["no-zombies"]),
             ("no-hang-check", &["restart-after-hang"]),
+            ("log-at-beat", &[]),
         ],
         &[],
     );

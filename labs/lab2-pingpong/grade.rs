@@ -34,7 +34,7 @@ pub fn judge(out: &Outcome, n: u64, dir: &Path, c: &Contract, timeout_s: f64) ->
     k.no_zombies(out, &secondary, "secondary");
     k.shutdown_order(out, &secondary, "secondary");
     k.no_leftover(out);
-    k.no_leaked_files(out, dir, "remove the FIFOs before exiting");
+    k.no_leaked_files(out, dir, "remove the FIFOs before exiting", true);
     k.timeout(out, checks::stuck(out, &expected, timeout_s, exact));
     k.list
 }

@@ -15,9 +15,23 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     Warmup,
-    Crashed { victim: i32, at: Duration },
-    Settling { server: i32, since: Duration },
-    Frozen { victim: i32, at: Duration },
+    Crashed {
+        victim: i32,
+        at: Duration,
+    },
+    Settling {
+        server: i32,
+        since: Duration,
+    },
+    Frozen {
+        victim: i32,
+        at: Duration,
+    },
+    /// The hang's replacement is up: the watchdog has `log_within` to log its restart.
+    Logging {
+        server: i32,
+        since: Duration,
+    },
     Terminate,
     Done,
 }
@@ -36,18 +50,30 @@ pub struct Seen {
 pub struct Injector {
     k: usize,
     hang: Duration,
+    events: std::path::PathBuf,
+    /// How long after a replacement's fork its restart may be logged (the contract's bound).
+    log_within: Duration,
     phase: Phase,
     pub seen: Seen,
 }
 
 impl Injector {
-    pub fn new(k: u64, hang_ms: u64) -> Injector {
+    pub fn new(k: u64, hang_ms: u64, events: std::path::PathBuf, log_within_ms: u64) -> Injector {
         Injector {
             k: k as usize,
             hang: Duration::from_millis(hang_ms),
+            events,
+            log_within: Duration::from_millis(log_within_ms),
             phase: Phase::Warmup,
             seen: Seen::default(),
         }
+    }
+
+    /// The events file reports `pid` as started: what the grader waits for, within the bound,
+    /// before it acts again (its timing must not decide the verdict).
+    fn logged(&self, pid: i32) -> bool {
+        let log = crate::evlog::Log::read(&self.events);
+        log.has("start", pid as i64) || log.has("restart", pid as i64)
     }
 
     /// How long one phase may wait for the watchdog before the grader moves on.
@@ -100,7 +126,9 @@ impl Script for Injector {
                 }
             }
             Phase::Settling { server, since } => {
-                if v.t - since > self.hang * 2 {
+                let waited = v.t - since;
+                let logged = waited > self.log_within || self.logged(server);
+                if waited > self.hang * 2 && logged {
                     self.seen.hang = Some((server, v.t));
                     self.phase = Phase::Frozen {
                         victim: server,
@@ -117,8 +145,16 @@ impl Script for Injector {
                 self.seen.hang_victim_exited |= exited;
                 if let Some((pid, born)) = born_after(v, at).filter(|_| exited) {
                     self.seen.hang_replacement = Some((pid, born - at));
-                    self.phase = Phase::Terminate;
+                    self.phase = Phase::Logging {
+                        server: pid,
+                        since: born,
+                    };
                 } else if v.t - at > self.patience() {
+                    self.phase = Phase::Terminate;
+                }
+            }
+            Phase::Logging { server, since } => {
+                if v.t.saturating_sub(since) > self.log_within || self.logged(server) {
                     self.phase = Phase::Terminate;
                 }
             }
@@ -152,7 +188,8 @@ pub fn judge(
         }
         if !(logged(&log, "start", new) || logged(&log, "restart", new)) {
             return Some(format!(
-                "the events file does not report the replacement pid {new}"
+                "the events file does not report the replacement pid {new} (a start or restart event for it, within {} ms of its fork)",
+                c.bound_ms("restart_logged_ms", 2000)
             ));
         }
         None
@@ -219,7 +256,7 @@ pub fn judge(
     k.role(&children, "server");
     k.no_zombies(out, &children, "server");
     k.no_leftover(out);
-    k.no_leaked_files(out, dir, "remove the FIFOs at shutdown");
+    k.no_leaked_files(out, dir, "remove the FIFOs at shutdown", false);
     k.timeout(
         out,
         format!(

@@ -42,6 +42,8 @@ impl Gradable for Lab3 {
         Box::new(Run(grade::Injector::new(
             s.param("K", 1),
             s.param("T", 400),
+            s.events.clone(),
+            s.contract.bound_ms("restart_logged_ms", 2000),
         )))
     }
 }

@@ -118,6 +118,7 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
         out,
         dir,
         "each server removes its socket path when it ends (SIGTERM)",
+        false,
     );
     k.timeout(
         out,

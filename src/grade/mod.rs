@@ -503,6 +503,8 @@ fn one_run(
         params: &values,
         dir: root.dir(),
         seed: rs,
+        events: events.clone(),
+        contract: c,
     });
     crate::sandbox::mark("box made");
     let out = harness::run_scripted(&launch, scenario.script());

@@ -31,6 +31,9 @@ pub struct Setup<'a> {
     /// The contract's DIR, in the box.
     pub dir: PathBuf,
     pub seed: u64,
+    /// The `{EVENTS}` file, which a scenario may read while the run lasts.
+    pub events: PathBuf,
+    pub contract: &'a Contract,
 }
 
 impl Setup<'_> {
