@@ -234,6 +234,9 @@ fn grade_lab4_fixtures_are_judged_exactly() {
         ("crash-on-malformed", &["malformed-request"], &[]),
         ("keep-sockets", &["worker-crash", "no-leaked-files"], &[]),
         ("zombies", &["no-zombies"], &[]),
+        // SIGTERM must reach a threaded worker's main thread under ptrace as it does untraced.
+        ("threaded", &[], &[]),
+        ("keep-open", &["all-clients-served"], &[]),
     ];
     for (variant, must, may) in rows {
         judge_lab4(&fixture("lab4", "servers.py", variant), must, may);

@@ -51,6 +51,8 @@ impl Answer {
 pub struct Done {
     pub answer: Answer,
     pub at: Instant,
+    /// Served, but the worker did not close the connection after RESP: what the client saw.
+    pub unclosed: Option<String>,
 }
 
 /// A client connects, gets a socket whose connect and reads give up after `patience`.
@@ -122,8 +124,16 @@ pub(super) fn client(
     dir: &Path,
     text: &str,
     patience: Duration,
+    close_within: Duration,
     sent: Option<mpsc::Sender<i32>>,
 ) -> Done {
+    let mut at = None;
+    let mut unclosed = None;
+    // Paths in DIR are shown as DIR/...: the box's own path means nothing to the student.
+    let shown = |addr: &str| {
+        addr.strip_prefix(&dir.display().to_string())
+            .map_or(addr.to_string(), |r| format!("DIR{r}"))
+    };
     let answer = (|| {
         let path = dir.join("dispatcher.sock");
         let mut d = connect(&path, patience)
@@ -141,7 +151,10 @@ pub(super) fn client(
                 cut(&m)
             )));
         };
-        let mut w = connect(Path::new(addr), patience)
+        let path = Path::new(addr);
+        let addr = shown(addr);
+        let addr = addr.as_str();
+        let mut w = connect(path, patience)
             .map_err(|e| Answer::Failed(format!("connect to the worker at {addr}: {e}")))?;
         let pid = nix::sys::socket::getsockopt(&w, nix::sys::socket::sockopt::PeerCredentials)
             .map(|c| c.pid())
@@ -159,6 +172,20 @@ pub(super) fn client(
                 cut(&r)
             )));
         }
+        // Answered now; then the worker must end the connection (step 6): end of file.
+        at = Some(Instant::now());
+        let _ = w.set_read_timeout(Some(close_within));
+        let mut more = [0u8; 1];
+        unclosed = match std::io::Read::read(&mut w, &mut more) {
+            Ok(0) => None,
+            Ok(_) => Some(format!(
+                "the worker at {addr} sent more after its RESP: one answer, then close the connection"
+            )),
+            Err(_) => Some(format!(
+                "the worker at {addr} answered but did not close the connection within {} ms: close it after RESP (step 6), or its client never sees the end",
+                close_within.as_millis()
+            )),
+        };
         Ok(Answer::Served {
             worker: addr.to_string(),
             pid,
@@ -167,7 +194,8 @@ pub(super) fn client(
     .unwrap_or_else(|a| a);
     Done {
         answer,
-        at: Instant::now(),
+        at: at.unwrap_or_else(Instant::now),
+        unclosed,
     }
 }
 

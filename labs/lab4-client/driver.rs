@@ -53,6 +53,8 @@ pub struct Driver {
     k: usize,
     clients: usize,
     patience: Duration,
+    /// How soon a worker must close a connection after its RESP (the contract's bound).
+    close_within: Duration,
     phase: Phase,
     pub seen: Seen,
     jobs: Vec<JoinHandle<Done>>,
@@ -75,9 +77,17 @@ struct Holders {
 }
 
 impl Driver {
-    pub fn new(dir: &Path, k: u64, work_ms: u64, clients: u64, seed: u64) -> Driver {
+    pub fn new(
+        dir: &Path,
+        k: u64,
+        work_ms: u64,
+        clients: u64,
+        seed: u64,
+        close_within: Duration,
+    ) -> Driver {
         Driver {
             dir: dir.to_path_buf(),
+            close_within,
             k: k.max(1) as usize,
             clients: clients.max(1) as usize,
             patience: Duration::from_millis(2 * work_ms) + Duration::from_secs(5),
@@ -98,8 +108,8 @@ impl Driver {
     }
 
     fn spawn(&self, text: String, sent: Option<mpsc::Sender<i32>>) -> JoinHandle<Done> {
-        let (dir, p) = (self.dir.clone(), self.patience);
-        std::thread::spawn(move || client(&dir, &text, p, sent))
+        let (dir, p, c) = (self.dir.clone(), self.patience, self.close_within);
+        std::thread::spawn(move || client(&dir, &text, p, c, sent))
     }
 
     fn text(&self, what: &str, i: usize) -> String {
@@ -222,6 +232,7 @@ impl Script for Driver {
                             h.join().unwrap_or(Done {
                                 answer: Answer::Failed("a grader thread panicked".into()),
                                 at: Instant::now(),
+                                unclosed: None,
                             })
                         })
                         .collect();
@@ -233,7 +244,7 @@ impl Script for Driver {
             Phase::Hold { since } => self.tick_hold(v, since),
             Phase::Malformed { from } => {
                 if self.malformed_job.is_none() {
-                    let (dir, p) = (self.dir.clone(), self.patience);
+                    let (dir, p, close) = (self.dir.clone(), self.patience, self.close_within);
                     let text = self.text("after", 0);
                     self.malformed_job = Some(std::thread::spawn(move || {
                         let r = malformed(&dir, p);
@@ -242,7 +253,7 @@ impl Script for Driver {
                         // that crashed is being restarted; try again).
                         let start = Instant::now();
                         loop {
-                            let a = client(&dir, &text, p, None).answer;
+                            let a = client(&dir, &text, p, close, None).answer;
                             let again = matches!(a, Answer::Busy | Answer::Unreachable(_));
                             if !again || start.elapsed() > p {
                                 return (r, a);

@@ -52,6 +52,13 @@ pub fn judge(out: &Outcome, seen: &Seen, dir: &Path, c: &Contract, timeout_s: f6
             .map(|(i, d)| format!("client {i}: {}", d.answer))
             .collect();
         let n = all.len();
+        let unclosed = all.iter().filter_map(|d| d.unclosed.as_ref()).collect::<Vec<_>>();
+        if let Some(first) = unclosed.first() {
+            return Err(format!(
+                "{n} concurrent clients: {} of the {served} served saw no end of their connection; e.g. {first}",
+                unclosed.len()
+            ));
+        }
         if bad.is_empty() && served > 0 {
             Ok(format!(
                 "{n} concurrent clients: {served} served, {busy} told BUSY"

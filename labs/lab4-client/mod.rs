@@ -45,6 +45,7 @@ impl Gradable for Lab4 {
             s.param("W", 0),
             s.param("C", 1),
             s.seed,
+            std::time::Duration::from_millis(s.contract.bound_ms("close_after_resp_ms", 1000)),
         )))
     }
 }

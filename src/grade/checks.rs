@@ -19,6 +19,8 @@ pub struct Checks<'a> {
     idle: bool,
     /// Names for processes in the student's terms ("the secondary"), main's aside.
     roles: Vec<(i32, String)>,
+    /// Forks and thread creations the process bound refused.
+    refused: u64,
 }
 
 pub const SKIP_TIMEOUT: &str = "skipped: the run timed out";
@@ -44,6 +46,7 @@ impl<'a> Checks<'a> {
             created,
             idle: !forked && !created && out.stdout_lines.is_empty(),
             roles: vec![(out.main_pid, "main".into())],
+            refused: out.refused_forks,
         }
     }
 
@@ -63,11 +66,20 @@ impl<'a> Checks<'a> {
 
     pub fn add(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
         let max = self.c.points.get(name).copied().unwrap_or(1);
+        let mut detail: String = detail.into();
+        // A failure a refused fork or thread may explain says so: the transcript alone would
+        // show only "can't start new thread" or EAGAIN.
+        if !passed && self.refused > 0 && name != "timeout" {
+            detail.push_str(&format!(
+                "; {} process or thread creation(s) were refused: the box allows {} at once (max_procs; threads count, as in pids.max)",
+                self.refused, self.c.max_procs
+            ));
+        }
         self.list.push(Check {
             name: name.into(),
             passed,
             skipped: false,
-            detail: detail.into(),
+            detail,
             points: if passed { max } else { 0 },
             max_points: max,
             secs: self.secs,

@@ -162,7 +162,15 @@ pub(super) fn handle(
         WaitStatus::Stopped(pid, sig) if frozen.contains(&raw(pid)) && !ends_a_hang(sig) => {}
         WaitStatus::Stopped(pid, sig) => {
             // Signal-delivery stop: deliver the signal as if we were not here.
-            let _ = ptrace::cont(pid, Some(sig));
+            if let Some(tgid) = misrouted(pid, sig) {
+                // Untraced, the kernel would have given this process-directed signal to the
+                // main thread; suppress it here and send it to the process again, so that it
+                // does (see `misrouted`).
+                let _ = ptrace::cont(pid, None);
+                let _ = nix::sys::signal::kill(Pid::from_raw(tgid), sig);
+            } else {
+                let _ = ptrace::cont(pid, Some(sig));
+            }
         }
         WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _) => {
             attached.remove(&raw(pid));
@@ -216,6 +224,57 @@ pub(super) fn raw_status(st: &WaitStatus) -> i32 {
 /// /proc/PID/status, parsed by procfs.
 fn status(pid: i32) -> Option<procfs::process::Status> {
     procfs::process::Process::new(pid).ok()?.status().ok()
+}
+
+/// A process-directed signal (kill() from another process) that a thread other than the main
+/// one dequeued only because we trace it: the process's tgid, to send it there again.
+///
+/// Why it happens: SIGCONT to a PTRACE_SEIZEd process wakes every one of its threads (the
+/// kernel's ptrace_trap_notify), so a helper thread sleeping in accept() can dequeue a SIGTERM
+/// sent just before it — untraced, only the thread chosen for the SIGTERM (the main one, when it
+/// does not block it) would wake. A Python program whose main thread waits in pause() then
+/// never runs its handler (CPython runs handlers in the main thread only when it wakes there).
+/// At most `MAX_REROUTES` times per process and signal, so a main thread that keeps missing it
+/// cannot make us loop.
+fn misrouted(tid: Pid, sig: Signal) -> Option<i32> {
+    const MAX_REROUTES: u32 = 8;
+    static REROUTES: std::sync::Mutex<BTreeMap<(i32, i32), u32>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    // SIGCONT did its work when sent (it woke the process); sending it again would wake every
+    // thread once more and misroute the very signal being rerouted.
+    if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP | Signal::SIGCONT) {
+        return None;
+    }
+    let tgid = tgid(tid.as_raw())?;
+    if tgid == tid.as_raw() {
+        return None;
+    }
+    let info = ptrace::getsiginfo(tid).ok()?;
+    // Safety: si_pid is valid for SI_USER signals, which is all this reads it for.
+    let from = unsafe { info.si_pid() };
+    if info.si_code != libc::SI_USER || from == tgid || from == 0 {
+        return None;
+    }
+    if blocked_by_main(tgid, sig) {
+        return None;
+    }
+    let mut n = REROUTES.lock().unwrap_or_else(|e| e.into_inner());
+    let count = n.entry((tgid, sig as i32)).or_insert(0);
+    if *count >= MAX_REROUTES {
+        return None;
+    }
+    *count += 1;
+    Some(tgid)
+}
+
+/// The main thread of `tgid` blocks `sig` (SigBlk of /proc/TGID/task/TGID/status).
+fn blocked_by_main(tgid: i32, sig: Signal) -> bool {
+    let text =
+        std::fs::read_to_string(format!("/proc/{tgid}/task/{tgid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1u64 << (sig as i32 - 1)) != 0)
 }
 
 pub(super) fn tgid(pid: i32) -> Option<i32> {
