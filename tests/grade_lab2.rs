@@ -581,5 +581,40 @@ fn grade_lab2_as_unprivileged_user() {
     let v: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
     assert_eq!(failing(&v), set(&["no-leaked-files"]));
+    // Killed at its time limit, a program leaves its shm object in the machine's /dev/shm
+    // (no box of its own as a normal user): the grader removes it and says so.
+    let mine = || -> Vec<String> {
+        use std::os::unix::fs::MetadataExt;
+        dir_entries(std::path::Path::new("/dev/shm"))
+            .into_iter()
+            .filter(|n| n.starts_with("pingpong-"))
+            .filter(|n| std::fs::metadata(format!("/dev/shm/{n}")).is_ok_and(|m| m.uid() == NOBODY))
+            .collect()
+    };
+    assert!(mine().is_empty(), "{:?}", mine());
+    let out = run(as_nobody(&bins.path().join("ipclab"))
+        .unwrap()
+        .env("TMPDIR", "/tmp")
+        .args([
+            "grade",
+            "2",
+            "--format",
+            "json",
+            "--timeout",
+            "2",
+            "--impl",
+            &format!("/usr/bin/python3 {} shm-hang", script.display()),
+        ]));
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    assert!(failing(&v).contains("timeout"), "{}", v["checks"]);
+    assert!(mine().is_empty(), "left in /dev/shm: {:?}", mine());
+    assert!(
+        v["runs"][0]["left_in_box"]
+            .to_string()
+            .contains("/dev/shm/pingpong-"),
+        "{}",
+        v["runs"][0]
+    );
     machine_clean();
 }

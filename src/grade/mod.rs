@@ -506,6 +506,9 @@ fn one_run(
         events: events.clone(),
         contract: c,
     });
+    // Without a box of its own, /dev/shm is the machine's: what the run adds there is told
+    // apart by being new, ours, and held by no process once the tree is gone.
+    let shm_before = (!root.mounted).then(|| BoxDir::entries(Path::new("/dev/shm")));
     crate::sandbox::mark("box made");
     let out = harness::run_scripted(&launch, scenario.script());
     crate::sandbox::mark("run");
@@ -566,6 +569,14 @@ fn one_run(
     }
     let mut left_in_box = left_in_box(&root, &made, &leaked);
     left_in_box.extend(out.sysv_left.iter().cloned());
+    if let Some(before) = &shm_before {
+        for name in orphaned_shm(before, &leaked) {
+            let path = Path::new("/dev/shm").join(&name);
+            if std::fs::remove_file(&path).is_ok() {
+                left_in_box.push(path.display().to_string());
+            }
+        }
+    }
     report.runs.push(report::Run {
         seed: rs,
         params,
@@ -573,12 +584,66 @@ fn one_run(
         wall_ms: out.wall.as_millis() as u64,
         tracking: out.tracking.clone(),
         transcript,
-        left_in_cwd: BoxDir::entries(&root.cwd()),
+        // The events file is the grader's choice of path, not something the program left.
+        left_in_cwd: BoxDir::entries(&root.cwd())
+            .into_iter()
+            .filter(|n| root.cwd().join(n) != events)
+            .collect(),
         left_in_box,
     });
     drop(root);
     crate::sandbox::mark("box removed");
     Ok(())
+}
+
+/// Objects of the machine's /dev/shm that are new since `before`, owned by us, not `judged`,
+/// and that no process has open or mapped: what a run killed at its time limit left (its
+/// processes' names may carry pids of the box's own pid namespace, so the name cannot tell).
+fn orphaned_shm(before: &[String], judged: &[String]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = nix::unistd::geteuid().as_raw();
+    let new: Vec<String> = BoxDir::entries(Path::new("/dev/shm"))
+        .into_iter()
+        .filter(|n| !before.contains(n) && !judged.contains(n))
+        .filter(|n| {
+            std::fs::symlink_metadata(Path::new("/dev/shm").join(n))
+                .is_ok_and(|m| m.uid() == uid && m.file_type().is_file())
+        })
+        .collect();
+    if new.is_empty() {
+        return new;
+    }
+    let held = held_shm();
+    new.into_iter().filter(|n| !held.contains(n)).collect()
+}
+
+/// Names under /dev/shm that some process we can see holds open or has mapped.
+fn held_shm() -> std::collections::BTreeSet<String> {
+    let mut held = std::collections::BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for p in procs.flatten() {
+        let dir = p.path();
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(t) = std::fs::read_link(fd.path()) {
+                    if let Ok(rest) = t.strip_prefix("/dev/shm") {
+                        held.insert(rest.display().to_string());
+                    }
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+            for l in maps.lines() {
+                if let Some(i) = l.find("/dev/shm/") {
+                    let name = l[i + 9..].trim_end_matches(" (deleted)");
+                    held.insert(name.to_string());
+                }
+            }
+        }
+    }
+    held
 }
 
 /// What the program left in the box's /tmp and /dev/shm (not judged, reported), without the
