@@ -23,6 +23,8 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         let _ = w.shell(&["ls", "-l", &format!("/dev/shm{}", seg.name())]);
     }
 
+    python_trap(w)?;
+
     w.step(&format!(
         "{k} messages through the segment, synchronised by two semaphores"
     ));
@@ -69,6 +71,83 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     w.expect(
         code == 0 && out.contains("torn reads: "),
         "the secondary reported its torn-read count",
+    );
+    Ok(())
+}
+
+/// The Python side of 1.a, and its trap: before 3.13 a process that merely attaches to a
+/// segment with `multiprocessing.shared_memory` unlinks it when it exits (its resource tracker).
+const PY_DEMO: &str = r#"import os, sys
+from multiprocessing import resource_tracker, shared_memory
+mode, name = sys.argv[1], sys.argv[2]
+if mode == "create":
+    # The creator keeps its own tracker out (see the kit): only the attaching process has one.
+    resource_tracker.register = resource_tracker.unregister = lambda name, rtype: None
+    seg = shared_memory.SharedMemory(name=name, create=True, size=4096)
+    seg.buf[0:5] = b"hello"
+    print("created /dev/shm/" + name)
+else:
+    seg = shared_memory.SharedMemory(name=name)
+    print("attached: it reads", bytes(seg.buf[0:5]), "then exits without unlinking")
+seg.close()
+"#;
+
+fn python_trap(w: &mut Walk) -> Result<()> {
+    w.step("The same from Python: multiprocessing.shared_memory, and its trap (1.a)");
+    w.say(
+        "The standard library's module is multiprocessing.shared_memory (since 3.8): SharedMemory(
+         name, create=True, size=N) is shm_open(O_CREAT|O_EXCL, 0600) + ftruncate + mmap, .buf the
+         mapping, .close() munmap, .unlink() shm_unlink; SharedMemory(name) attaches. mmap alone
+         maps a file or anonymous memory, shared only with the children that inherit it;
+         third-party modules (posix_ipc, sysv_ipc) wrap the C calls, but are not maintained with
+         Python. The trap: every SharedMemory, even one that only attaches, registers with a
+         resource tracker process, which unlinks the segment when the process that registered it
+         exits (3.13 added track=False). Watch a process that only attaches remove the creator's
+         segment:",
+    );
+    if std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.shared_memory")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        w.say("(skipped: no python3 with multiprocessing.shared_memory on PATH)");
+        return Ok(());
+    }
+    let dir = tempfile::tempdir().map_err(|e| crate::error::Error::io(&e, "mkdir", "TMPDIR"))?;
+    let script = dir.path().join("shm_demo.py");
+    std::fs::write(&script, PY_DEMO)
+        .map_err(|e| crate::error::Error::io(&e, "write", script.display()))?;
+    let script = script.display().to_string();
+    // Named like every ipclab object, so an interrupted walkthrough removes it too.
+    let name = crate::shm::unique_name("ipclab")
+        .trim_start_matches('/')
+        .to_string();
+    let path = format!("/dev/shm/{name}");
+    let (code, _) = w.shell(&["python3", &script, "create", &name])?;
+    w.expect(code == 0, "python3 created the segment");
+    let _ = w.shell(&["ls", "-l", &path]);
+    w.strace_only(
+        &["python3", &script, "attach", &name],
+        "unlink,openat",
+        "/dev/shm/",
+    )?;
+    let gone = !std::path::Path::new(&path).exists();
+    let _ = w.shell(&["ls", "/dev/shm"]);
+    w.expect(
+        gone,
+        &format!("{path} is gone: the attaching process's tracker unlinked it"),
+    );
+    if !gone {
+        let _ = nix::sys::mman::shm_unlink(format!("/{name}").as_str());
+    }
+    w.say(
+        "The unlink above was made by the resource tracker, a child of the attaching process,
+         as it exited. Fix: pass track=False (3.13+), or, before 3.13, keep the tracker out as the
+         lab 1 kit does; the creator alone unlinks. The tracker is also a process of your tree:
+         a child of the first process that used SharedMemory, it ends only after that process,
+         so a grader looking for processes left running sees it.",
     );
     Ok(())
 }

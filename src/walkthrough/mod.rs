@@ -256,7 +256,10 @@ impl Walk {
         let dir_s = dir.map(|d| d.display().to_string());
         let mut shown = 0;
         println!("   strace, the lines that matter:");
-        for line in text.lines().filter(|l| interesting(l, dir_s.as_deref())) {
+        for line in merge_resumed(&text)
+            .iter()
+            .filter(|l| interesting(l, dir_s.as_deref()))
+        {
             let line = match &dir_s {
                 Some(d) => line.replace(d.as_str(), "DIR"),
                 None => line.to_string(),
@@ -267,6 +270,28 @@ impl Walk {
                 println!("   | ...");
                 break;
             }
+        }
+        self.expect(code == 0, "the traced run succeeded");
+        Ok(())
+    }
+
+    /// Runs `argv` under strace for the `syscalls` given and prints only the lines naming
+    /// `about` (a path): the one fact a step shows.
+    pub fn strace_only(&mut self, argv: &[&str], syscalls: &str, about: &str) -> Result<()> {
+        if let Err(why) = crate::trace::strace_usable() {
+            self.say(&format!("(strace skipped: {why})"));
+            return Ok(());
+        }
+        let out =
+            tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
+        let log = out.path().display().to_string();
+        let mut full = vec!["strace", "-f", "-qq", "-e", syscalls, "-o", &log];
+        full.extend_from_slice(argv);
+        let (code, _) = self.shell(&full)?;
+        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        println!("   strace, the lines naming {about}:");
+        for line in merge_resumed(&text).iter().filter(|l| l.contains(about)) {
+            println!("   | {}", truncate(line, 150));
         }
         self.expect(code == 0, "the traced run succeeded");
         Ok(())
@@ -359,7 +384,34 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// Lines worth a student's time: the lab's syscalls, minus the dynamic loader's file traffic.
+/// strace -f lines with each `<unfinished ...>` call joined to its `<... NAME resumed>` end, so
+/// no orphan half is shown: "PID read(3, <unfinished ...>" + "PID <... read resumed>"x", 1) = 1"
+/// become "PID read(3, "x", 1) = 1".
+fn merge_resumed(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open: std::collections::BTreeMap<String, usize> = Default::default();
+    for line in text.lines() {
+        let pid = line.split_whitespace().next().unwrap_or("").to_string();
+        if let Some(head) = line.strip_suffix(" <unfinished ...>") {
+            open.insert(pid, out.len());
+            out.push(head.to_string());
+        } else if let Some(i) = line.find("<... ") {
+            let rest = &line[i..];
+            let tail = rest.find(" resumed>").map(|j| &rest[j + 9..]);
+            match (open.remove(&pid), tail) {
+                (Some(k), Some(t)) => out[k].push_str(t.trim_start()),
+                // A resumed half whose start we never saw: dropped, it would mislead.
+                _ => {}
+            }
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    out
+}
+
+/// Lines worth a student's time: the lab's syscalls, minus the dynamic loader's and the
+/// runtime's traffic (library loading, PATH search, private futexes).
 fn interesting(line: &str, dir: Option<&str>) -> bool {
     let mentions = |s: &str| line.contains(s);
     let about_us = dir.is_some_and(mentions)
@@ -370,8 +422,27 @@ fn interesting(line: &str, dir: Option<&str>) -> bool {
     if line.contains(" write(2, ") {
         return false;
     }
+    let call = line.split_whitespace().nth(1).unwrap_or("");
+    // A failed exec is the PATH search trying directories; private futexes are locks inside
+    // one process (libc, the runtime), not the shared semaphores a lab teaches.
+    if (call.starts_with("execve(") && line.contains(" = -1 "))
+        || (call.starts_with("futex(") && line.contains("_PRIVATE"))
+    {
+        return false;
+    }
     let noisy = [
-        "openat(", "open(", "read(", "write(", "mmap(", "close(", "dup2(", "dup3(", "poll(",
+        "openat(",
+        "open(",
+        "read(",
+        "write(",
+        "mmap(",
+        "close(",
+        "dup2(",
+        "dup3(",
+        "poll(",
+        "newfstatat(",
+        "fstat(",
+        "statx(",
     ];
     if noisy.iter().any(|n| {
         line.split_whitespace()
