@@ -261,16 +261,7 @@ fn start_main(l: &Launch) -> Result<Started, HarnessError> {
     }
     let out_r = std::fs::File::from(out_r);
     let err_r = std::fs::File::from(err_r);
-    // What main's stdout and stderr are, as /proc/PID/fd names them ("pipe:[INODE]"): a daemon
-    // still holding one kept a descriptor it inherited.
-    for f in [&out_r, &err_r] {
-        if let Ok(p) = std::fs::read_link(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(f)
-        )) {
-            out.stdio_pipes.push(p.display().to_string());
-        }
-    }
+    out.stdio_pipes = fd_names(&[&out_r, &err_r]);
     let sigs = crate::signals::SignalPipe::new(&[
         Signal::SIGCHLD,
         Signal::SIGINT,
@@ -440,6 +431,22 @@ fn box_cgroup(l: &Launch, out: &mut Outcome) -> Option<PidsCgroup> {
 }
 
 /// Seizes main with the tree's events (fork, vfork, clone, exec, exit); whether it is traced.
+/// What our ends of main's stdout and stderr are, as /proc/PID/fd names them ("pipe:[INODE]"):
+/// a daemon still holding one kept a descriptor it inherited.
+fn fd_names(files: &[&std::fs::File]) -> Vec<String> {
+    files
+        .iter()
+        .filter_map(|f| {
+            std::fs::read_link(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(*f)
+            ))
+            .ok()
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 fn seize(l: &Launch, child: Pid, out: &mut Outcome) -> bool {
     let mut traced = false;
     if l.use_ptrace {
