@@ -487,10 +487,10 @@ fn check_heartbeat(
             .open(&path)
             .and_then(|mut f| f.write(b"RESTART\n"));
         ipclab::say!(
-            "{} FAULT control-over-data: wrote RESTART into {} ({:?}); nothing reads it",
+            "{} FAULT control-over-data: {} RESTART into {}; nothing reads it",
             tag("watchdog"),
-            path.display(),
-            sent.map(|_| "written").unwrap_or("failed")
+            sent.map(|_| "wrote").unwrap_or("failed to write"),
+            path.display()
         );
         s.kill_at = Some(u64::MAX);
         return Ok(());

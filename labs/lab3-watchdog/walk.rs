@@ -18,8 +18,27 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          pairs the watchdog created, and each writes a heartbeat into the watchdog's own
          shared-memory table every 50 ms.",
     );
-    let mut live = w.spawn(&[
-        &wd,
+    // Under strace (signals only, the watchdog alone), so that step 3 can show the SIGCHLD a
+    // stop sends; without strace the watchdog runs as is.
+    let siglog =
+        tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
+    let siglog_s = siglog.path().display().to_string();
+    let traced = crate::trace::strace_usable().is_ok();
+    let mut argv: Vec<&str> = Vec::new();
+    if traced {
+        argv.extend([
+            "strace",
+            "-qq",
+            "-e",
+            "trace=none",
+            "-e",
+            "signal=SIGCHLD",
+            "-o",
+            &siglog_s,
+        ]);
+    }
+    argv.extend([
+        wd.as_str(),
         "--secondaries",
         "2",
         "--heartbeat-ms",
@@ -28,7 +47,8 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "300",
         "--events",
         &ev,
-    ])?;
+    ]);
+    let mut live = w.spawn(&argv)?;
     let pid_of = |live: &mut crate::walkthrough::Live, role: &str| -> Result<i32> {
         let line = live.wait_for(&format!("\"event\":\"start\",\"role\":\"{role}\""))?;
         crate::walkthrough::number_after(&line, "\"pid\":")
@@ -37,7 +57,14 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let main = pid_of(&mut live, "main")?;
     let s1 = pid_of(&mut live, "secondary-1")?;
     let s2 = pid_of(&mut live, "secondary-2")?;
-    let wpid = live.pid();
+    let wpid = if traced {
+        crate::inspect::children(live.pid())
+            .first()
+            .map(|p| p.pid)
+            .ok_or_else(|| Error::runtime("the watchdog is not under strace"))?
+    } else {
+        live.pid()
+    };
     w.ps(&[wpid, main, s1, s2]);
     let children = crate::inspect::children(wpid);
     w.expect(
@@ -45,7 +72,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "the watchdog is the parent of all three servers",
     );
 
-    w.step("SIGKILL a secondary: SIGCHLD, waitpid, immediate restart (3.c)");
+    w.step("SIGKILL a secondary: SIGCHLD, waitpid, immediate restart");
     w.say(
         "A parent is told of a child's death by SIGCHLD; waitpid then gives the status. The handler
          only writes a byte to a self-pipe; the main loop, woken in poll, reaps with
@@ -59,16 +86,35 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         "secondary-1 restarted, with its latency to the first heartbeat",
     );
 
-    w.step("SIGSTOP a secondary: waitpid cannot see a hang, the heartbeat can");
+    w.step(
+        "SIGSTOP a secondary: a SIGCHLD comes, waitpid shows nothing, the heartbeat stops (3.c)",
+    );
     w.say(
-        "A stopped (or looping) process has not exited: no SIGCHLD tells of it (only WUNTRACED
-         would, for a stop). Its heartbeat stops: after 300 ms of silence the watchdog sends
-         SIGTERM and SIGCONT (a stopped process keeps SIGTERM pending until continued), SIGKILL
-         after the grace if needed, reaps it, and restarts it.",
+        "A parent is told of a child's stop too: the kernel sends it SIGCHLD with
+         si_code=CLD_STOPPED, unless the parent set SA_NOCLDSTOP in its sigaction. But
+         waitpid(-1, WNOHANG) reports only exits (WUNTRACED, a waitpid option, would report the
+         stop), so the watchdog's loop finds nothing to reap; and a server stuck in a loop or a
+         deadlock sends no signal at all. The heartbeat tells: after 300 ms of silence the
+         watchdog sends SIGTERM and SIGCONT (a stopped process keeps SIGTERM pending until
+         continued), SIGKILL after the grace if needed, reaps it, and restarts it.",
     );
     println!("   $ kill -STOP {s2}");
     crate::process::signal(Pid::from_raw(s2), Signal::SIGSTOP)?;
     live.wait_for("\"event\":\"hang\",\"role\":\"secondary-2\"")?;
+    if traced {
+        let log = std::fs::read_to_string(siglog.path()).unwrap_or_default();
+        let stop = log
+            .lines()
+            .find(|l| l.contains("CLD_STOPPED") && l.contains(&format!("si_pid={s2},")));
+        println!("   strace of the watchdog (signals only), the stop of {s2}:");
+        if let Some(l) = stop {
+            println!("   | {l}");
+        }
+        w.expect(
+            stop.is_some(),
+            "the watchdog got SIGCHLD with si_code=CLD_STOPPED",
+        );
+    }
     let line = live.wait_for("\"event\":\"restart\",\"role\":\"secondary-2\"")?;
     w.expect(
         line.contains("latency_ms"),
@@ -129,6 +175,56 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     w.expect(
         left == ["events.jsonl"],
         "only the events file is left in its directory (FIFOs removed)",
+    );
+    control_over_data(w)
+}
+
+/// 3.b, the wrong way: orders through the servers' own data FIFOs.
+fn control_over_data(w: &mut Walk) -> Result<()> {
+    let dir = crate::fifo::private_dir()?;
+    let events = dir.path().join("events.jsonl");
+    let ev = events.display().to_string();
+    let wd = w.bin("watchdog");
+    w.step("--fault control-over-data: an order through a data FIFO is never read (3.b)");
+    w.say(
+        "The same watchdog, but told to send its orders through the servers' data FIFOs: on a
+         hang it writes RESTART into the secondary's ping FIFO instead of signalling it. A
+         frozen secondary reads nothing, so the order sits in the FIFO (and would have landed
+         between main's pings anyway): the hang is detected, and nothing is restarted.",
+    );
+    let mut live = w.spawn(&[
+        &wd,
+        "--secondaries",
+        "1",
+        "--heartbeat-ms",
+        "50",
+        "--hang-ms",
+        "300",
+        "--events",
+        &ev,
+        "--fault",
+        "control-over-data",
+    ])?;
+    let line = live.wait_for("\"event\":\"start\",\"role\":\"secondary-1\"")?;
+    let s1 = crate::walkthrough::number_after(&line, "\"pid\":")
+        .ok_or_else(|| Error::runtime("no pid for secondary-1"))?;
+    println!("   $ kill -STOP {s1}");
+    crate::process::signal(Pid::from_raw(s1), Signal::SIGSTOP)?;
+    live.wait_for("FAULT control-over-data")?;
+    w.ps(&[s1]);
+    println!("   $ kill -TERM {}", live.pid());
+    crate::process::signal(Pid::from_raw(live.pid()), Signal::SIGTERM)?;
+    let (code, _) = live.finish()?;
+    w.expect(code == 0, "the watchdog exited 0");
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    let about = |ev: &str| {
+        log.lines().any(|l| {
+            l.contains(&format!("\"event\":\"{ev}\"")) && l.contains("\"role\":\"secondary-1\"")
+        })
+    };
+    w.expect(
+        about("hang") && !about("restart"),
+        "the log shows the hang detected and nothing restarted",
     );
     Ok(())
 }

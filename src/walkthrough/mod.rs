@@ -425,8 +425,11 @@ fn interesting(line: &str, dir: Option<&str>) -> bool {
     let call = line.split_whitespace().nth(1).unwrap_or("");
     // A failed exec is the PATH search trying directories; private futexes are locks inside
     // one process (libc, the runtime), not the shared semaphores a lab teaches.
+    // The Rust runtime's own SIGSEGV/SIGBUS handlers (stack overflow reports) are not the
+    // program's signal handling either.
     if (call.starts_with("execve(") && line.contains(" = -1 "))
         || (call.starts_with("futex(") && line.contains("_PRIVATE"))
+        || (call.starts_with("rt_sigaction(SIGSEGV") || call.starts_with("rt_sigaction(SIGBUS"))
     {
         return false;
     }
