@@ -67,6 +67,59 @@ fn cli_walkthroughs_run_to_the_end_clean() {
     Clean::new("ipclab").check();
 }
 
+/// `--step` pauses after each step's explanation and output, and inside a step while the state
+/// it describes is live: at lab 2's zombie pause, the secondary is a zombie.
+#[test]
+fn cli_step_pauses_while_the_state_is_live() {
+    use std::io::{Read, Write};
+    let _forks = common::fork_guard();
+    let mut child = ipclab()
+        .args(["lab", "2", "--step"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut bytes = Vec::new();
+    let mut seen = String::new();
+    let mut pauses = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).unwrap() == 1 {
+        bytes.push(byte[0]);
+        if bytes.ends_with(b"Enter to go on ") {
+            seen = String::from_utf8_lossy(&bytes).into_owned();
+            let prompt = seen.rsplit('⏸').next().unwrap_or("").to_string();
+            if prompt.contains("is a zombie now") {
+                let pid = number_after(&prompt, "secondary ").unwrap();
+                let z = ipclab::inspect::info(pid);
+                assert!(
+                    z.is_some_and(|p| p.is_zombie()),
+                    "not a zombie at the pause: {prompt}"
+                );
+            }
+            pauses.push((prompt, seen.len()));
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    drop(stdin);
+    let seen = String::from_utf8_lossy(&bytes).into_owned();
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{seen}{}", text(&out.stderr));
+    assert!(
+        pauses.iter().any(|(p, _)| p.contains("is a zombie now")),
+        "{pauses:?}"
+    );
+    // The first pause comes after step 1's explanation and output, not after its title alone.
+    let first = pauses[0].1;
+    assert!(
+        seen[..first].contains("A FIFO (named pipe)") && seen[..first].contains("ls -l"),
+        "{seen}"
+    );
+    assert!(!seen.contains("press Enter or close stdin"), "{seen}");
+}
+
 /// The walkthroughs also run for an unprivileged uid, as students will run them.
 #[test]
 fn cli_walkthroughs_run_as_unprivileged_user() {

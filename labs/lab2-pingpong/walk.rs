@@ -87,6 +87,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
             .is_some_and(|p| p.is_zombie() && p.ppid == main_pid),
         "the secondary is Z, its parent still main",
     );
+    w.pause(&format!(
+        "secondary {sec} is a zombie now: `ps -o pid,ppid,stat,comm -p {sec}` in another terminal shows Z"
+    ));
     let _ = live.finish()?;
     w.say("main has exited: its zombie child was re-parented to the walkthrough (a subreaper), which reaps it.");
     let reaped = w.reap_adopted();
@@ -115,6 +118,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let main_pid = live.pid();
     let _ = live.child.wait();
     w.ps(&[sec]);
+    w.pause(&format!(
+        "secondary {sec} is an orphan now: `ps -o pid,ppid,comm -p {sec}` shows its new parent"
+    ));
     let me = std::process::id() as i32;
     w.expect(
         crate::inspect::info(sec).is_some_and(|p| p.ppid == me),

@@ -66,6 +66,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         live.pid()
     };
     w.ps(&[wpid, main, s1, s2]);
+    w.pause(&format!(
+        "the watchdog ({wpid}) and its servers run: `ipclab ps {wpid}` in another terminal"
+    ));
     let children = crate::inspect::children(wpid);
     w.expect(
         children.len() == 3,
@@ -212,6 +215,9 @@ fn control_over_data(w: &mut Walk) -> Result<()> {
     crate::process::signal(Pid::from_raw(s1), Signal::SIGSTOP)?;
     live.wait_for("FAULT control-over-data")?;
     w.ps(&[s1]);
+    w.pause(&format!(
+        "secondary {s1} is stopped (T) and RESTART waits unread in its FIFO: `ps -o pid,stat -p {s1}`"
+    ));
     println!("   $ kill -TERM {}", live.pid());
     crate::process::signal(Pid::from_raw(live.pid()), Signal::SIGTERM)?;
     let (code, _) = live.finish()?;

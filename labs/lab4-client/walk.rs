@@ -45,6 +45,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         sup.wait_for("listening on")?;
     }
     let _ = w.shell(&["ls", "-l", &d]);
+    w.pause(&format!(
+        "the servers listen: `ls -l {d}` and `ipclab ps {}` in another terminal",
+        sup.pid()
+    ));
 
     w.step("One client: the 7 steps");
     w.say(

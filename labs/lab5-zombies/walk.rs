@@ -14,7 +14,14 @@ pub fn walk(w: &mut Walk) -> Result<()> {
          the parent's wait removes it.",
     );
     let zombie = w.bin("zombie");
-    let (code, out) = w.shell(&[&zombie])?;
+    // --hold: the zombie waits for its reaping until stdin says so, so --step can pause on it.
+    let mut live = w.spawn(&[&zombie, "--hold"])?;
+    let line = live.wait_for("then press Enter to reap")?;
+    let child = crate::walkthrough::number_after(&line, "-p ").unwrap_or(0);
+    w.pause(&format!(
+        "child {child} is a zombie now: `ps -o pid,ppid,stat,comm -p {child}` in another terminal shows Z"
+    ));
+    let (code, out) = live.finish()?;
     w.expect(code == 0, "zombie exited 0");
     w.expect(
         out.contains("not yet waited for") && out.contains(" Z "),

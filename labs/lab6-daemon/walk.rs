@@ -26,6 +26,9 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         code == 0 && pid > 0,
         "start exited 0 and named the daemon's pid",
     );
+    w.pause(&format!(
+        "daemon {pid} runs on its own: `ps -o pid,ppid,sid,tty,stat,comm -p {pid}` in another terminal"
+    ));
 
     w.step("The evidence: parent, session, terminal, descriptors");
     let (code, out) = w.shell(&[&daemon, "status", "--dir", &d])?;

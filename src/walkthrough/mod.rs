@@ -99,15 +99,25 @@ impl Walk {
         self.bins.join(name).display().to_string()
     }
 
-    /// Starts step k: its title, then (with --step) waits for Enter.
+    /// Starts step k with its title. With --step, first pauses: the previous step's
+    /// explanation and output are on the screen, and the student goes on when ready.
     pub fn step(&mut self, title: &str) {
+        if self.step_no > 0 {
+            self.pause("end of this step");
+        }
         self.step_no += 1;
         println!("\n== Step {}: {title} ==", self.step_no);
-        if self.step_mode {
-            print!("   (Enter to run this step) ");
-            std::io::stdout().flush().ok();
-            let _ = std::io::stdin().lock().read_line(&mut String::new());
+    }
+
+    /// With --step, waits for Enter while `what` (the state just described: a zombie, a daemon,
+    /// stopped servers) is live, so the student can look at it from another terminal.
+    pub fn pause(&self, what: &str) {
+        if !self.step_mode {
+            return;
         }
+        print!("   ⏸ {what} — Enter to go on ");
+        std::io::stdout().flush().ok();
+        let _ = std::io::stdin().lock().read_line(&mut String::new());
     }
 
     /// Prose for the student, wrapped as written.
@@ -336,6 +346,7 @@ impl Walk {
     }
 
     fn finish(mut self) -> Result<i32> {
+        self.pause("end of the last step");
         stop::check();
         println!("\n== Clean-up check ==");
         self.settle();
@@ -516,7 +527,18 @@ impl Live {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
                 let line = String::from_utf8_lossy(&line).trim_end().to_string();
                 if self.echo {
-                    println!("   {line}");
+                    // The walkthrough answers the programs' prompts itself (it closes their
+                    // stdin): the student is asked nothing there.
+                    let shown = line
+                        .replace(
+                            "(press Enter or close stdin)",
+                            "(the walkthrough will close its stdin)",
+                        )
+                        .replace(
+                            "then press Enter to reap",
+                            "(the walkthrough will close its stdin, which reaps it)",
+                        );
+                    println!("   {shown}");
                 }
                 self.text.push_str(&line);
                 self.text.push('\n');
