@@ -66,15 +66,28 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     w.expect(true, "step 7: the dispatcher heard DONE from the worker");
 
     w.step("Three clients at once for two workers: one is told BUSY");
-    w.say("Each request takes 1.5 s: the first two clients reserve both workers, which then answer NO at once; the third gets an explicit BUSY and the connection closes, instead of waiting.");
+    w.say(
+        "Each request takes 1.5 s. The dispatcher takes connections one at a time, in the order
+         they reached its listening socket: the first two it accepts reserve both workers, which
+         then answer NO at once; the third it accepts gets an explicit BUSY and the connection
+         closes, instead of waiting. Which client is third is not decided by its name: it is the
+         one whose connect() the kernel queued last, which depends on how the three processes
+         happened to be scheduled.",
+    );
     let kids: Vec<crate::walkthrough::Live> = (1..=3)
         .map(|i| w.spawn(&[&client, "--dir", &d, "--request", &format!("c{i}")]))
         .collect::<Result<_>>()?;
     let mut codes = Vec::new();
-    for k in kids {
-        codes.push(k.finish()?.0);
+    let mut busy = Vec::new();
+    for (i, k) in kids.into_iter().enumerate() {
+        let code = k.finish()?.0;
+        if code == 3 {
+            busy.push(format!("c{}", i + 1));
+        }
+        codes.push(code);
     }
     codes.sort();
+    w.say(&format!("This time {} was told BUSY.", busy.join(", ")));
     w.expect(
         codes == [0, 0, 3],
         &format!("two served, one BUSY (exit statuses {codes:?})"),

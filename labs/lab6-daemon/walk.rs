@@ -67,6 +67,17 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         fds.iter().filter(|f| f.as_str() == "/dev/null").count() == 3,
         "0, 1 and 2 are /dev/null",
     );
+    let sockets: std::collections::BTreeSet<&String> =
+        fds.iter().filter(|f| f.starts_with("socket:")).collect();
+    w.say(&format!(
+        "Besides 0-2: the locked pidfile and the log, and {} descriptor(s) on {} socket(s). Those
+         are the daemon's own, opened after it closed everything it inherited: the self-pipe of
+         its signal handling. signal-hook makes it a Unix socket pair: one end the main loop polls,
+         the other duplicated once per signal handled (SIGTERM, SIGHUP, SIGINT), which is why
+         several fds name the same socket:[inode].",
+        fds.iter().filter(|f| f.starts_with("socket:")).count(),
+        sockets.len()
+    ));
 
     w.step("A second start is refused: the pidfile is locked");
     let (code, _) = w.shell(&[&daemon, "start", "--dir", &d])?;

@@ -476,13 +476,24 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// The command as a student would type it: our binaries as target/..., and an argument with
+/// spaces or shell characters single-quoted (`sh -c 'cat a b'`).
 fn display_cmd(argv: &[&str]) -> String {
     argv.iter()
         .map(|a| {
             let short = a
                 .rsplit_once("/target/")
-                .map(|(_, rest)| format!("target/{rest}"));
-            short.unwrap_or_else(|| a.to_string())
+                .map(|(_, rest)| format!("target/{rest}"))
+                .unwrap_or_else(|| a.to_string());
+            let plain = !short.is_empty()
+                && short
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                short
+            } else {
+                format!("'{}'", short.replace('\'', "'\\''"))
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")

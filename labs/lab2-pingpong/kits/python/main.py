@@ -17,7 +17,9 @@ def todo(tag, what):
 
 def secondary(n, ping, pong):
     """The child: answers each ping, then exits 0."""
-    # TODO(lab2.3): open ping for reading, then pong for writing, unbuffered (open(..., "rb", buffering=0)) | fr: ouvrir ping en lecture puis pong en écriture, sans tampon
+    # Unbuffered files (open(..., "rb", buffering=0)) make each write one write(2), with no buffer to flush;
+    # but readline() on them reads one byte per read(2) (strace shows it): fine for these short lines.
+    # TODO(lab2.3): open ping for reading, then pong for writing, unbuffered (open(..., "rb", buffering=0)) | fr: ouvrir ping en lecture puis pong en écriture, sans tampon (open(..., "rb", buffering=0)) : chaque write est alors un seul write(2), mais readline() lit un octet par read(2)
     todo("lab2.3", "the secondary opens the two FIFOs")
     # END TODO(lab2.3)
     for i in range(1, n + 1):
