@@ -51,16 +51,50 @@ fn renders(svg: &Path) {
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 1000);
 }
 
+/// The box of every label but the title, as the chart's placer estimates it (monospace 12 px).
+fn label_boxes(svg: &Path) -> Vec<(String, f64, f64, f64, f64)> {
+    use ipclab::trace::chart::{CHAR_W, TEXT_H};
+    let text = std::fs::read_to_string(svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text") && n.attribute("font-size").is_none())
+        .map(|n| {
+            let x: f64 = n.attribute("x").unwrap().parse().unwrap();
+            let y: f64 = n.attribute("y").unwrap().parse().unwrap();
+            let s = n.text().unwrap_or("").to_string();
+            let w = s.chars().count() as f64 * CHAR_W;
+            let x0 = match n.attribute("text-anchor") {
+                Some("middle") => x - w / 2.0,
+                Some("end") => x - w,
+                _ => x,
+            };
+            (s, x0, y - TEXT_H + 3.0, x0 + w, y + 3.0)
+        })
+        .collect()
+}
+
 #[test]
 fn trace_every_reference_has_its_key_lines() {
     let _forks = common::fork_guard();
+    let dir = tempfile::tempdir().unwrap();
     for n in 1..=7 {
         let lab = n.to_string();
-        let (code, out, err) = trace(&[&lab, "--check"]);
+        let svg = dir.path().join(format!("lab{n}.svg"));
+        let (code, out, err) = trace(&[&lab, "--check", "--svg", svg.to_str().unwrap()]);
         assert_eq!(code, 0, "lab {n}: {out}\n{err}");
         assert!(out.contains("every key line"), "lab {n}: {out}");
         // Normalised: no raw pid of a traced process, the private directory shown as DIR.
         assert!(!out.contains("/tmp/ipclab-trace-"), "lab {n}: {out}");
+        // No label overlaps another on the chart.
+        let boxes = label_boxes(&svg);
+        assert!(boxes.len() > 3, "lab {n}: {boxes:?}");
+        for (i, a) in boxes.iter().enumerate() {
+            for b in &boxes[i + 1..] {
+                let apart = a.3 <= b.1 || b.3 <= a.1 || a.4 <= b.2 || b.4 <= a.2;
+                assert!(apart, "lab {n}: {:?} overlaps {:?}", a.0, b.0);
+            }
+        }
+        renders(&svg);
     }
     Clean::new("ipclab-trace").check();
 }

@@ -24,18 +24,12 @@ pub fn scenario(t: &Tracer, argv: &[String], events: &Path, k: usize) -> Result<
                 .ok()
                 .filter(|s| s.lines().any(|l| l.contains(" read(") && l.contains(&dir)))
         })?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(victim as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        )?;
+        t.signal(victim as i32, nix::sys::signal::Signal::SIGKILL)?;
         until("the killed server's restart", || {
             (started(crate::evlog::Log::read(events)).len() > first.len()).then_some(())
         })?;
         let wd = tracee(&strace).ok_or_else(|| Error::runtime("the watchdog is gone"))?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(wd),
-            nix::sys::signal::Signal::SIGTERM,
-        )
+        t.signal(wd, nix::sys::signal::Signal::SIGTERM)
     })();
     let end = wait_child(&mut strace, PATIENCE);
     r.and(end.map(|_| ()))

@@ -35,10 +35,7 @@ pub fn scenario(t: &Tracer, argv: &[String], dir: &Path) -> Result<()> {
             return Err(Error::runtime(format!("the traced client exited {code}")));
         }
         let wd = tracee(&strace).ok_or_else(|| Error::runtime("the watchdog is gone"))?;
-        crate::process::signal(
-            nix::unistd::Pid::from_raw(wd),
-            nix::sys::signal::Signal::SIGTERM,
-        )
+        t.signal(wd, nix::sys::signal::Signal::SIGTERM)
     })();
     let end = wait_child(&mut strace, PATIENCE);
     r.and(end.map(|_| ()))

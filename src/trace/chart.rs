@@ -239,10 +239,17 @@ impl<'a> Chart<'a> {
                         }
                     }
                 }
-                Kind::Signal { name, .. } => marks.push(Mark::Signal {
+                Kind::Signal { name, body } => marks.push(Mark::Signal {
                     pid: e.pid,
                     t: e.t,
-                    name: name.clone(),
+                    name: match sender(body) {
+                        Some(p) if p == std::process::id() as i32 => format!("{name} from ipclab"),
+                        Some(p) if trace.procs.contains_key(&p) => {
+                            format!("{name} from {}", trace.role(p))
+                        }
+                        // The kernel's own signals (SIGCHLD, SIGPIPE) carry the pid they are about.
+                        _ => name.clone(),
+                    },
                 }),
                 Kind::Exit { .. } => {}
             }
@@ -390,6 +397,21 @@ impl<'a> Chart<'a> {
         }
     }
 
+    /// Exits by a signal that ipclab's scenario sent say so: a SIGKILL leaves no `--- SIG ---`
+    /// line naming its sender.
+    pub fn sent_by_ipclab(&mut self, sent: &[(i32, String)]) {
+        for m in &mut self.marks {
+            if let Mark::Exit { pid, how, .. } = m {
+                if sent
+                    .iter()
+                    .any(|(p, s)| p == pid && how.ends_with(s.as_str()))
+                {
+                    how.push_str(" (sent by ipclab)");
+                }
+            }
+        }
+    }
+
     /// Processes in tree order (each root, then its descendants depth first).
     fn columns(&self) -> Vec<i32> {
         let mut out = Vec::new();
@@ -444,7 +466,9 @@ impl<'a> Chart<'a> {
     }
 
     /// The chart as SVG 1.1 (a browser and rsvg-convert render it). Time runs down by rank,
-    /// not to scale, so a 1 s pause takes no more room than 1 µs.
+    /// not to scale, so a 1 s pause takes no more room than 1 µs; a zombie's duration is
+    /// written beside it, and a long one drawn with a break. Lines are drawn first, every
+    /// label after them with a white halo, each moved until it overlaps no other label.
     pub fn svg(&self, title: &str) -> String {
         let cols = self.columns();
         let x_of: BTreeMap<i32, f64> = cols
@@ -472,8 +496,127 @@ impl<'a> Chart<'a> {
             let i = times.partition_point(|x| *x < t);
             top + row * i as f64
         };
-        let height = top + row * (times.len() as f64 + 2.0);
-        let width = 90.0 + 170.0 * cols.len().max(1) as f64 + 260.0;
+        let width = 90.0 + 170.0 * cols.len().max(1) as f64 + 320.0;
+        let mut wires = String::new();
+        let mut labels = Labels::default();
+        let mut groups = String::new();
+        let end_t = self.trace.events.last().map_or(0.0, |e| e.t);
+        for p in &cols {
+            let pr = &self.trace.procs[p];
+            let x = x_of[p];
+            let y0 = y(pr.born);
+            let y1 = pr.exit.as_ref().map_or(y(end_t) + row, |e| y(e.0));
+            let _ = writeln!(
+                wires,
+                r##"<line x1="{x:.0}" y1="{y0:.0}" x2="{x:.0}" y2="{y1:.0}" stroke="#444" stroke-width="2"/>"##
+            );
+            let t = labels.text(x, y0 - 8.0, Anchor::Middle, &pr.role, "#000", true);
+            let _ = writeln!(groups, r##"<g class="lifeline" data-pid="{p}">{t}</g>"##);
+        }
+        for z in &self.zombies {
+            let x = x_of.get(&z.pid).copied().unwrap_or(0.0);
+            let (y0, y1) = (y(z.from), y(z.to).max(y(z.from) + 6.0));
+            let ms = (z.to - z.from) * 1e3;
+            let _ = writeln!(
+                wires,
+                r##"<rect x="{:.0}" y="{y0:.0}" width="16" height="{:.0}" fill="#e23" fill-opacity="0.35" stroke="#b00"/>"##,
+                x - 8.0,
+                y1 - y0
+            );
+            // Long against the rows around it (time is by rank): a break says so.
+            if ms >= 10.0 {
+                let m = (y0 + y1) / 2.0;
+                let _ = writeln!(
+                    wires,
+                    r##"<path d="M{:.0},{:.0} l20,-5 M{:.0},{:.0} l20,-5" stroke="#b00" stroke-width="1.5" fill="none"/>"##,
+                    x - 10.0,
+                    m,
+                    x - 10.0,
+                    m + 5.0
+                );
+            }
+            let t = labels.text(
+                x + 12.0,
+                y0 + 12.0,
+                Anchor::Start,
+                &format!("{} ({ms:.1} ms)", z.how),
+                "#b00",
+                false,
+            );
+            let _ = writeln!(groups, r##"<g class="zombie">{t}</g>"##);
+        }
+        for m in &self.messages {
+            let (Some(x1), Some(x2)) = (x_of.get(&m.from), x_of.get(&m.to)) else {
+                continue;
+            };
+            let (y1, y2) = (y(m.sent), y(m.received).max(y(m.sent)));
+            let _ = writeln!(
+                wires,
+                r##"<line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/>"##
+            );
+            // Above the start of the arrow, on the sender's side: a slanted arrow does not run
+            // through it there.
+            let (lx, anchor) = if x2 > x1 {
+                (x1 + 8.0, Anchor::Start)
+            } else {
+                (x1 - 8.0, Anchor::End)
+            };
+            let t = labels.text(lx, y1 - 4.0, anchor, &m.label, "#1f4e9c", false);
+            let _ = writeln!(
+                groups,
+                r##"<g class="message" data-from="{}" data-to="{}">{t}</g>"##,
+                esc(self.trace.role(m.from)),
+                esc(self.trace.role(m.to)),
+            );
+        }
+        for mk in &self.marks {
+            let mut line = |a: i32, b: i32, t: f64, text: &str, class: &str| {
+                let (Some(x1), Some(x2)) = (x_of.get(&a), x_of.get(&b)) else {
+                    return;
+                };
+                let yy = y(t);
+                let _ = writeln!(
+                    wires,
+                    r##"<line x1="{x1:.0}" y1="{yy:.0}" x2="{x2:.0}" y2="{yy:.0}" stroke="#777" stroke-dasharray="4,3" marker-end="url(#thin)"/>"##
+                );
+                let (lx, anchor) = if x2 > x1 {
+                    (x1 + 8.0, Anchor::Start)
+                } else {
+                    (x1 - 8.0, Anchor::End)
+                };
+                let txt = labels.text(lx, yy - 4.0, anchor, text, "#555", false);
+                let _ = writeln!(groups, r##"<g class="{class}">{txt}</g>"##);
+            };
+            match mk {
+                Mark::Fork { parent, child, t } => line(*parent, *child, *t, "fork", "fork"),
+                Mark::Reap { parent, child, t } => {
+                    line(*child, *parent, *t, "reaped (wait)", "reap")
+                }
+                Mark::Kill { from, to, t, name } => {
+                    line(*from, *to, *t, &format!("kill {name}"), "kill")
+                }
+                _ => {}
+            }
+            let mut note = |p: i32, t: f64, text: &str, class: &str, color: &str| {
+                let Some(x) = x_of.get(&p) else { return };
+                let yy = y(t);
+                let _ = writeln!(
+                    wires,
+                    r##"<circle cx="{x:.0}" cy="{yy:.0}" r="4" fill="{color}"/>"##
+                );
+                let txt = labels.text(x + 8.0, yy + 4.0, Anchor::Start, text, color, false);
+                let _ = writeln!(groups, r##"<g class="{class}">{txt}</g>"##);
+            };
+            match mk {
+                Mark::Exec { pid, t, program } => {
+                    note(*pid, *t, &format!("exec {program}"), "exec", "#2a7")
+                }
+                Mark::Exit { pid, t, how } => note(*pid, *t, how, "exit", "#000"),
+                Mark::Signal { pid, t, name } => note(*pid, *t, name, "signal", "#a50"),
+                _ => {}
+            }
+        }
+        let height = (top + row * (times.len() as f64 + 2.0)).max(labels.bottom() + row);
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -485,92 +628,84 @@ impl<'a> Chart<'a> {
 <text x="10" y="20" font-size="14" font-weight="bold">{}</text>"##,
             esc(title)
         );
-        let end_t = self.trace.events.last().map_or(0.0, |e| e.t);
-        for p in &cols {
-            let pr = &self.trace.procs[p];
-            let x = x_of[p];
-            let y0 = y(pr.born);
-            let y1 = pr.exit.as_ref().map_or(y(end_t) + row, |e| y(e.0));
-            let _ = writeln!(
-                s,
-                r##"<g class="lifeline" data-pid="{p}"><text x="{x:.0}" y="{:.0}" text-anchor="middle" font-weight="bold">{}</text><line x1="{x:.0}" y1="{y0:.0}" x2="{x:.0}" y2="{y1:.0}" stroke="#444" stroke-width="2"/></g>"##,
-                y0 - 8.0,
-                esc(&pr.role)
-            );
-        }
-        for z in &self.zombies {
-            let x = x_of.get(&z.pid).copied().unwrap_or(0.0);
-            let (y0, y1) = (y(z.from), y(z.to).max(y(z.from) + 6.0));
-            let _ = writeln!(
-                s,
-                r##"<g class="zombie"><rect x="{:.0}" y="{y0:.0}" width="16" height="{:.0}" fill="#e23" fill-opacity="0.35" stroke="#b00"/><text x="{:.0}" y="{:.0}" fill="#b00">{}</text></g>"##,
-                x - 8.0,
-                y1 - y0,
-                x + 12.0,
-                y0 + 12.0,
-                esc(&z.how)
-            );
-        }
-        for m in &self.messages {
-            let (Some(x1), Some(x2)) = (x_of.get(&m.from), x_of.get(&m.to)) else {
-                continue;
-            };
-            let (y1, y2) = (y(m.sent), y(m.received).max(y(m.sent)));
-            let _ = writeln!(
-                s,
-                r##"<g class="message" data-from="{}" data-to="{}"><line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#1f4e9c">{}</text></g>"##,
-                esc(self.trace.role(m.from)),
-                esc(self.trace.role(m.to)),
-                (x1 + x2) / 2.0,
-                (y1 + y2) / 2.0 - 4.0,
-                esc(&m.label)
-            );
-        }
-        for mk in &self.marks {
-            let line = |s: &mut String, a: i32, b: i32, t: f64, text: &str, class: &str| {
-                let (Some(x1), Some(x2)) = (x_of.get(&a), x_of.get(&b)) else {
-                    return;
-                };
-                let _ = writeln!(
-                    s,
-                    r##"<g class="{class}"><line x1="{x1:.0}" y1="{yy:.0}" x2="{x2:.0}" y2="{yy:.0}" stroke="#777" stroke-dasharray="4,3" marker-end="url(#thin)"/><text x="{:.0}" y="{:.0}" text-anchor="middle" fill="#555">{}</text></g>"##,
-                    (x1 + x2) / 2.0,
-                    y(t) - 4.0,
-                    esc(text),
-                    yy = y(t)
-                );
-            };
-            let note = |s: &mut String, p: i32, t: f64, text: &str, class: &str, color: &str| {
-                let Some(x) = x_of.get(&p) else { return };
-                let _ = writeln!(
-                    s,
-                    r##"<g class="{class}"><circle cx="{x:.0}" cy="{yy:.0}" r="4" fill="{color}"/><text x="{:.0}" y="{:.0}" fill="{color}">{}</text></g>"##,
-                    x + 8.0,
-                    y(t) + 4.0,
-                    esc(text),
-                    yy = y(t)
-                );
-            };
-            match mk {
-                Mark::Fork { parent, child, t } => {
-                    line(&mut s, *parent, *child, *t, "fork", "fork")
-                }
-                Mark::Reap { parent, child, t } => {
-                    line(&mut s, *child, *parent, *t, "reaped (wait)", "reap")
-                }
-                Mark::Kill { from, to, t, name } => {
-                    line(&mut s, *from, *to, *t, &format!("kill {name}"), "kill")
-                }
-                Mark::Exec { pid, t, program } => {
-                    note(&mut s, *pid, *t, &format!("exec {program}"), "exec", "#2a7")
-                }
-                Mark::Exit { pid, t, how } => note(&mut s, *pid, *t, how, "exit", "#000"),
-                Mark::Signal { pid, t, name } => note(&mut s, *pid, *t, name, "signal", "#a50"),
-            }
-        }
+        s.push_str(&wires);
+        s.push_str(&groups);
         s.push_str("</svg>\n");
         s
     }
+}
+
+#[derive(Clone, Copy)]
+enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+/// Monospace 12 px: the box a label takes, estimated as the renderers draw it.
+pub const CHAR_W: f64 = 7.3;
+pub const TEXT_H: f64 = 13.0;
+
+/// Labels placed so far; each new one goes where it was asked, or the nearest spot below
+/// (then further right) where its box meets no other.
+#[derive(Default)]
+struct Labels {
+    boxes: Vec<(f64, f64, f64, f64)>,
+}
+
+impl Labels {
+    fn bottom(&self) -> f64 {
+        self.boxes.iter().map(|b| b.3).fold(0.0, f64::max)
+    }
+
+    /// A `<text>` at (x, y) (y the baseline), moved until free, with a white halo.
+    fn text(&mut self, x: f64, y: f64, a: Anchor, text: &str, color: &str, bold: bool) -> String {
+        let w = text.chars().count() as f64 * CHAR_W;
+        let x0 = |x: f64| match a {
+            Anchor::Start => x,
+            Anchor::Middle => x - w / 2.0,
+            Anchor::End => x - w,
+        };
+        let free = |bx: (f64, f64, f64, f64), boxes: &[(f64, f64, f64, f64)]| {
+            boxes
+                .iter()
+                .all(|o| bx.2 <= o.0 || o.2 <= bx.0 || bx.3 <= o.1 || o.3 <= bx.1)
+        };
+        let at = |x: f64, y: f64| (x0(x), y - TEXT_H + 3.0, x0(x) + w, y + 3.0);
+        let mut spot = (x, y);
+        'search: for dx in [0.0, 40.0, 80.0, 160.0, 320.0] {
+            for step in 0..12 {
+                let cand = (x + dx, y + step as f64 * (TEXT_H + 1.0));
+                if free(at(cand.0, cand.1), &self.boxes) {
+                    spot = cand;
+                    break 'search;
+                }
+            }
+            spot = (x + dx + 40.0, y);
+        }
+        self.boxes.push(at(spot.0, spot.1));
+        let anchor = match a {
+            Anchor::Start => "start",
+            Anchor::Middle => "middle",
+            Anchor::End => "end",
+        };
+        format!(
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}" fill="{color}"{} stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
+            spot.0,
+            spot.1,
+            if bold { r#" font-weight="bold""# } else { "" },
+            esc(text)
+        )
+    }
+}
+
+/// The sender of a user-sent signal (`si_code=SI_USER, si_pid=N`), from strace's siginfo.
+fn sender(body: &str) -> Option<i32> {
+    if !body.contains("SI_USER") && !body.contains("SI_QUEUE") {
+        return None;
+    }
+    let rest = &body[body.find("si_pid=")? + 7..];
+    rest.split([',', '}']).next()?.trim().parse().ok()
 }
 
 fn mark_t(m: &Mark) -> f64 {

@@ -230,6 +230,7 @@ pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
         filter: format!("trace={}", filter.join(",")),
         cwd: scratch.cwd(),
         log: scratch.top.path().join("output.txt"),
+        sent: Default::default(),
     };
     let say = |m: String| {
         if !o.quiet {
@@ -319,7 +320,8 @@ pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
         raw_dir.display()
     );
     }
-    let chart = chart::Chart::new(&t, &norm);
+    let mut chart = chart::Chart::new(&t, &norm);
+    chart.sent_by_ipclab(&tracer.sent.lock().unwrap_or_else(|e| e.into_inner()));
     if o.chart {
         if !o.quiet {
             println!("-- the chart, as text:");
@@ -363,9 +365,21 @@ pub struct Tracer {
     pub cwd: PathBuf,
     /// The programs' stdout and stderr, appended.
     log: PathBuf,
+    /// Signals the scenario sent (pid, name): the chart names ipclab as their sender.
+    sent: std::sync::Mutex<Vec<(i32, String)>>,
 }
 
 impl Tracer {
+    /// Sends `sig` to `pid` from the scenario, and remembers it for the chart (a SIGKILL shows
+    /// no `--- SIG ---` line in the trace: without this nothing would say who sent it).
+    pub fn signal(&self, pid: i32, sig: nix::sys::signal::Signal) -> Result<()> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, sig.as_str().to_string()));
+        crate::process::signal(nix::unistd::Pid::from_raw(pid), sig)
+    }
+
     fn command(&self, argv: &[String]) -> Result<Command> {
         let log = std::fs::OpenOptions::new()
             .create(true)
