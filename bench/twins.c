@@ -191,10 +191,14 @@ int main(int argc, char **argv)
         k = strtol(argv[4], NULL, 10);
         return peer(argv[5], atoi(argv[6]), atoi(argv[7]));
     }
-    if (argc != 5) {
-        fprintf(stderr, "usage: twins fifo|pipe|unix-stream|shm-futex|shm-spin SIZE K none|same|split\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: twins fifo|pipe|unix-stream|shm-futex|shm-spin SIZE K none|same|split [BATCH]\n");
         return 2;
     }
+    /* Round trips timed together, as ipclab bench timed them (it passes its own batch size). */
+    long batch = argc == 6 ? strtol(argv[5], NULL, 10) : 1;
+    if (batch < 1)
+        batch = 1;
     mech = argv[1];
     size = strtoul(argv[2], NULL, 10);
     k = strtol(argv[3], NULL, 10);
@@ -294,13 +298,18 @@ int main(int argc, char **argv)
         recv_msg(back);
         check(back, i);
     }
-    for (long i = 0; i < k; i++) {
-        fill(out, i);
+    for (long i = 0; i < k; i += batch) {
+        long n = k - i < batch ? k - i : batch;
         uint64_t t0 = now_ns();
-        send_msg(out);
-        recv_msg(back);
-        rtt[i] = now_ns() - t0;
-        check(back, i);
+        for (long j = i; j < i + n; j++) {
+            fill(out, j);
+            send_msg(out);
+            recv_msg(back);
+            check(back, j);
+        }
+        uint64_t per = (now_ns() - t0) / (uint64_t)n;
+        for (long j = i; j < i + n; j++)
+            rtt[j] = per;
     }
     int st;
     waitpid(pid, &st, 0);

@@ -83,13 +83,12 @@ fn cli_step_pauses_while_the_state_is_live() {
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut bytes = Vec::new();
-    let mut seen = String::new();
     let mut pauses = Vec::new();
     let mut byte = [0u8; 1];
     while stdout.read(&mut byte).unwrap() == 1 {
         bytes.push(byte[0]);
         if bytes.ends_with(b"Enter to go on ") {
-            seen = String::from_utf8_lossy(&bytes).into_owned();
+            let seen = String::from_utf8_lossy(&bytes).into_owned();
             let prompt = seen.rsplit('⏸').next().unwrap_or("").to_string();
             if prompt.contains("is a zombie now") {
                 let pid = number_after(&prompt, "secondary ").unwrap();

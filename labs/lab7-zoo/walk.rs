@@ -48,6 +48,10 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         svg,
     ])?;
     w.expect(code == 0, "the bench ran");
+    w.expect(
+        out.contains("computed from this run:") && out.contains("fastest first"),
+        "the bench computed its ranking and ratios from this very run",
+    );
     for m in crate::zoo::mech::ALL {
         w.expect(
             out.lines().any(|l| l.starts_with(m.name())),

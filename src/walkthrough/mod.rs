@@ -409,10 +409,9 @@ fn merge_resumed(text: &str) -> Vec<String> {
         } else if let Some(i) = line.find("<... ") {
             let rest = &line[i..];
             let tail = rest.find(" resumed>").map(|j| &rest[j + 9..]);
-            match (open.remove(&pid), tail) {
-                (Some(k), Some(t)) => out[k].push_str(t.trim_start()),
-                // A resumed half whose start we never saw: dropped, it would mislead.
-                _ => {}
+            // A resumed half whose start we never saw is dropped: it would mislead.
+            if let (Some(k), Some(t)) = (open.remove(&pid), tail) {
+                out[k].push_str(t.trim_start());
             }
         } else {
             out.push(line.to_string());

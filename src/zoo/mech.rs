@@ -32,9 +32,10 @@ pub enum Kind {
     Signal,
     Eventfd,
     FileLock,
+    File,
 }
 
-pub const ALL: [Kind; 16] = [
+pub const ALL: [Kind; 17] = [
     Kind::Pipe,
     Kind::Fifo,
     Kind::UnixStream,
@@ -51,6 +52,7 @@ pub const ALL: [Kind; 16] = [
     Kind::Signal,
     Kind::Eventfd,
     Kind::FileLock,
+    Kind::File,
 ];
 
 /// Largest message the bench sends through any mechanism.
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Signal => "signal",
             Kind::Eventfd => "eventfd",
             Kind::FileLock => "file-lock",
+            Kind::File => "file",
         }
     }
 
@@ -129,7 +132,8 @@ impl Kind {
             | Kind::ShmCondvar
             | Kind::ShmSpin
             | Kind::Eventfd
-            | Kind::FileLock => 1,
+            | Kind::FileLock
+            | Kind::File => 1,
             Kind::PosixMq => 8,
             Kind::SysvMq => (16384 / size.max(1)).clamp(1, 64),
             Kind::Signal => 32,
@@ -632,6 +636,42 @@ impl Endpoint for FileLock {
     }
 }
 
+/// A plain file, no lock, no notification: data by pwrite, then a sequence number by pwrite;
+/// the reader polls the other side's number with pread until it changes, then preads the data.
+/// The page cache orders them: a reader that sees the new number sees the data written before.
+pub struct FilePoll {
+    file: std::fs::File,
+    out: usize,
+    sent: u32,
+    seen: u32,
+}
+
+impl Endpoint for FilePoll {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(buf, (HDR + self.out * MAX_SIZE) as u64)?;
+        self.sent = self.sent.wrapping_add(1);
+        self.file
+            .write_all_at(&self.sent.to_ne_bytes(), (8 * self.out) as u64)
+    }
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut n = [0u8; 4];
+        loop {
+            self.file
+                .read_exact_at(&mut n, (8 * (1 - self.out)) as u64)?;
+            if u32::from_ne_bytes(n) != self.seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        self.seen = u32::from_ne_bytes(n);
+        self.file
+            .read_exact_at(buf, (HDR + (1 - self.out) * MAX_SIZE) as u64)
+    }
+}
+
 /// What main made, what the peer is told (its `--spec`), and the fds it must inherit.
 pub struct Setup {
     pub kind: Kind,
@@ -657,6 +697,7 @@ enum State {
     Shm(Shm),
     Sig,
     Lock(std::fs::File),
+    File(std::fs::File),
 }
 
 impl Drop for Setup {
@@ -937,6 +978,21 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
             s.state = State::Lock(file);
             s.dir = Some(d);
         }
+        Kind::File => {
+            let d = private()?;
+            let path = d.path().join("data");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::io(&e, "open", path.display()))?;
+            file.set_len(SEG_LEN as u64)
+                .map_err(|e| Error::io(&e, "ftruncate", path.display()))?;
+            s.spec = path.display().to_string();
+            s.state = State::File(file);
+            s.dir = Some(d);
+        }
     }
     Ok(s)
 }
@@ -1005,6 +1061,12 @@ impl Setup {
                 file,
                 next: 1,
                 out: 0,
+            }),
+            State::File(file) => Box::new(FilePoll {
+                file,
+                out: 0,
+                sent: 0,
+                seen: 0,
             }),
         };
         // Both sides have them open now.
@@ -1127,6 +1189,22 @@ pub fn peer(kind: Kind, spec: &str, size: usize) -> Result<(Box<dyn Endpoint>, S
             }),
             String::new(),
         ),
+        Kind::File => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(spec)
+                .map_err(|e| Error::io(&e, "open", spec))?;
+            (
+                Box::new(FilePoll {
+                    file,
+                    out: 1,
+                    sent: 0,
+                    seen: 0,
+                }),
+                String::new(),
+            )
+        }
         Kind::FileLock => {
             let file = std::fs::OpenOptions::new()
                 .read(true)
