@@ -69,6 +69,10 @@ struct Args {
     /// Demonstrate the mistake of 3.b: send control messages through the data FIFOs.
     #[arg(long, value_enum)]
     fault: Option<Fault>,
+    /// Log every heartbeat seen as a `beat` event (for `ipclab trace 3`'s chart: the beats go
+    /// through shared memory, which strace cannot see).
+    #[arg(long)]
+    log_beats: bool,
     /// Lab 4: run this command as the dispatcher instead of the reference one (split like a
     /// shell would, then `--workers K --dir DIR` appended). It gets no heartbeat table: crashes
     /// are still restarted, hangs are not detected.
@@ -113,6 +117,8 @@ struct Server {
     gave_up: bool,
     /// It writes heartbeats into our table (a command given with --dispatcher/--worker does not).
     beats: bool,
+    /// The last heartbeat logged (--log-beats).
+    logged_beat: u64,
     /// The uid it runs as, when not ours (a given command under --role-uid).
     run_as: Option<u32>,
 }
@@ -369,6 +375,7 @@ impl Server {
             kill_at: None,
             gave_up: false,
             beats,
+            logged_beat: 0,
             run_as: None,
         }
     }
@@ -451,6 +458,10 @@ fn check_heartbeat(
     };
     let now = now_ms();
     let last = table.last(s.slot);
+    if a.log_beats && last > s.logged_beat && last >= s.started_at {
+        s.logged_beat = last;
+        ev.log_at(last, "beat", &s.role, Some(pid), None, None);
+    }
     if let Some(down) = s.down_since {
         // The replacement's own first beat (not the last beats of the one being replaced).
         if s.started_at >= down && last >= s.started_at && last > 0 {

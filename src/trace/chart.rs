@@ -54,6 +54,11 @@ pub enum Mark {
         t: f64,
         name: String,
     },
+    /// A heartbeat from the event log (shared memory: strace cannot see it).
+    Beat {
+        pid: i32,
+        t: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -412,6 +417,19 @@ impl<'a> Chart<'a> {
         }
     }
 
+    /// Heartbeats (pid, time on the trace's clock) from the event log, within each process's life.
+    pub fn add_beats(&mut self, beats: &[(i32, f64)]) {
+        for &(pid, t) in beats {
+            let Some(p) = self.trace.procs.get(&pid) else {
+                continue;
+            };
+            if t >= p.born && p.exit.as_ref().is_none_or(|e| t <= e.0) {
+                self.marks.push(Mark::Beat { pid, t });
+            }
+        }
+        self.marks.sort_by(|a, b| mark_t(a).total_cmp(&mark_t(b)));
+    }
+
     /// Processes in tree order (each root, then its descendants depth first).
     fn columns(&self) -> Vec<i32> {
         let mut out = Vec::new();
@@ -443,6 +461,8 @@ impl<'a> Chart<'a> {
                 Mark::Kill { from, to, name, .. } => {
                     format!("{} kill({}, {name})", r(*from), r(*to))
                 }
+                // Too many to list; the SVG draws them.
+                Mark::Beat { .. } => continue,
             };
             rows.push((mark_t(mk), line));
         }
@@ -481,7 +501,13 @@ impl<'a> Chart<'a> {
             times.push(m.sent);
             times.push(m.received);
         }
-        times.extend(self.marks.iter().map(mark_t));
+        // Heartbeats take no row of their own: each sits between the events around it.
+        times.extend(
+            self.marks
+                .iter()
+                .filter(|m| !matches!(m, Mark::Beat { .. }))
+                .map(mark_t),
+        );
         for p in self.trace.procs.values() {
             times.push(p.born);
         }
@@ -496,9 +522,17 @@ impl<'a> Chart<'a> {
             let i = times.partition_point(|x| *x < t);
             top + row * i as f64
         };
+        let y_between = |t: f64| -> f64 {
+            let i = times.partition_point(|x| *x < t);
+            match (i.checked_sub(1).and_then(|j| times.get(j)), times.get(i)) {
+                (Some(a), Some(b)) if b > a => top + row * ((i - 1) as f64 + (t - a) / (b - a)),
+                _ => y(t),
+            }
+        };
         let width = 90.0 + 170.0 * cols.len().max(1) as f64 + 320.0;
         let mut wires = String::new();
         let mut labels = Labels::default();
+        let mut beats = 0;
         let mut groups = String::new();
         let end_t = self.trace.events.last().map_or(0.0, |e| e.t);
         for p in &cols {
@@ -613,8 +647,29 @@ impl<'a> Chart<'a> {
                 }
                 Mark::Exit { pid, t, how } => note(*pid, *t, how, "exit", "#000"),
                 Mark::Signal { pid, t, name } => note(*pid, *t, name, "signal", "#a50"),
+                Mark::Beat { pid, t } => {
+                    if let Some(x) = x_of.get(pid) {
+                        let _ = writeln!(
+                            wires,
+                            r##"<g class="beat"><path d="M{x:.1},{:.1} l-5,-5 a2.5,2.5 0 0 1 5,-2 a2.5,2.5 0 0 1 5,2 z" fill="#e23"/></g>"##,
+                            y_between(*t) + 3.0
+                        );
+                        beats += 1;
+                    }
+                }
                 _ => {}
             }
+        }
+        if beats > 0 {
+            let t = labels.text(
+                10.0,
+                40.0,
+                Anchor::Start,
+                &format!("♥ {beats} heartbeats, from the event log (they go through shared memory, which strace cannot see)"),
+                "#e23",
+                false,
+            );
+            let _ = writeln!(groups, r##"<g class="legend">{t}</g>"##);
         }
         let height = (top + row * (times.len() as f64 + 2.0)).max(labels.bottom() + row);
         let mut s = String::new();
@@ -715,7 +770,8 @@ fn mark_t(m: &Mark) -> f64 {
         | Mark::Exit { t, .. }
         | Mark::Reap { t, .. }
         | Mark::Signal { t, .. }
-        | Mark::Kill { t, .. } => *t,
+        | Mark::Kill { t, .. }
+        | Mark::Beat { t, .. } => *t,
     }
 }
 

@@ -322,6 +322,19 @@ pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
     }
     let mut chart = chart::Chart::new(&t, &norm);
     chart.sent_by_ipclab(&tracer.sent.lock().unwrap_or_else(|e| e.into_inner()));
+    // Heartbeats logged in the event log (CLOCK_MONOTONIC ms), placed on strace's clock
+    // (CLOCK_REALTIME, -ttt) by the offset between the two clocks now.
+    let offset = {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        real - crate::zoo::now_ns() as f64 / 1e9
+    };
+    let beats: Vec<(i32, f64)> = crate::evlog::Log::read(&events)
+        .named("beat")
+        .filter_map(|e| Some((e.pid? as i32, e.ts_ms? as f64 / 1e3 + offset)))
+        .collect();
+    chart.add_beats(&beats);
     if o.chart {
         if !o.quiet {
             println!("-- the chart, as text:");
