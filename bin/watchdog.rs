@@ -532,20 +532,22 @@ fn shutdown(
         None,
         None,
     );
-    let (main, secondaries) = servers.split_at_mut(1);
-    for group in [secondaries, main] {
-        for s in group.iter() {
+    // Secondaries first (slots 1..), then main (slot 0).
+    let n = servers.len();
+    for group in [1..n, 0..1] {
+        for s in &servers[group.clone()] {
             if let Some(pid) = s.pid {
-                process::signal(pid, Signal::SIGTERM)?;
-                process::signal(pid, Signal::SIGCONT)?;
+                // Already dead and not yet reaped (ESRCH is not possible for a zombie): fine.
+                let _ = process::signal(pid, Signal::SIGTERM);
+                let _ = process::signal(pid, Signal::SIGCONT);
             }
         }
         let deadline = now_ms() + a.term_grace_ms;
-        while group.iter().any(|s| s.pid.is_some()) {
+        while servers[group.clone()].iter().any(|s| s.pid.is_some()) {
             let now = now_ms();
             if now >= deadline {
-                for pid in group.iter().filter_map(|s| s.pid) {
-                    process::signal(pid, Signal::SIGKILL)?;
+                for pid in servers[group.clone()].iter().filter_map(|s| s.pid) {
+                    let _ = process::signal(pid, Signal::SIGKILL);
                 }
             }
             let wait = if now >= deadline {
@@ -554,8 +556,11 @@ fn shutdown(
                 Some(Duration::from_millis(deadline - now))
             };
             sigs.wait(wait)?;
+            // Any server may be reaped here, not only this group's: one that died on its own
+            // meanwhile (a SIGTERM sent to the whole process group) must not be waited for
+            // again, or this loop would wait for a SIGCHLD that already came.
             for (pid, st) in process::reap_all_nohang() {
-                if let Some(s) = group.iter_mut().find(|s| s.pid == Some(pid)) {
+                if let Some(s) = servers.iter_mut().find(|s| s.pid == Some(pid)) {
                     ev.log(
                         "exit",
                         &s.role,

@@ -221,6 +221,49 @@ fn lab3_control_over_data_restarts_nothing() {
     Clean::new("ipclab-none").check();
 }
 
+/// SIGTERM to the whole process group at once (as `timeout` or `kill -TERM -PGID` sends it):
+/// servers die on their own while the watchdog shuts down; it must not wait for a death it has
+/// already reaped (it hung so before), and exits 0 having logged every exit.
+#[test]
+fn lab3_sigterm_to_the_whole_group_still_shuts_down() {
+    use std::os::unix::process::CommandExt;
+    let _forks = common::fork_guard();
+    for _ in 0..3 {
+        let dir = private_dir();
+        let events = dir.path().join("events.jsonl");
+        let mut child = Command::new(bin("watchdog"))
+            .args([
+                "--secondaries",
+                "2",
+                "--heartbeat-ms",
+                "20",
+                "--hang-ms",
+                "200",
+                "--events",
+            ])
+            .arg(&events)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut err = stderr_reader(&mut child);
+        read_until(&mut err, "\"event\":\"start\",\"role\":\"secondary-2\"");
+        let pgid = Pid::from_raw(-(child.id() as i32));
+        nix::sys::signal::kill(pgid, Signal::SIGTERM).unwrap();
+        let out = finish(child);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let log = std::fs::read_to_string(&events).unwrap();
+        let exits = log
+            .lines()
+            .filter(|l| l.contains("\"event\":\"exit\""))
+            .count();
+        assert_eq!(exits, 4, "three servers and the watchdog: {log}");
+    }
+    Clean::new("ipclab-none").check();
+}
+
 /// Bad flags: one line, exit 2, nothing created.
 #[test]
 fn lab3_bad_input_is_one_line_exit_2() {
