@@ -1,9 +1,10 @@
-/* Lab 7 — the C twins of five `ipclab bench` mechanisms, for `make bench` to run beside the
+/* Lab 7 — the C twins of eight `ipclab bench` mechanisms, for `make bench` to run beside the
  * Rust ones: the same protocol (main creates the objects, forks and execs itself as the peer,
  * warm-up of K/10 round trips capped at 200, then K timed round trips, the sequence number in the
  * first 8 bytes checked on return), the same pinning, the same clock (CLOCK_MONOTONIC).
  *
- *   twins MECH SIZE K PIN        MECH: fifo pipe unix-stream shm-futex shm-spin; PIN: none same split
+ *   twins MECH SIZE K PIN [BATCH]   MECH: fifo pipe socketpair unix-stream eventfd shm-futex shm-spin
+ *                                   file; PIN: none same split; BATCH: round trips timed together
  *
  * Prints one line: min median p99 max round trip, in ns. No third-party code.
  */
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -59,11 +61,32 @@ static void pin_to(int cpu)
 }
 
 static int is_shm(void) { return !strncmp(mech, "shm-", 4); }
+static int is_file(void) { return !strcmp(mech, "file"); }
+static int is_eventfd(void) { return !strcmp(mech, "eventfd"); }
+static int file_fd = -1; /* file: the data file, polled with pread */
 
 static unsigned *word(int i) { return (unsigned *)(seg + 4 * i); }
 
 static void send_msg(const unsigned char *b)
 {
+    if (is_file()) {
+        /* The data, then the sequence number: a reader that sees the number sees the data. */
+        if (pwrite(file_fd, b, size, HDR + out_dir * MAX_SIZE) != (ssize_t)size)
+            die("pwrite");
+        sent++;
+        if (pwrite(file_fd, &sent, 4, 8 * out_dir) != 4)
+            die("pwrite");
+        return;
+    }
+    if (is_eventfd()) {
+        /* 7 bytes of payload above a marker bit: the counter must never be 0. */
+        uint64_t v = 0;
+        memcpy((unsigned char *)&v + 1, b, size);
+        v |= 1;
+        if (write(wr, &v, 8) != 8)
+            die("write");
+        return;
+    }
     if (is_shm()) {
         memcpy(seg + HDR + out_dir * MAX_SIZE, b, size);
         sent++;
@@ -85,6 +108,25 @@ static void send_msg(const unsigned char *b)
 
 static void recv_msg(unsigned char *b)
 {
+    if (is_file()) {
+        unsigned v;
+        do {
+            if (pread(file_fd, &v, 4, 8 * (1 - out_dir)) != 4)
+                die("pread");
+        } while (v == seen);
+        seen = v;
+        if (pread(file_fd, b, size, HDR + (1 - out_dir) * MAX_SIZE) != (ssize_t)size)
+            die("pread");
+        return;
+    }
+    if (is_eventfd()) {
+        uint64_t v;
+        while (read(rd, &v, 8) != 8)
+            if (errno != EINTR)
+                die("read");
+        memcpy(b, (unsigned char *)&v + 1, size);
+        return;
+    }
     if (is_shm()) {
         int d = 1 - out_dir;
         unsigned want = seen + 1, v;
@@ -146,8 +188,11 @@ static int peer(const char *spec, int cpu, int report)
     if (cpu >= 0)
         pin_to(cpu);
     out_dir = 1;
-    if (!strcmp(mech, "pipe")) {
+    if (!strcmp(mech, "pipe") || !strcmp(mech, "socketpair") || is_eventfd()) {
         sscanf(spec, "%d,%d", &rd, &wr);
+    } else if (is_file()) {
+        if ((file_fd = open(spec, O_RDWR | O_CLOEXEC)) < 0)
+            die("open data");
     } else if (!strcmp(mech, "fifo")) {
         char p[4200];
         if (write(report, "ready\n", 6) != 6)
@@ -222,6 +267,33 @@ int main(int argc, char **argv)
         peer_fds[0] = a[0], peer_fds[1] = b[1];
         fcntl(wr, F_SETFD, FD_CLOEXEC), fcntl(rd, F_SETFD, FD_CLOEXEC);
         snprintf(spec, sizeof spec, "%d,%d", a[0], b[1]);
+    } else if (!strcmp(mech, "socketpair")) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            die("socketpair");
+        rd = wr = sv[0];
+        fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+        peer_fds[0] = peer_fds[1] = sv[1];
+        snprintf(spec, sizeof spec, "%d,%d", sv[1], sv[1]);
+    } else if (is_eventfd()) {
+        if (size > 7) {
+            fprintf(stderr, "twins: eventfd carries at most 7 bytes\n");
+            rmdir(dir);
+            return 2;
+        }
+        int a = eventfd(0, 0), b = eventfd(0, 0);
+        if (a < 0 || b < 0)
+            die("eventfd");
+        /* Both sides use the same two counters (inherited): main writes a and reads b. */
+        wr = a, rd = b;
+        snprintf(spec, sizeof spec, "%d,%d", a, b);
+    } else if (is_file()) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/data", dir);
+        if ((file_fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+            ftruncate(file_fd, HDR + 2 * MAX_SIZE) < 0)
+            die("open data");
+        snprintf(spec, sizeof spec, "%s", p);
     } else if (!strcmp(mech, "fifo")) {
         char p[4200];
         snprintf(p, sizeof p, "%s/ping", dir);
@@ -317,6 +389,7 @@ int main(int argc, char **argv)
     snprintf(p, sizeof p, "%s/ping", dir), unlink(p);
     snprintf(p, sizeof p, "%s/pong", dir), unlink(p);
     snprintf(p, sizeof p, "%s/s", dir), unlink(p);
+    snprintf(p, sizeof p, "%s/data", dir), unlink(p);
     rmdir(dir);
     if (!WIFEXITED(st) || WEXITSTATUS(st)) {
         fprintf(stderr, "twins %s: the peer failed\n", mech);

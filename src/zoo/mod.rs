@@ -967,7 +967,16 @@ pub fn chart(r: &Report) -> String {
 /// Rust/C ratio of medians, with min and max over the pairs. A goal (≤ 1.05) is reported, never
 /// enforced.
 pub fn compare(twins: &std::path::Path, o: &Options) -> Result<i32> {
-    let mechs = ["fifo", "pipe", "unix-stream", "shm-futex", "shm-spin"];
+    let mechs = [
+        "fifo",
+        "pipe",
+        "socketpair",
+        "unix-stream",
+        "eventfd",
+        "shm-futex",
+        "shm-spin",
+        "file",
+    ];
     let size = o.sizes.first().copied().unwrap_or(64);
     let pin = match o.pin {
         Pin::None => "none",
@@ -981,10 +990,12 @@ pub fn compare(twins: &std::path::Path, o: &Options) -> Result<i32> {
     println!("mechanism      Rust median µs   C median µs   Rust/C ratio: min  median   max   goal <= 1.10   batch");
     for m in mechs {
         let kind = Kind::parse(m).ok_or_else(|| Error::runtime("twin list"))?;
-        if kind == Kind::ShmSpin && o.pin == Pin::Same {
-            println!("{m:<14} skipped: spinning refuses --pin same");
+        if matches!(kind, Kind::ShmSpin | Kind::File) && o.pin == Pin::Same {
+            println!("{m:<14} skipped: polling refuses --pin same");
             continue;
         }
+        // eventfd carries at most 7 bytes: measured at the largest size it takes.
+        let size = size.min(kind.limit().0);
         let (mut rs, mut cs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let mut batch = 1;
         for _ in 0..o.pairs.max(1) {
