@@ -211,7 +211,7 @@ fn main() {
             if text {
                 ipclab::labs::find(n).and_then(|_| lab_text(n, lang))
             } else {
-                ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step))
+                ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step, lang))
             }
         }
         Cmd::Doctor => Ok(doctor()),

@@ -65,6 +65,8 @@ pub struct Lab {
     pub title: String,
     /// The lab sheet's questions the walkthrough and README answer.
     pub questions: Vec<String>,
+    /// The same, in French (`ipclab lab N --lang fr`).
+    pub questions_fr: Vec<String>,
     /// Reference programs (each a `[[bin]]` of Cargo.toml, with a bin/ header).
     pub binaries: Vec<String>,
     /// The libc calls the lab is about, as a student would write them.

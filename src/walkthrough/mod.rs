@@ -23,8 +23,39 @@ pub trait Walkable: crate::trace::Traceable {
     fn walk(&self, w: &mut Walk) -> Result<()>;
 }
 
+/// English or French by the walkthrough's language: `tr!(w, "en", "fr")`. Every string a
+/// walkthrough prints for the student goes through it, so both languages say the same.
+#[macro_export]
+macro_rules! tr {
+    ($w:expr, $en:expr, $fr:expr) => {
+        if $w.fr() {
+            $fr
+        } else {
+            $en
+        }
+    };
+}
+
+/// A copy of the walkthrough's language, for `tr!` inside calls that borrow the walk.
+#[derive(Clone, Copy)]
+pub struct Lang(bool);
+
+impl Lang {
+    pub fn fr(&self) -> bool {
+        self.0
+    }
+}
+
+/// The running walkthrough's language, for what prints without a `Walk` at hand.
+static FR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn fr() -> bool {
+    FR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub struct Walk {
     pub spec: spec::Spec,
+    lang: crate::lang::Lang,
     lab: &'static dyn Walkable,
     step_mode: bool,
     bins: PathBuf,
@@ -37,7 +68,7 @@ pub struct Walk {
 
 /// Runs `lab`'s walkthrough. Exit status: 0 when every expectation held and the run left
 /// nothing behind, 1 otherwise.
-pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
+pub fn run(lab: &'static dyn Walkable, step_mode: bool, lang: crate::lang::Lang) -> Result<i32> {
     let spec = lab.spec()?;
     let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
     let bins = exe.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -53,8 +84,13 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
     let shm_before = our_shm();
     let _scratch = stop::arm(shm_before.clone())?;
     process::set_child_subreaper()?;
+    FR.store(
+        lang == crate::lang::Lang::Fr,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut walk = Walk {
         shm_before,
+        lang,
         spec,
         lab,
         step_mode,
@@ -63,8 +99,18 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool) -> Result<i32> {
         problems: Vec::new(),
         adopted: Vec::new(),
     };
-    println!("# Lab {}: {}", walk.spec.lab.number, walk.spec.lab.title);
-    for q in walk.spec.lab.questions.clone() {
+    if walk.fr() {
+        // The French title is the French text's own heading.
+        let title = spec::file(&walk.spec.dir_name(), "README.fr.md")
+            .and_then(|t| t.lines().next())
+            .and_then(|h| h.split_once(" — "))
+            .map_or(walk.spec.lab.title.clone(), |(_, t)| t.trim().to_string());
+        println!("# TP {} : {title}", walk.spec.lab.number);
+    } else {
+        println!("# Lab {}: {}", walk.spec.lab.number, walk.spec.lab.title);
+    }
+    let qs = tr!(walk, &walk.spec.lab.questions, &walk.spec.lab.questions_fr).clone();
+    for q in qs {
         println!("#   {q}");
     }
     let outcome = lab.walk(&mut walk);
@@ -94,6 +140,16 @@ fn our_shm() -> Vec<String> {
 }
 
 impl Walk {
+    /// The walkthrough speaks French (`--lang fr`, or LANG=fr_*).
+    pub fn fr(&self) -> bool {
+        self.lang == crate::lang::Lang::Fr
+    }
+
+    /// For `tr!` where the walk is mutably borrowed.
+    pub fn lang(&self) -> Lang {
+        Lang(self.fr())
+    }
+
     /// Path of a reference binary.
     pub fn bin(&self, name: &str) -> String {
         self.bins.join(name).display().to_string()
@@ -103,10 +159,14 @@ impl Walk {
     /// explanation and output are on the screen, and the student goes on when ready.
     pub fn step(&mut self, title: &str) {
         if self.step_no > 0 {
-            self.pause("end of this step");
+            self.pause(tr!(self, "end of this step", "fin de cette étape"));
         }
         self.step_no += 1;
-        println!("\n== Step {}: {title} ==", self.step_no);
+        println!(
+            "\n== {} {} : {title} ==",
+            tr!(self, "Step", "Étape"),
+            self.step_no
+        );
     }
 
     /// With --step, waits for Enter while `what` (the state just described: a zombie, a daemon,
@@ -115,7 +175,10 @@ impl Walk {
         if !self.step_mode {
             return;
         }
-        print!("   ⏸ {what} — Enter to go on ");
+        print!(
+            "   ⏸ {what} — {} ",
+            tr!(self, "Enter to go on", "Entrée pour continuer")
+        );
         std::io::stdout().flush().ok();
         let _ = std::io::stdin().lock().read_line(&mut String::new());
     }
@@ -183,14 +246,25 @@ impl Walk {
         if Command::new("ps").arg("--version").output().is_ok() {
             let _ = self.shell(&argv);
         } else {
-            println!("   (ps not installed; the same from /proc:)");
+            println!(
+                "   {}",
+                tr!(
+                    self,
+                    "(ps not installed; the same from /proc:)",
+                    "(ps n'est pas installé ; la même chose depuis /proc :)"
+                )
+            );
             println!("   {}", inspect::HEADER);
             for p in pids.iter().filter_map(|p| inspect::info(*p)) {
                 println!("   {}", p.row());
             }
         }
         // The same processes in their tree (`ipclab ps`), under this walkthrough.
-        println!("   tree (ipclab ps {}):", std::process::id());
+        println!(
+            "   {} (ipclab ps {}) :",
+            tr!(self, "tree", "arbre"),
+            std::process::id()
+        );
         for l in inspect::tree(std::process::id() as i32, pids, inspect::color_wanted()) {
             println!("   | {l}");
         }
@@ -201,7 +275,12 @@ impl Walk {
         let reaped = process::reap_all_nohang();
         for (pid, st) in &reaped {
             println!(
-                "   (walkthrough, a subreaper, reaped adopted {pid}: {})",
+                "   {} {pid} : {})",
+                tr!(
+                    self,
+                    "(walkthrough, a subreaper, reaped adopted",
+                    "(le déroulé, subreaper, a récupéré l'adopté"
+                ),
                 process::describe(st)
             );
         }
@@ -217,13 +296,20 @@ impl Walk {
         let (reaped, running) = process::reap_children_within(Duration::from_secs(10));
         for (pid, st) in &reaped {
             println!(
-                "   (walkthrough, a subreaper, reaped adopted {pid}: {})",
+                "   {} {pid} : {})",
+                tr!(
+                    self,
+                    "(walkthrough, a subreaper, reaped adopted",
+                    "(le déroulé, subreaper, a récupéré l'adopté"
+                ),
                 process::describe(st)
             );
         }
         for pid in running {
-            self.problems.push(format!(
-                "process {pid} was still running: killed, with its descendants"
+            self.problems.push(tr!(
+                self,
+                format!("process {pid} was still running: killed, with its descendants"),
+                format!("le processus {pid} tournait encore : tué, avec ses descendants")
             ));
             for p in inspect::descendants(pid.as_raw()) {
                 let _ = process::signal(
@@ -265,7 +351,10 @@ impl Walk {
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();
         let dir_s = dir.map(|d| d.display().to_string());
         let mut shown = 0;
-        println!("   strace, the lines that matter:");
+        println!(
+            "   {}",
+            tr!(self, "strace, the lines that matter:", "strace, les lignes qui comptent :")
+        );
         for line in merge_resumed(&text)
             .iter()
             .filter(|l| interesting(l, dir_s.as_deref()))
@@ -281,7 +370,10 @@ impl Walk {
                 break;
             }
         }
-        self.expect(code == 0, "the traced run succeeded");
+        self.expect(
+            code == 0,
+            tr!(self, "the traced run succeeded", "l'exécution tracée a réussi"),
+        );
         Ok(())
     }
 
@@ -299,11 +391,17 @@ impl Walk {
         full.extend_from_slice(argv);
         let (code, _) = self.shell(&full)?;
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();
-        println!("   strace, the lines naming {about}:");
+        println!(
+            "   {} {about} :",
+            tr!(self, "strace, the lines naming", "strace, les lignes qui nomment")
+        );
         for line in merge_resumed(&text).iter().filter(|l| l.contains(about)) {
             println!("   | {}", truncate(line, 150));
         }
-        self.expect(code == 0, "the traced run succeeded");
+        self.expect(
+            code == 0,
+            tr!(self, "the traced run succeeded", "l'exécution tracée a réussi"),
+        );
         Ok(())
     }
 
@@ -311,11 +409,13 @@ impl Walk {
     /// clean-up check: the trace's own processes cannot hide a leftover of the walkthrough).
     fn chart(&mut self) {
         println!(
-            "\n== The run as a sequence chart (`make strace-lab{}` for the whole trace) ==",
-            self.spec.lab.number
+            "\n== {} (`make strace-lab{}` {}) ==",
+            tr!(self, "The run as a sequence chart", "L'exécution en diagramme de séquence"),
+            self.spec.lab.number,
+            tr!(self, "for the whole trace", "pour toute la trace")
         );
         if let Err(why) = crate::trace::strace_usable() {
-            println!("   (skipped: {why})");
+            println!("   ({} {why})", tr!(self, "skipped:", "sauté :"));
             return;
         }
         let o = crate::trace::Options {
@@ -341,43 +441,84 @@ impl Walk {
             _ => o,
         };
         if let Err(e) = crate::trace::trace(&o, self.lab) {
-            self.problems.push(format!("the traced run failed: {e}"));
+            self.problems.push(tr!(
+                self,
+                format!("the traced run failed: {e}"),
+                format!("l'exécution tracée a échoué : {e}")
+            ));
         }
     }
 
     fn finish(mut self) -> Result<i32> {
-        self.pause("end of the last step");
+        self.pause(tr!(self, "end of the last step", "fin de la dernière étape"));
         stop::check();
-        println!("\n== Clean-up check ==");
+        println!(
+            "\n== {} ==",
+            tr!(self, "Clean-up check", "Vérification du ménage")
+        );
         self.settle();
         let me = std::process::id() as i32;
         let left = inspect::descendants(me);
         let rows: Vec<String> = left.iter().map(|p| p.row()).collect();
         self.expect(
             left.is_empty(),
-            &format!("no process of ours left{}", list(&rows)),
+            &format!(
+                "{}{}",
+                tr!(self, "no process of ours left", "aucun de nos processus ne reste"),
+                list(&rows)
+            ),
         );
-        let now = our_shm();
-        let new: Vec<String> = now
+        // Scoped to this walkthrough: an object whose creator still runs and is not us belongs to
+        // another run of this user (none of our processes is left, as just checked).
+        let new: Vec<String> = crate::shm::ours("ipclab")
             .into_iter()
-            .filter(|n| !self.shm_before.contains(n))
+            .filter(|(n, pid)| {
+                !self.shm_before.contains(n)
+                    && (*pid == me || inspect::info(*pid).is_none_or(|i| i.is_zombie()))
+            })
+            .map(|(n, _)| n)
             .collect();
         self.expect(
             new.is_empty(),
-            &format!("no new /dev/shm object{}", list(&new)),
+            &format!(
+                "{}{}",
+                tr!(self, "no new /dev/shm object", "aucun nouvel objet dans /dev/shm"),
+                list(&new)
+            ),
         );
         self.chart();
         if self.problems.is_empty() {
             println!(
-                "\nLab {} walkthrough: all steps behaved as described.",
-                self.spec.lab.number
+                "{}",
+                tr!(
+                    self,
+                    format!(
+                        "\nLab {} walkthrough: all steps behaved as described.",
+                        self.spec.lab.number
+                    ),
+                    format!(
+                        "\nDéroulé du TP {} : toutes les étapes se sont passées comme décrit.",
+                        self.spec.lab.number
+                    )
+                )
             );
             Ok(0)
         } else {
             println!(
-                "\nLab {} walkthrough: {} problem(s):",
-                self.spec.lab.number,
-                self.problems.len()
+                "{}",
+                tr!(
+                    self,
+                    format!(
+                        "\nLab {} walkthrough: {} problem(s):",
+                        self.spec.lab.number,
+                        self.problems.len()
+                    ),
+                    format!(
+                        "\nDéroulé du TP {} : {} problème(s) :",
+                        self.spec.lab.number,
+                        self.problems.len()
+                    )
+                )
             );
             for p in &self.problems {
                 println!("  - {p}");
@@ -539,15 +680,20 @@ impl Live {
                 if self.echo {
                     // The walkthrough answers the programs' prompts itself (it closes their
                     // stdin): the student is asked nothing there.
-                    let shown = line
-                        .replace(
-                            "(press Enter or close stdin)",
-                            "(the walkthrough will close its stdin)",
+                    let (a, b) = if fr() {
+                        (
+                            "(le déroulé fermera son entrée standard)",
+                            "(le déroulé fermera son entrée standard, ce qui le récupère)",
                         )
-                        .replace(
-                            "then press Enter to reap",
+                    } else {
+                        (
+                            "(the walkthrough will close its stdin)",
                             "(the walkthrough will close its stdin, which reaps it)",
-                        );
+                        )
+                    };
+                    let shown = line
+                        .replace("(press Enter or close stdin)", a)
+                        .replace("then press Enter to reap", b);
                     println!("   {shown}");
                 }
                 self.text.push_str(&line);
@@ -592,7 +738,10 @@ impl Live {
         let code = st.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)
         });
-        println!("   (exit status {code})");
+        println!(
+            "   ({} {code})",
+            if fr() { "code de sortie" } else { "exit status" }
+        );
         Ok((code, self.text))
     }
 }
