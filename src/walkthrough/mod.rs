@@ -353,7 +353,11 @@ impl Walk {
         let mut shown = 0;
         println!(
             "   {}",
-            tr!(self, "strace, the lines that matter:", "strace, les lignes qui comptent :")
+            tr!(
+                self,
+                "strace, the lines that matter:",
+                "strace, les lignes qui comptent :"
+            )
         );
         for line in merge_resumed(&text)
             .iter()
@@ -372,7 +376,11 @@ impl Walk {
         }
         self.expect(
             code == 0,
-            tr!(self, "the traced run succeeded", "l'exécution tracée a réussi"),
+            tr!(
+                self,
+                "the traced run succeeded",
+                "l'exécution tracée a réussi"
+            ),
         );
         Ok(())
     }
@@ -393,14 +401,22 @@ impl Walk {
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();
         println!(
             "   {} {about} :",
-            tr!(self, "strace, the lines naming", "strace, les lignes qui nomment")
+            tr!(
+                self,
+                "strace, the lines naming",
+                "strace, les lignes qui nomment"
+            )
         );
         for line in merge_resumed(&text).iter().filter(|l| l.contains(about)) {
             println!("   | {}", truncate(line, 150));
         }
         self.expect(
             code == 0,
-            tr!(self, "the traced run succeeded", "l'exécution tracée a réussi"),
+            tr!(
+                self,
+                "the traced run succeeded",
+                "l'exécution tracée a réussi"
+            ),
         );
         Ok(())
     }
@@ -410,7 +426,11 @@ impl Walk {
     fn chart(&mut self) {
         println!(
             "\n== {} (`make strace-lab{}` {}) ==",
-            tr!(self, "The run as a sequence chart", "L'exécution en diagramme de séquence"),
+            tr!(
+                self,
+                "The run as a sequence chart",
+                "L'exécution en diagramme de séquence"
+            ),
             self.spec.lab.number,
             tr!(self, "for the whole trace", "pour toute la trace")
         );
@@ -450,7 +470,11 @@ impl Walk {
     }
 
     fn finish(mut self) -> Result<i32> {
-        self.pause(tr!(self, "end of the last step", "fin de la dernière étape"));
+        self.pause(tr!(
+            self,
+            "end of the last step",
+            "fin de la dernière étape"
+        ));
         stop::check();
         println!(
             "\n== {} ==",
@@ -464,7 +488,11 @@ impl Walk {
             left.is_empty(),
             &format!(
                 "{}{}",
-                tr!(self, "no process of ours left", "aucun de nos processus ne reste"),
+                tr!(
+                    self,
+                    "no process of ours left",
+                    "aucun de nos processus ne reste"
+                ),
                 list(&rows)
             ),
         );
@@ -482,7 +510,11 @@ impl Walk {
             new.is_empty(),
             &format!(
                 "{}{}",
-                tr!(self, "no new /dev/shm object", "aucun nouvel objet dans /dev/shm"),
+                tr!(
+                    self,
+                    "no new /dev/shm object",
+                    "aucun nouvel objet dans /dev/shm"
+                ),
                 list(&new)
             ),
         );
@@ -740,7 +772,11 @@ impl Live {
         });
         println!(
             "   ({} {code})",
-            if fr() { "code de sortie" } else { "exit status" }
+            if fr() {
+                "code de sortie"
+            } else {
+                "exit status"
+            }
         );
         Ok((code, self.text))
     }
