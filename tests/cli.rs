@@ -63,6 +63,26 @@ fn cli_walkthroughs_run_to_the_end_clean() {
             "{s}"
         );
         assert!(!s.contains("✗"), "{s}");
+        // The same walkthrough in French says the same: as many steps and checks, all held.
+        let fr = run(ipclab().args(["lab", &n, "--lang", "fr"]));
+        let f = text(&fr.stdout);
+        assert_eq!(fr.status.code(), Some(0), "lab {n} in French:\n{f}");
+        assert!(
+            f.contains(&format!(
+                "Déroulé du TP {n} : toutes les étapes se sont passées comme décrit."
+            )),
+            "{f}"
+        );
+        assert_eq!(
+            s.matches("\n== Step ").count(),
+            f.matches("\n== Étape ").count(),
+            "lab {n}: steps"
+        );
+        assert_eq!(
+            s.matches('✓').count(),
+            f.matches('✓').count(),
+            "lab {n}: checks"
+        );
     }
     Clean::new("ipclab").check();
 }

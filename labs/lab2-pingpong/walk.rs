@@ -213,7 +213,12 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let st = crate::process::wait_for(nix::unistd::Pid::from_raw(sec));
     if let Ok(st) = &st {
         println!(
-            "   (walkthrough, a subreaper, reaped adopted {sec}: {})",
+            "   {} {sec} : {})",
+            tr!(
+                w,
+                "(walkthrough, a subreaper, reaped adopted",
+                "(le déroulé, subreaper, a récupéré l'adopté"
+            ),
             crate::process::describe(st)
         );
     }
