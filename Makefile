@@ -59,7 +59,7 @@ grade: build
 bench:
 	$(CARGO) build --release --workspace --bins
 	mkdir -p target/bench
-	$${CC:-cc} -O2 -Wall -o target/bench/twins bench/twins.c
+	$${CC:-cc} -O2 -Wall -pthread -o target/bench/twins bench/twins.c
 	target/release/ipclab bench --round-trips 5000 --svg target/bench/zoo.svg
 	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin split
 	target/release/ipclab bench --compare-c target/bench/twins --size 64 --round-trips 5000 --pairs 7 --pin same

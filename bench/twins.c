@@ -1,10 +1,12 @@
-/* Lab 7 — the C twins of eight `ipclab bench` mechanisms, for `make bench` to run beside the
+/* Lab 7 — the C twins of every `ipclab bench` mechanism, for `make bench` to run beside the
  * Rust ones: the same protocol (main creates the objects, forks and execs itself as the peer,
  * warm-up of K/10 round trips capped at 200, then K timed round trips, the sequence number in the
  * first 8 bytes checked on return), the same pinning, the same clock (CLOCK_MONOTONIC).
  *
- *   twins MECH SIZE K PIN [BATCH]   MECH: fifo pipe socketpair unix-stream eventfd shm-futex shm-spin
- *                                   file; PIN: none same split; BATCH: round trips timed together
+ *   twins MECH SIZE K PIN [BATCH]   MECH: any of ipclab bench's (pipe fifo unix-stream unix-dgram
+ *                                   socketpair tcp udp posix-mq sysv-mq shm-futex shm-sem shm-condvar
+ *                                   shm-spin signal eventfd file-lock file); PIN: none same split;
+ *                                   BATCH: round trips timed together
  *
  * Prints one line: min median p99 max round trip, in ns. No third-party code.
  */
@@ -12,6 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <mqueue.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,12 +73,86 @@ static void pin_to(int cpu)
 static int is_shm(void) { return !strncmp(mech, "shm-", 4); }
 static int is_file(void) { return !strcmp(mech, "file"); }
 static int is_eventfd(void) { return !strcmp(mech, "eventfd"); }
-static int file_fd = -1; /* file: the data file, polled with pread */
+static int file_fd = -1; /* file, file-lock: the data file */
+static long lock_next;   /* file-lock: the next handoff this side makes */
+static mqd_t mq_out = (mqd_t)-1, mq_in = (mqd_t)-1;
+static int msq = -1;      /* sysv-mq: one queue, type 1 main -> peer, 2 back */
+static pid_t sig_to;      /* signal: the other side */
+static sigset_t sig_set;
+static int is_dgram(void) { return !strcmp(mech, "unix-dgram") || !strcmp(mech, "udp"); }
+static int is(const char *m) { return !strcmp(mech, m); }
+
+/* Sync objects of the shm mechanisms, in the segment's header, one per direction. */
+struct dir_sync {
+    sem_t sem;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned seq;
+};
+static struct dir_sync *sync_of(int d) { return (struct dir_sync *)(seg + 256 + 256 * d); }
+
+static void lock_byte(long byte, int type)
+{
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+    while (fcntl(file_fd, F_SETLKW, &fl) < 0)
+        if (errno != EINTR)
+            die("fcntl");
+}
+
+struct sysv_msg {
+    long type;
+    unsigned char data[MAX_SIZE];
+};
+static struct sysv_msg msgbuf;
 
 static unsigned *word(int i) { return (unsigned *)(seg + 4 * i); }
 
 static void send_msg(const unsigned char *b)
 {
+    if (is("file-lock")) {
+        if (pwrite(file_fd, b, size, HDR + out_dir * MAX_SIZE) != (ssize_t)size)
+            die("pwrite");
+        lock_byte(lock_next % 3, F_UNLCK);
+        return;
+    }
+    if (is_dgram()) {
+        if (send(wr, b, size, 0) != (ssize_t)size)
+            die("send");
+        return;
+    }
+    if (is("posix-mq")) {
+        if (mq_send(mq_out, (const char *)b, size, 0) < 0)
+            die("mq_send");
+        return;
+    }
+    if (is("sysv-mq")) {
+        msgbuf.type = out_dir + 1;
+        memcpy(msgbuf.data, b, size);
+        while (msgsnd(msq, &msgbuf, size, 0) < 0)
+            if (errno != EINTR)
+                die("msgsnd");
+        return;
+    }
+    if (is("signal")) {
+        union sigval v = { 0 };
+        memcpy(&v.sival_ptr, b, size);
+        if (sigqueue(sig_to, SIGRTMIN, v) < 0)
+            die("sigqueue");
+        return;
+    }
+    if (is("shm-sem") || is("shm-condvar")) {
+        struct dir_sync *s = sync_of(out_dir);
+        memcpy(seg + HDR + out_dir * MAX_SIZE, b, size);
+        if (is("shm-sem")) {
+            sem_post(&s->sem);
+        } else {
+            pthread_mutex_lock(&s->mu);
+            s->seq++;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+        }
+        return;
+    }
     if (is_file()) {
         /* The data, then the sequence number: a reader that sees the number sees the data. */
         if (pwrite(file_fd, b, size, HDR + out_dir * MAX_SIZE) != (ssize_t)size)
@@ -108,6 +192,58 @@ static void send_msg(const unsigned char *b)
 
 static void recv_msg(unsigned char *b)
 {
+    if (is("file-lock")) {
+        lock_byte((lock_next + 1) % 3, F_WRLCK);
+        lock_next += 2;
+        if (pread(file_fd, b, size, HDR + (1 - out_dir) * MAX_SIZE) != (ssize_t)size)
+            die("pread");
+        return;
+    }
+    if (is_dgram()) {
+        while (recv(rd, b, size, 0) != (ssize_t)size)
+            if (errno != EINTR)
+                die("recv");
+        return;
+    }
+    if (is("posix-mq")) {
+        static char big[MAX_SIZE];
+        while (mq_receive(mq_in, big, sizeof big, NULL) < 0)
+            if (errno != EINTR)
+                die("mq_receive");
+        memcpy(b, big, size);
+        return;
+    }
+    if (is("sysv-mq")) {
+        while (msgrcv(msq, &msgbuf, size, 2 - out_dir, 0) < 0)
+            if (errno != EINTR)
+                die("msgrcv");
+        memcpy(b, msgbuf.data, size);
+        return;
+    }
+    if (is("signal")) {
+        siginfo_t info;
+        while (sigwaitinfo(&sig_set, &info) < 0)
+            if (errno != EINTR)
+                die("sigwaitinfo");
+        memcpy(b, &info.si_value.sival_ptr, size);
+        return;
+    }
+    if (is("shm-sem") || is("shm-condvar")) {
+        struct dir_sync *s = sync_of(1 - out_dir);
+        if (is("shm-sem")) {
+            while (sem_wait(&s->sem) < 0)
+                if (errno != EINTR)
+                    die("sem_wait");
+        } else {
+            pthread_mutex_lock(&s->mu);
+            while (s->seq == seen)
+                pthread_cond_wait(&s->cv, &s->mu);
+            seen = s->seq;
+            pthread_mutex_unlock(&s->mu);
+        }
+        memcpy(b, seg + HDR + (1 - out_dir) * MAX_SIZE, size);
+        return;
+    }
     if (is_file()) {
         unsigned v;
         do {
@@ -188,8 +324,25 @@ static int peer(const char *spec, int cpu, int report)
     if (cpu >= 0)
         pin_to(cpu);
     out_dir = 1;
-    if (!strcmp(mech, "pipe") || !strcmp(mech, "socketpair") || is_eventfd()) {
+    if (!strcmp(mech, "pipe") || !strcmp(mech, "socketpair") || is_eventfd() || is_dgram() ||
+        is("tcp")) {
         sscanf(spec, "%d,%d", &rd, &wr);
+    } else if (is("posix-mq")) {
+        char a[64], b[64];
+        sscanf(spec, "%63[^,],%63s", a, b);
+        if ((mq_in = mq_open(a, O_RDONLY)) == (mqd_t)-1 || (mq_out = mq_open(b, O_WRONLY)) == (mqd_t)-1)
+            die("mq_open");
+    } else if (is("sysv-mq")) {
+        msq = atoi(spec);
+    } else if (is("signal")) {
+        sig_to = atoi(spec);
+        sigemptyset(&sig_set);
+        sigaddset(&sig_set, SIGRTMIN); /* blocked since main: the mask survives exec */
+    } else if (is("file-lock")) {
+        if ((file_fd = open(spec, O_RDWR | O_CLOEXEC)) < 0)
+            die("open token");
+        lock_byte(2, F_WRLCK); /* held before main's first handoff (lock 1) */
+        lock_next = 0;
     } else if (is_file()) {
         if ((file_fd = open(spec, O_RDWR | O_CLOEXEC)) < 0)
             die("open data");
@@ -287,6 +440,94 @@ int main(int argc, char **argv)
         /* Both sides use the same two counters (inherited): main writes a and reads b. */
         wr = a, rd = b;
         snprintf(spec, sizeof spec, "%d,%d", a, b);
+    } else if (is_dgram() || is("tcp")) {
+        int sv[2];
+        if (is("unix-dgram")) {
+            if (socketpair(AF_UNIX, SOCK_DGRAM, 0, sv) < 0)
+                die("socketpair");
+        } else {
+            /* Two loopback sockets connected to each other; the peer's end is inherited. */
+            int udp = is("udp");
+            struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+            socklen_t len = sizeof a;
+            if (udp) {
+                struct sockaddr_in b2 = a;
+                sv[0] = socket(AF_INET, SOCK_DGRAM, 0), sv[1] = socket(AF_INET, SOCK_DGRAM, 0);
+                if (bind(sv[0], (struct sockaddr *)&a, sizeof a) < 0 || bind(sv[1], (struct sockaddr *)&b2, sizeof b2) < 0)
+                    die("bind");
+                struct sockaddr_in x, y;
+                socklen_t lx = sizeof x, ly = sizeof y;
+                getsockname(sv[0], (struct sockaddr *)&x, &lx), getsockname(sv[1], (struct sockaddr *)&y, &ly);
+                if (connect(sv[0], (struct sockaddr *)&y, ly) < 0 || connect(sv[1], (struct sockaddr *)&x, lx) < 0)
+                    die("connect");
+            } else {
+                int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+                if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 1) < 0 ||
+                    getsockname(l, (struct sockaddr *)&a, &len) < 0)
+                    die("listen");
+                sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+                if (connect(sv[1], (struct sockaddr *)&a, len) < 0 || (sv[0] = accept(l, NULL, NULL)) < 0)
+                    die("connect");
+                close(l);
+                setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            }
+        }
+        rd = wr = sv[0];
+        fcntl(sv[0], F_SETFD, FD_CLOEXEC);
+        peer_fds[0] = peer_fds[1] = sv[1];
+        snprintf(spec, sizeof spec, "%d,%d", sv[1], sv[1]);
+    } else if (is("posix-mq")) {
+        char a[64], b[64];
+        struct mq_attr at = { .mq_maxmsg = 8, .mq_msgsize = (long)size };
+        snprintf(a, sizeof a, "/ipclab-twins-%d-a", getpid());
+        snprintf(b, sizeof b, "/ipclab-twins-%d-b", getpid());
+        if ((mq_out = mq_open(a, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &at)) == (mqd_t)-1 ||
+            (mq_in = mq_open(b, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600, &at)) == (mqd_t)-1)
+            die("mq_open");
+        snprintf(spec, sizeof spec, "%s,%s", a, b);
+    } else if (is("sysv-mq")) {
+        if ((msq = msgget(IPC_PRIVATE, IPC_CREAT | 0600)) < 0)
+            die("msgget");
+        snprintf(spec, sizeof spec, "%d", msq);
+    } else if (is("signal")) {
+        if (size > 8) {
+            fprintf(stderr, "twins: a signal carries at most 8 bytes\n");
+            rmdir(dir);
+            return 2;
+        }
+        sigemptyset(&sig_set);
+        sigaddset(&sig_set, SIGRTMIN);
+        sigprocmask(SIG_BLOCK, &sig_set, NULL); /* before fork: the peer inherits the mask */
+        snprintf(spec, sizeof spec, "%d", getpid());
+    } else if (is("shm-sem") || is("shm-condvar")) {
+        snprintf(shm_name, sizeof shm_name, "/ipclab-twins-%d", getpid());
+        int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, HDR + 2 * MAX_SIZE) < 0)
+            die("shm_open");
+        seg = mmap(NULL, HDR + 2 * MAX_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (seg == MAP_FAILED)
+            die("mmap");
+        close(fd);
+        pthread_mutexattr_t ma;
+        pthread_condattr_t ca;
+        pthread_mutexattr_init(&ma), pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+        pthread_condattr_init(&ca), pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+        for (int d = 0; d < 2; d++) {
+            sem_init(&sync_of(d)->sem, 1, 0);
+            pthread_mutex_init(&sync_of(d)->mu, &ma);
+            pthread_cond_init(&sync_of(d)->cv, &ca);
+        }
+        snprintf(spec, sizeof spec, "%s", shm_name);
+    } else if (is("file-lock")) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/data", dir);
+        if ((file_fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+            ftruncate(file_fd, HDR + 2 * MAX_SIZE) < 0)
+            die("open token");
+        lock_byte(0, F_WRLCK), lock_byte(1, F_WRLCK); /* handoff 1 is main's first send */
+        lock_next = 1;
+        snprintf(spec, sizeof spec, "%s", p);
     } else if (is_file()) {
         char p[4200];
         snprintf(p, sizeof p, "%s/data", dir);
@@ -362,6 +603,14 @@ int main(int argc, char **argv)
     }
     if (shm_name[0])
         shm_unlink(shm_name);
+    if (is("signal"))
+        sig_to = pid;
+    if (is("posix-mq")) {
+        /* Both ends are open now: the names can go. */
+        char a[64], b[64];
+        sscanf(spec, "%63[^,],%63s", a, b);
+        mq_unlink(a), mq_unlink(b);
+    }
     unsigned char *out = calloc(1, size), *back = malloc(size);
     uint64_t *rtt = malloc(k * sizeof *rtt);
     for (long i = 0; i < warmup(); i++) {
@@ -385,6 +634,8 @@ int main(int argc, char **argv)
     }
     int st;
     waitpid(pid, &st, 0);
+    if (msq >= 0)
+        msgctl(msq, IPC_RMID, NULL);
     char p[4200];
     snprintf(p, sizeof p, "%s/ping", dir), unlink(p);
     snprintf(p, sizeof p, "%s/pong", dir), unlink(p);

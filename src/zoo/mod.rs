@@ -967,16 +967,12 @@ pub fn chart(r: &Report) -> String {
 /// Rust/C ratio of medians, with min and max over the pairs. A goal (≤ 1.05) is reported, never
 /// enforced.
 pub fn compare(twins: &std::path::Path, o: &Options) -> Result<i32> {
-    let mechs = [
-        "fifo",
-        "pipe",
-        "socketpair",
-        "unix-stream",
-        "eventfd",
-        "shm-futex",
-        "shm-spin",
-        "file",
-    ];
+    // Every mechanism has its twin in bench/twins.c.
+    let mechs: Vec<&str> = if o.mechanisms.is_empty() {
+        mech::ALL.iter().map(|k| k.name()).collect()
+    } else {
+        o.mechanisms.iter().map(String::as_str).collect()
+    };
     let size = o.sizes.first().copied().unwrap_or(64);
     let pin = match o.pin {
         Pin::None => "none",
@@ -989,7 +985,7 @@ pub fn compare(twins: &std::path::Path, o: &Options) -> Result<i32> {
     );
     println!("mechanism      Rust median µs   C median µs   Rust/C ratio: min  median   max   goal <= 1.10   batch");
     for m in mechs {
-        let kind = Kind::parse(m).ok_or_else(|| Error::runtime("twin list"))?;
+        let kind = Kind::parse(m).ok_or_else(|| Error::usage(format!("no mechanism {m}")))?;
         if matches!(kind, Kind::ShmSpin | Kind::File) && o.pin == Pin::Same {
             println!("{m:<14} skipped: polling refuses --pin same");
             continue;
