@@ -328,7 +328,13 @@ pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
         let real = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        real - crate::zoo::now_ns() as f64 / 1e9
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // Safety: clock_gettime writes into the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        real - (ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
     };
     let beats: Vec<(i32, f64)> = crate::evlog::Log::read(&events)
         .named("beat")

@@ -101,13 +101,22 @@ pub fn stop(code: i32, why: &str) -> ! {
     crate::process::freeze_spawns();
     let me = std::process::id() as i32;
     let mut killed = 0;
-    // Repeat until a scan finds nothing: a child may have been forking while we looked.
-    for _ in 0..50 {
+    // Repeat until three scans in a row find nothing: a child may have been forking while we
+    // looked, or an orphan (a daemon's middle process) may be on its way to us, its subreaper,
+    // while its dying parent still names it; 50 ms between quiet scans lets that settle.
+    let mut quiet = 0;
+    for _ in 0..100 {
         let left = crate::inspect::descendants(me);
         let running: Vec<_> = left.iter().filter(|p| !p.is_zombie()).collect();
         if running.is_empty() && crate::process::reap_all_nohang().is_empty() && left.is_empty() {
-            break;
+            quiet += 1;
+            if quiet == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
         }
+        quiet = 0;
         for p in &running {
             if crate::process::signal(
                 nix::unistd::Pid::from_raw(p.pid),
