@@ -344,7 +344,10 @@ impl Walk {
         ];
         full.extend_from_slice(argv);
         if let Err(why) = crate::trace::strace_usable() {
-            self.say(&format!("(strace skipped: {why})"));
+            self.say(&format!(
+                "({} {why})",
+                tr!(self, "strace skipped:", "strace sauté :")
+            ));
             return Ok(());
         }
         let (code, _) = self.shell(&full)?;
@@ -389,7 +392,10 @@ impl Walk {
     /// `about` (a path): the one fact a step shows.
     pub fn strace_only(&mut self, argv: &[&str], syscalls: &str, about: &str) -> Result<()> {
         if let Err(why) = crate::trace::strace_usable() {
-            self.say(&format!("(strace skipped: {why})"));
+            self.say(&format!(
+                "({} {why})",
+                tr!(self, "strace skipped:", "strace sauté :")
+            ));
             return Ok(());
         }
         let out =

@@ -961,16 +961,7 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
             s.state = State::Sig;
         }
         Kind::FileLock => {
-            let d = private()?;
-            let path = d.path().join("token");
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| Error::io(&e, "open", path.display()))?;
-            file.set_len(SEG_LEN as u64)
-                .map_err(|e| Error::io(&e, "ftruncate", path.display()))?;
+            let (d, path, file) = shared_file("token")?;
             // Main starts holding locks 0 and 1: handoff 1 is its first send.
             lock(&file, 0, libc::F_WRLCK).map_err(|e| Error::io(&e, "fcntl", path.display()))?;
             lock(&file, 1, libc::F_WRLCK).map_err(|e| Error::io(&e, "fcntl", path.display()))?;
@@ -979,22 +970,29 @@ pub fn setup(kind: Kind, size: usize) -> Result<Setup> {
             s.dir = Some(d);
         }
         Kind::File => {
-            let d = private()?;
-            let path = d.path().join("data");
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| Error::io(&e, "open", path.display()))?;
-            file.set_len(SEG_LEN as u64)
-                .map_err(|e| Error::io(&e, "ftruncate", path.display()))?;
+            let (d, path, file) = shared_file("data")?;
             s.spec = path.display().to_string();
             s.state = State::File(file);
             s.dir = Some(d);
         }
     }
     Ok(s)
+}
+
+/// A fresh file of SEG_LEN bytes in a private directory (file-lock, file): the directory, the
+/// path the peer opens, main's open file.
+fn shared_file(name: &str) -> Result<(tempfile::TempDir, PathBuf, std::fs::File)> {
+    let d = crate::fifo::private_dir()?;
+    let path = d.path().join(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::io(&e, "open", path.display()))?;
+    file.set_len(SEG_LEN as u64)
+        .map_err(|e| Error::io(&e, "ftruncate", path.display()))?;
+    Ok((d, path, file))
 }
 
 fn dup(fd: &OwnedFd) -> Result<OwnedFd> {
