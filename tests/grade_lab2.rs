@@ -567,19 +567,18 @@ fn grade_lab2_as_unprivileged_user() {
     let copy = world_dir("ipclab-fix-");
     let script = copy.path().join("pingpong.py");
     std::fs::copy(fixture("pingpong.py"), &script).unwrap();
-    let out = run(as_nobody(&bins.path().join("ipclab"))
-        .unwrap()
-        .env("TMPDIR", "/tmp")
-        .args([
-            "grade",
-            "2",
-            "--format",
-            "json",
-            "--impl",
-            &format!("/usr/bin/python3 {} leak-fifos", script.display()),
-        ]));
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    // `ipclab grade 2 --format json EXTRA --impl "python3 pingpong.py VARIANT"` as uid 65534.
+    let grade_as_nobody = |variant: &str, extra: &[&str]| -> Value {
+        let imp = format!("/usr/bin/python3 {} {variant}", script.display());
+        let out = run(as_nobody(&bins.path().join("ipclab"))
+            .unwrap()
+            .env("TMPDIR", "/tmp")
+            .args(["grade", "2", "--format", "json"])
+            .args(extra)
+            .args(["--impl", &imp]));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)))
+    };
+    let v = grade_as_nobody("leak-fifos", &[]);
     assert_eq!(failing(&v), set(&["no-leaked-files"]));
     // Killed at its time limit, a program leaves its shm object in the machine's /dev/shm
     // (no box of its own as a normal user): the grader removes it and says so.
@@ -592,21 +591,7 @@ fn grade_lab2_as_unprivileged_user() {
             .collect()
     };
     assert!(mine().is_empty(), "{:?}", mine());
-    let out = run(as_nobody(&bins.path().join("ipclab"))
-        .unwrap()
-        .env("TMPDIR", "/tmp")
-        .args([
-            "grade",
-            "2",
-            "--format",
-            "json",
-            "--timeout",
-            "2",
-            "--impl",
-            &format!("/usr/bin/python3 {} shm-hang", script.display()),
-        ]));
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stderr)));
+    let v = grade_as_nobody("shm-hang", &["--timeout", "2"]);
     assert!(failing(&v).contains("timeout"), "{}", v["checks"]);
     assert!(mine().is_empty(), "left in /dev/shm: {:?}", mine());
     assert!(

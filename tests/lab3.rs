@@ -7,6 +7,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::io::BufRead;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 struct Wd {
@@ -34,6 +35,8 @@ fn watchdog(extra: &[&str]) -> Wd {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Its own process group, so a test can signal the whole tree as a terminal would.
+        .process_group(0)
         .spawn()
         .unwrap();
     let err = stderr_reader(&mut child);
@@ -83,8 +86,18 @@ impl Wd {
     }
 
     /// SIGTERM, then exit status and the parsed event log.
-    fn stop(mut self) -> (i32, Vec<Value>) {
+    fn stop(self) -> (i32, Vec<Value>) {
         self.kill(self.child.id() as i32, Signal::SIGTERM);
+        self.end()
+    }
+
+    /// Waits (SAFETY at most) for the watchdog to exit: exit status and the parsed event log.
+    fn end(mut self) -> (i32, Vec<Value>) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        let fd = ipclab::process::pidfd_open(pid).unwrap();
+        let ended = ipclab::signals::poll_fds(&[std::os::fd::AsFd::as_fd(&fd)], Some(SAFETY))
+            .is_ok_and(|r| r.first().copied().unwrap_or(false));
+        assert!(ended, "the watchdog did not exit within {SAFETY:?}");
         let st = self.child.wait().unwrap();
         let _ = (&mut self.err).lines().count();
         let log = std::fs::read_to_string(&self.events).unwrap();
@@ -226,40 +239,16 @@ fn lab3_control_over_data_restarts_nothing() {
 /// already reaped (it hung so before), and exits 0 having logged every exit.
 #[test]
 fn lab3_sigterm_to_the_whole_group_still_shuts_down() {
-    use std::os::unix::process::CommandExt;
     let _forks = common::fork_guard();
     for _ in 0..3 {
-        let dir = private_dir();
-        let events = dir.path().join("events.jsonl");
-        let mut child = Command::new(bin("watchdog"))
-            .args([
-                "--secondaries",
-                "2",
-                "--heartbeat-ms",
-                "20",
-                "--hang-ms",
-                "200",
-                "--events",
-            ])
-            .arg(&events)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let mut err = stderr_reader(&mut child);
-        read_until(&mut err, "\"event\":\"start\",\"role\":\"secondary-2\"");
-        let pgid = Pid::from_raw(-(child.id() as i32));
+        let mut w = watchdog(&[]);
+        w.wait("start", "secondary-2");
+        let pgid = Pid::from_raw(-(w.child.id() as i32));
         nix::sys::signal::kill(pgid, Signal::SIGTERM).unwrap();
-        let out = finish(child);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        let log = std::fs::read_to_string(&events).unwrap();
-        let exits = log
-            .lines()
-            .filter(|l| l.contains("\"event\":\"exit\""))
-            .count();
-        assert_eq!(exits, 4, "three servers and the watchdog: {log}");
+        let (code, evs) = w.end();
+        assert_eq!(code, 0);
+        let exits = evs.iter().filter(|e| e["event"] == "exit").count();
+        assert_eq!(exits, 4, "three servers and the watchdog: {evs:?}");
     }
     Clean::new("ipclab-none").check();
 }

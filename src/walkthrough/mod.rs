@@ -324,36 +324,46 @@ impl Walk {
         let _ = process::reap_children_within(Duration::from_secs(5));
     }
 
-    /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.
-    /// Skipped, with the reason, where strace is missing or ptrace is not allowed.
-    pub fn strace(&mut self, argv: &[&str], dir: Option<&Path>) -> Result<()> {
-        let out =
-            tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
-        let log = out.path().display().to_string();
-        let filter = self.spec.lab.strace_filter.join(",");
-        let mut full = vec![
-            "strace",
-            "-f",
-            "-qq",
-            "-e",
-            &filter,
-            "-e",
-            "signal=none",
-            "-o",
-            &log,
-        ];
-        full.extend_from_slice(argv);
+    /// Runs `argv` under `strace -f -qq` with `filters` (each an `-e` argument), says whether
+    /// it succeeded, and returns its log, merged (`merge_resumed`); None, with the reason said,
+    /// where strace is missing or ptrace is not allowed.
+    fn traced(&mut self, argv: &[&str], filters: &[&str]) -> Result<Option<Vec<String>>> {
         if let Err(why) = crate::trace::strace_usable() {
             self.say(&format!(
                 "({} {why})",
                 tr!(self, "strace skipped:", "strace sauté :")
             ));
-            return Ok(());
+            return Ok(None);
         }
+        let out =
+            tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
+        let log = out.path().display().to_string();
+        let mut full = vec!["strace", "-f", "-qq"];
+        for f in filters {
+            full.extend(["-e", f]);
+        }
+        full.extend(["-o", &log]);
+        full.extend_from_slice(argv);
         let (code, _) = self.shell(&full)?;
         let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        self.expect(
+            code == 0,
+            tr!(
+                self,
+                "the traced run succeeded",
+                "l'exécution tracée a réussi"
+            ),
+        );
+        Ok(Some(merge_resumed(&text)))
+    }
+
+    /// Runs `argv` under strace and prints the lines of this lab's syscalls that concern it.
+    pub fn strace(&mut self, argv: &[&str], dir: Option<&Path>) -> Result<()> {
+        let filter = self.spec.lab.strace_filter.join(",");
+        let Some(lines) = self.traced(argv, &[&filter, "signal=none"])? else {
+            return Ok(());
+        };
         let dir_s = dir.map(|d| d.display().to_string());
-        let mut shown = 0;
         println!(
             "   {}",
             tr!(
@@ -362,49 +372,29 @@ impl Walk {
                 "strace, les lignes qui comptent :"
             )
         );
-        for line in merge_resumed(&text)
+        let shown: Vec<&String> = lines
             .iter()
             .filter(|l| interesting(l, dir_s.as_deref()))
-        {
+            .collect();
+        for line in shown.iter().take(40) {
             let line = match &dir_s {
                 Some(d) => line.replace(d.as_str(), "DIR"),
                 None => line.to_string(),
             };
             println!("   | {}", truncate(&line, 150));
-            shown += 1;
-            if shown == 40 {
-                println!("   | ...");
-                break;
-            }
         }
-        self.expect(
-            code == 0,
-            tr!(
-                self,
-                "the traced run succeeded",
-                "l'exécution tracée a réussi"
-            ),
-        );
+        if shown.len() > 40 {
+            println!("   | ...");
+        }
         Ok(())
     }
 
     /// Runs `argv` under strace for the `syscalls` given and prints only the lines naming
     /// `about` (a path): the one fact a step shows.
     pub fn strace_only(&mut self, argv: &[&str], syscalls: &str, about: &str) -> Result<()> {
-        if let Err(why) = crate::trace::strace_usable() {
-            self.say(&format!(
-                "({} {why})",
-                tr!(self, "strace skipped:", "strace sauté :")
-            ));
+        let Some(lines) = self.traced(argv, &[syscalls])? else {
             return Ok(());
-        }
-        let out =
-            tempfile::NamedTempFile::new().map_err(|e| Error::io(&e, "create", "strace log"))?;
-        let log = out.path().display().to_string();
-        let mut full = vec!["strace", "-f", "-qq", "-e", syscalls, "-o", &log];
-        full.extend_from_slice(argv);
-        let (code, _) = self.shell(&full)?;
-        let text = std::fs::read_to_string(out.path()).unwrap_or_default();
+        };
         println!(
             "   {} {about} :",
             tr!(
@@ -413,17 +403,9 @@ impl Walk {
                 "strace, les lignes qui nomment"
             )
         );
-        for line in merge_resumed(&text).iter().filter(|l| l.contains(about)) {
+        for line in lines.iter().filter(|l| l.contains(about)) {
             println!("   | {}", truncate(line, 150));
         }
-        self.expect(
-            code == 0,
-            tr!(
-                self,
-                "the traced run succeeded",
-                "l'exécution tracée a réussi"
-            ),
-        );
         Ok(())
     }
 
