@@ -83,6 +83,10 @@ enum Cmd {
         /// A directory to hide from the box besides the checkout (batch: the class, the results).
         #[arg(long, hide = true)]
         hide: Vec<std::path::PathBuf>,
+        /// Language of the checks' messages: en or fr (default: fr when LANG starts with fr).
+        /// Check names, OK/FAIL/SKIP and the Score line stay as they are, for scripts.
+        #[arg(long, value_enum)]
+        lang: Option<ipclab::lang::Lang>,
     },
     /// Run lab N's reference (or --impl) under strace, as its contract runs it; print the trace
     /// normalised (roles, DIR, masked addresses, times in ms) and save it under target/trace/.
@@ -294,7 +298,9 @@ fn main() {
             results,
             uid,
             hide,
+            lang,
         } => pair_outputs(format, output).and_then(|outputs| {
+            ipclab::lang::set(ipclab::lang::Lang::choose(lang));
             let o = ipclab::grade::Options {
                 lab,
                 impl_cmd,

@@ -1,6 +1,9 @@
 //! ipclab: the Unix IPC primitives the labs teach, each a thin layer over nix/libc, and the
 //! tooling (lab specs, walkthroughs) built on them. Primitives never depend on the tooling.
 
+// First, so that its `tf!` is in scope in every module below.
+#[macro_use]
+pub mod lang;
 pub mod args;
 pub mod daemon;
 pub mod doctor;
@@ -13,7 +16,6 @@ pub mod heartbeat;
 pub mod inspect;
 pub mod kit;
 pub mod labs;
-pub mod lang;
 pub mod package;
 pub mod process;
 pub mod sandbox;

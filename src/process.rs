@@ -171,17 +171,22 @@ pub fn die_in_child(err: &Error, code: i32) -> ! {
 /// What `ps` would call the outcome: "exited with status 0", "killed by SIGKILL".
 pub fn describe(status: &WaitStatus) -> String {
     match status {
-        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
-        WaitStatus::Signaled(_, sig, core) => {
-            format!(
-                "killed by {}{}",
-                sig.as_str(),
-                if *core { " (core dumped)" } else { "" }
-            )
+        WaitStatus::Exited(_, code) => {
+            tf!("exited with status {code}", "a fini avec le statut {code}")
         }
-        WaitStatus::Stopped(_, sig) => format!("stopped by {}", sig.as_str()),
-        WaitStatus::Continued(_) => "continued".to_string(),
-        WaitStatus::StillAlive => "still running".to_string(),
+        WaitStatus::Signaled(_, sig, core) => tf!(
+            "killed by {}{}",
+            "a été tué par {}{}",
+            sig.as_str(),
+            match (*core, crate::lang::fr()) {
+                (false, _) => "",
+                (true, false) => " (core dumped)",
+                (true, true) => " (image mémoire écrite)",
+            }
+        ),
+        WaitStatus::Stopped(_, sig) => tf!("stopped by {}", "a été stoppé par {}", sig.as_str()),
+        WaitStatus::Continued(_) => tf!("continued", "a repris"),
+        WaitStatus::StillAlive => tf!("still running", "tourne encore"),
         other => format!("{other:?}"),
     }
 }

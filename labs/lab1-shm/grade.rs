@@ -1,6 +1,6 @@
 //! Lab 1's contract, judged: `IMPL --messages K --name-prefix P` (see labs/lab1-shm/README.md).
 
-use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks, Role};
 use crate::grade::harness::{DirEvent, Outcome};
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -24,18 +24,18 @@ pub fn judge(
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
     };
     let secondary = checks::holders_or_children(out, main);
-    k.role(&secondary, "secondary");
+    k.role(&secondary, Role::SECONDARY);
 
     k.exit_status(out);
     if out.timed_out {
-        k.skip("protocol", SKIP_TIMEOUT);
+        k.skip("protocol", checks::skip_timeout());
     } else {
         match checks::protocol(out, &expected, fits) {
             Ok(d) => k.add("protocol", true, d),
             Err(d) => k.add(
                 "protocol",
                 false,
-                format!("{d} (stdout must hold only `message i` lines, one per verified answer)"),
+                tf!("{d} (stdout must hold only `message i` lines, one per verified answer)", "{d} (stdout ne doit contenir que des lignes `message i`, une par réponse vérifiée)"),
             ),
         }
     }
@@ -57,49 +57,67 @@ pub fn judge(
             .count()
     };
     let (ok, detail) = if created.is_empty() {
-        (false, format!("no shared-memory object named /{prefix}* was created: shm_open(\"/{prefix}...\", O_CREAT|O_EXCL|O_RDWR, 0600)"))
+        (false, tf!("no shared-memory object named /{prefix}* was created: shm_open(\"/{prefix}...\", O_CREAT|O_EXCL|O_RDWR, 0600)", "aucun objet de mémoire partagée nommé /{prefix}* n'a été créé : shm_open(\"/{prefix}...\", O_CREAT|O_EXCL|O_RDWR, 0600)"))
     } else if !mapped_by(main) && opens(created[0]) == 0 {
         (
             false,
-            format!("main never mapped {}: mmap it with MAP_SHARED", created[0]),
+            tf!(
+                "main never mapped {}: mmap it with MAP_SHARED",
+                "main n'a jamais projeté {} : projetez-le avec mmap et MAP_SHARED",
+                created[0]
+            ),
         )
     } else if secondary.iter().any(|p| mapped_by(*p)) {
         (
             true,
-            format!("/dev/shm/{} mapped by main and the secondary", created[0]),
+            tf!(
+                "/dev/shm/{} mapped by main and the secondary",
+                "/dev/shm/{} projeté par main et par le secondaire",
+                created[0]
+            ),
         )
     } else if opens(created[0]) >= 2 {
         (
             true,
-            format!(
+            tf!(
                 "/dev/shm/{} opened by main and by another process",
+                "/dev/shm/{} ouvert par main et par un autre processus",
                 created[0]
             ),
         )
     } else {
         (
             false,
-            format!(
-                "the secondary never mapped {}: it must open and mmap the same segment",
+            tf!("the secondary never mapped {}: it must open and mmap the same segment", "le secondaire n'a jamais projeté {} : il doit ouvrir et projeter (mmap) le même segment",
                 created[0]
             ),
         )
     };
     k.add("shared-memory", ok, detail);
-    k.no_zombies(out, &secondary, "secondary");
-    k.shutdown_order(out, &secondary, "secondary");
+    k.no_zombies(out, &secondary, Role::SECONDARY);
+    k.shutdown_order(out, &secondary, Role::SECONDARY);
     k.no_leftover(out);
     if out.timed_out {
-        k.skip("no-leaked-shm", SKIP_TIMEOUT);
+        k.skip("no-leaked-shm", checks::skip_timeout());
     } else if created.is_empty() && leaked.is_empty() {
         k.skip(
             "no-leaked-shm",
-            &format!("skipped: no /dev/shm/{prefix}* was ever created, so none could leak"),
+            &tf!(
+                "skipped: no /dev/shm/{prefix}* was ever created, so none could leak",
+                "non jugé : aucun /dev/shm/{prefix}* n'a été créé, aucun ne pouvait donc fuir"
+            ),
         );
     } else if leaked.is_empty() {
-        k.add("no-leaked-shm", true, format!("no /dev/shm/{prefix}* left"));
+        k.add(
+            "no-leaked-shm",
+            true,
+            tf!(
+                "no /dev/shm/{prefix}* left",
+                "aucun /dev/shm/{prefix}* ne reste"
+            ),
+        );
     } else {
-        k.add("no-leaked-shm", false, format!("/dev/shm still holds {}: main must shm_unlink the segment before exiting (the grader removed it)", leaked.join(", ")));
+        k.add("no-leaked-shm", false, tf!("/dev/shm still holds {}: main must shm_unlink the segment before exiting (the grader removed it)", "/dev/shm contient encore {} : main doit supprimer le segment (shm_unlink) avant de finir (le correcteur l'a supprimé)", leaked.join(", ")));
     }
     k.timeout(out, checks::stuck(out, &expected, timeout_s, fits));
     k.list

@@ -1,6 +1,6 @@
 //! Lab 2's contract, judged: `IMPL --exchanges N --dir DIR` (see labs/lab2-pingpong/README.md).
 
-use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks, Role};
 use crate::grade::harness::{DirEvent, Outcome};
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -14,27 +14,38 @@ pub fn judge(out: &Outcome, n: u64, dir: &Path, c: &Contract, timeout_s: f64) ->
         .collect();
     let exact = |i: usize, l: &str| l == expected[i];
     let secondary = checks::holders_or_children(out, main);
-    k.role(&secondary, "secondary");
+    k.role(&secondary, Role::SECONDARY);
 
     k.exit_status(out);
     if out.timed_out {
-        k.skip("protocol", SKIP_TIMEOUT);
+        k.skip("protocol", checks::skip_timeout());
     } else {
         match checks::protocol(out, &expected, exact) {
             Ok(d) => k.add("protocol", true, d),
             Err(d) => k.add(
                 "protocol",
                 false,
-                format!("{d} (stdout must hold only ping i / pong i)"),
+                tf!(
+                    "{d} (stdout must hold only ping i / pong i)",
+                    "{d} (stdout ne doit contenir que ping i / pong i)"
+                ),
             ),
         }
     }
     let (ok, detail) = named_pipes(out, main, &secondary);
     k.add("named-pipes", ok, detail);
-    k.no_zombies(out, &secondary, "secondary");
-    k.shutdown_order(out, &secondary, "secondary");
+    k.no_zombies(out, &secondary, Role::SECONDARY);
+    k.shutdown_order(out, &secondary, Role::SECONDARY);
     k.no_leftover(out);
-    k.no_leaked_files(out, dir, "remove the FIFOs before exiting", true);
+    k.no_leaked_files(
+        out,
+        dir,
+        &tf!(
+            "remove the FIFOs before exiting",
+            "supprimez les FIFO avant de finir"
+        ),
+        true,
+    );
     k.timeout(out, checks::stuck(out, &expected, timeout_s, exact));
     k.list
 }
@@ -56,18 +67,25 @@ fn named_pipes(out: &Outcome, main: i32, secondary: &[i32]) -> (bool, String) {
     fifos.dedup();
     if fifos.len() < 2 {
         let what = if fifos.is_empty() {
-            "no FIFO was created in DIR".to_string()
+            tf!(
+                "no FIFO was created in DIR",
+                "aucun FIFO n'a été créé dans DIR"
+            )
         } else {
-            format!("only one FIFO ({}) was created in DIR", fifos[0])
+            tf!(
+                "only one FIFO ({}) was created in DIR",
+                "un seul FIFO ({}) a été créé dans DIR",
+                fifos[0]
+            )
         };
         let seen = if other.is_empty() {
             String::new()
         } else {
-            format!("; seen: {}", other.join(", "))
+            tf!("; seen: {}", " ; vus : {}", other.join(", "))
         };
         return (
             false,
-            format!("{what}: create two with mkfifo (plain files do not count{seen})"),
+            tf!("{what}: create two with mkfifo (plain files do not count{seen})", "{what} : créez-en deux avec mkfifo (les fichiers ordinaires ne comptent pas{seen})"),
         );
     }
     let opened = fifos
@@ -81,16 +99,18 @@ fn named_pipes(out: &Outcome, main: i32, secondary: &[i32]) -> (bool, String) {
     if opened < 2 && out.timed_out && !out.blocked.is_empty() {
         return (
             false,
-            format!(
-                "{} created in DIR, but no open of them completed before the time limit (see timeout: where each process was blocked)",
-                fifos.join(" and ")
+            tf!("{} created in DIR, but no open of them completed before the time limit (see timeout: where each process was blocked)", "{} créés dans DIR, mais aucune de leurs ouvertures n'a abouti avant la limite de temps (voir timeout : où chaque processus était bloqué)",
+                fifos.join(crate::lang::and())
             ),
         );
     }
     if opened < 2 {
         return (
             false,
-            "no process opened the FIFOs in DIR: the messages must go through them".into(),
+            tf!(
+                "no process opened the FIFOs in DIR: the messages must go through them",
+                "aucun processus n'a ouvert les FIFO de DIR : les messages doivent passer par eux"
+            ),
         );
     }
     let held_by = |pid: i32| {
@@ -102,22 +122,33 @@ fn named_pipes(out: &Outcome, main: i32, secondary: &[i32]) -> (bool, String) {
     match (held_by(main), secondary.iter().any(|p| held_by(*p))) {
         (true, true) => (
             true,
-            format!("{} opened by main and the secondary", fifos.join(" and ")),
+            tf!(
+                "{} opened by main and the secondary",
+                "{} ouverts par main et par le secondaire",
+                fifos.join(crate::lang::and())
+            ),
         ),
         (true, false) if !two_way => (
             false,
-            "only main opened the FIFOs: the secondary must open them".into(),
+            tf!(
+                "only main opened the FIFOs: the secondary must open them",
+                "seul main a ouvert les FIFO : le secondaire doit les ouvrir"
+            ),
         ),
         (false, true) if !two_way => (
             false,
-            "main never opened the FIFOs: main sends the pings through one of them".into(),
+            tf!(
+                "main never opened the FIFOs: main sends the pings through one of them",
+                "main n'a jamais ouvert les FIFO : main envoie les ping par l'un d'eux"
+            ),
         ),
         // Sampling can miss a short-lived opener; inotify saw both directions.
         _ => (
             true,
-            format!(
+            tf!(
                 "{} each opened for reading and for writing",
-                fifos.join(" and ")
+                "{} ouverts chacun en lecture et en écriture",
+                fifos.join(crate::lang::and())
             ),
         ),
     }

@@ -4,7 +4,7 @@
 //! not SIGSTOP), then SIGTERM to the watchdog. Every restart the events file claims is checked
 //! against the tree the grader saw.
 
-use crate::grade::checks::{Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks, Role};
 use crate::grade::harness::{Action, Outcome, Script, View};
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -184,11 +184,13 @@ pub fn judge(
     let ms = |d: Duration| d.as_millis();
     let claims = |old: i32, new: i32| -> Option<String> {
         if !logged(&log, "exit", old) {
-            return Some(format!("the events file has no exit event for pid {old}"));
+            return Some(tf!(
+                "the events file has no exit event for pid {old}",
+                "le fichier d'événements n'a pas d'événement exit pour le pid {old}"
+            ));
         }
         if !(logged(&log, "start", new) || logged(&log, "restart", new)) {
-            return Some(format!(
-                "the events file does not report the replacement pid {new} (a start or restart event for it, within {} ms of its fork)",
+            return Some(tf!("the events file does not report the replacement pid {new} (a start or restart event for it, within {} ms of its fork)", "le fichier d'événements ne signale pas le pid {new} du remplaçant (un événement start ou restart pour lui, dans les {} ms qui suivent son fork)",
                 c.bound_ms("restart_logged_ms", 2000)
             ));
         }
@@ -196,37 +198,37 @@ pub fn judge(
     };
 
     match (seen.crash, seen.crash_replacement) {
-        (None, _) => k.add("restart-after-crash", false, format!("the watchdog never had all its servers running: nothing to kill{}", crate::grade::checks::stderr_tail(out))),
-        (Some((victim, _)), None) => k.add("restart-after-crash", false, format!("server {victim} was SIGKILLed and no new server was started: restart on SIGCHLD (waitpid tells you which one died)")),
+        (None, _) => k.add("restart-after-crash", false, tf!("the watchdog never had all its servers running: nothing to kill{}", "le chien de garde n'a jamais eu tous ses serveurs en marche : rien à tuer{}", crate::grade::checks::stderr_tail(out))),
+        (Some((victim, _)), None) => k.add("restart-after-crash", false, tf!("server {victim} was SIGKILLed and no new server was started: restart on SIGCHLD (waitpid tells you which one died)", "le serveur {victim} a reçu SIGKILL et aucun nouveau serveur n'a été lancé : relancez sur SIGCHLD (waitpid dit lequel est mort)")),
         (Some((victim, _)), Some((new, lat))) => match claims(victim, new) {
-            Some(lie) => k.add("restart-after-crash", false, format!("server {victim} was restarted as {new}, but {lie}")),
-            None => k.add("restart-after-crash", true, format!("server {victim} SIGKILLed, replaced by {new} after {} ms", ms(lat))),
+            Some(lie) => k.add("restart-after-crash", false, tf!("server {victim} was restarted as {new}, but {lie}", "le serveur {victim} a été relancé en {new}, mais {lie}")),
+            None => k.add("restart-after-crash", true, tf!("server {victim} SIGKILLed, replaced by {new} after {} ms", "serveur {victim} tué par SIGKILL, remplacé par {new} au bout de {} ms", ms(lat))),
         },
     }
     match (seen.hang, seen.hang_victim_exited, seen.hang_replacement) {
-        (None, _, _) => k.skip("restart-after-hang", "skipped: the crash phase did not leave a server to freeze"),
-        (Some((victim, _)), false, _) => k.add("restart-after-hang", false, format!("server {victim} was frozen (no more heartbeats, nothing for waitpid to see) and never killed: detect hangs by a missing heartbeat, then SIGTERM, SIGKILL")),
-        (Some((victim, _)), true, None) => k.add("restart-after-hang", false, format!("the frozen server {victim} was killed but not restarted")),
+        (None, _, _) => k.skip("restart-after-hang", tf!("skipped: the crash phase did not leave a server to freeze", "non jugé : la phase de plantage n'a pas laissé de serveur à geler")),
+        (Some((victim, _)), false, _) => k.add("restart-after-hang", false, tf!("server {victim} was frozen (no more heartbeats, nothing for waitpid to see) and never killed: detect hangs by a missing heartbeat, then SIGTERM, SIGKILL", "le serveur {victim} a été gelé (plus de battements, rien que waitpid puisse voir) et jamais tué : détectez un blocage par un battement manquant, puis SIGTERM, SIGKILL")),
+        (Some((victim, _)), true, None) => k.add("restart-after-hang", false, tf!("the frozen server {victim} was killed but not restarted", "le serveur gelé {victim} a été tué mais pas relancé")),
         (Some((victim, _)), true, Some((new, lat))) => match claims(victim, new) {
-            Some(lie) => k.add("restart-after-hang", false, format!("frozen server {victim} was replaced by {new}, but {lie}")),
-            None => k.add("restart-after-hang", true, format!("frozen server {victim} detected, killed and replaced by {new} after {} ms", ms(lat))),
+            Some(lie) => k.add("restart-after-hang", false, tf!("frozen server {victim} was replaced by {new}, but {lie}", "le serveur gelé {victim} a été remplacé par {new}, mais {lie}")),
+            None => k.add("restart-after-hang", true, tf!("frozen server {victim} detected, killed and replaced by {new} after {} ms", "serveur gelé {victim} détecté, tué et remplacé par {new} au bout de {} ms", ms(lat))),
         },
     }
     if out.timed_out {
-        k.skip("orderly-shutdown", SKIP_TIMEOUT);
+        k.skip("orderly-shutdown", checks::skip_timeout());
     } else {
         let code = out.main_status.map(|st| crate::process::shell_status(&st));
         let mut bad = Vec::new();
         if code != Some(0) {
-            bad.push(format!(
+            bad.push(tf!(
                 "the watchdog exited {} after SIGTERM (want 0){}",
+                "le chien de garde a fini avec le statut {} après SIGTERM (0 attendu){}",
                 code.map(|c| c.to_string()).unwrap_or("?".into()),
                 crate::grade::checks::stderr_tail(out)
             ));
         }
         if !out.alive_at_main_end.is_empty() {
-            bad.push(format!(
-                "servers (pid {}) were still running when it exited: stop and reap them first",
+            bad.push(tf!("servers (pid {}) were still running when it exited: stop and reap them first", "des serveurs (pid {}) tournaient encore quand il a fini : arrêtez-les et récupérez-les d'abord",
                 out.alive_at_main_end
                     .iter()
                     .map(|p| p.to_string())
@@ -235,15 +237,21 @@ pub fn judge(
             ));
         }
         if seen.term_at.is_none() {
-            bad.push("it exited before the grader sent SIGTERM".into());
+            bad.push(tf!(
+                "it exited before the grader sent SIGTERM",
+                "il a fini avant que le correcteur envoie SIGTERM"
+            ));
         }
         k.add(
             "orderly-shutdown",
             bad.is_empty(),
             if bad.is_empty() {
-                "every server stopped and reaped, then the watchdog exited 0".into()
+                tf!(
+                    "every server stopped and reaped, then the watchdog exited 0",
+                    "tous les serveurs arrêtés et récupérés, puis le chien de garde a fini avec 0"
+                )
             } else {
-                bad.join("; ")
+                bad.join(crate::lang::sep())
             },
         );
     }
@@ -253,17 +261,29 @@ pub fn judge(
         .filter(|p| p.parent == out.main_pid)
         .map(|p| p.pid)
         .collect();
-    k.role(&children, "server");
-    k.no_zombies(out, &children, "server");
+    k.role(&children, Role::SERVER);
+    k.no_zombies(out, &children, Role::SERVER);
     k.no_leftover(out);
-    k.no_leaked_files(out, dir, "remove the FIFOs at shutdown", false);
+    k.no_leaked_files(
+        out,
+        dir,
+        &tf!(
+            "remove the FIFOs at shutdown",
+            "supprimez les FIFO à l'arrêt"
+        ),
+        false,
+    );
     k.timeout(
         out,
-        format!(
+        tf!(
             "the watchdog did not exit within {timeout_s} s ({})",
+            "le chien de garde n'a pas fini en {timeout_s} s ({})",
             match seen.term_at {
-                Some(d) => format!("SIGTERM sent at {} ms", ms(d)),
-                None => "before the grader sent SIGTERM".into(),
+                Some(d) => tf!("SIGTERM sent at {} ms", "SIGTERM envoyé à {} ms", ms(d)),
+                None => tf!(
+                    "before the grader sent SIGTERM",
+                    "avant que le correcteur envoie SIGTERM"
+                ),
             }
         ),
     );

@@ -29,13 +29,17 @@ pub enum Answer {
 impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            Answer::Served { worker, pid } => {
-                write!(f, "served by the worker at {worker} (pid {pid})")
-            }
-            Answer::Busy => write!(f, "told BUSY"),
-            Answer::Unreachable(why) => write!(f, "no dispatcher to reach ({why})"),
-            Answer::Failed(why) => write!(f, "a failure: {why}"),
-            Answer::Hung(why) => write!(f, "no answer: {why}"),
+            Answer::Served { worker, pid } => f.write_str(&tf!(
+                "served by the worker at {worker} (pid {pid})",
+                "servi par l'ouvrier à {worker} (pid {pid})"
+            )),
+            Answer::Busy => f.write_str(&tf!("told BUSY", "BUSY reçu")),
+            Answer::Unreachable(why) => f.write_str(&tf!(
+                "no dispatcher to reach ({why})",
+                "aucun répartiteur à joindre ({why})"
+            )),
+            Answer::Failed(why) => f.write_str(&tf!("a failure: {why}", "échec : {why}")),
+            Answer::Hung(why) => f.write_str(&tf!("no answer: {why}", "pas de réponse : {why}")),
         }
     }
 }
@@ -100,8 +104,9 @@ pub(super) fn read_answer(
 ) -> Result<String, Answer> {
     match frame::read(s) {
         Ok(Some(m)) => Ok(m),
-        Ok(None) => Err(Answer::Failed(format!(
-            "{who} closed the connection without answering"
+        Ok(None) => Err(Answer::Failed(tf!(
+            "{who} closed the connection without answering",
+            "{who} a fermé la connexion sans répondre"
         ))),
         Err(frame::FrameError::Io(e))
             if matches!(
@@ -109,12 +114,13 @@ pub(super) fn read_answer(
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
-            Err(Answer::Hung(format!(
+            Err(Answer::Hung(tf!(
                 "no answer from {who} in {:.1} s",
+                "pas de réponse de {who} en {:.1} s",
                 patience.as_secs_f64()
             )))
         }
-        Err(e) => Err(Answer::Failed(format!("{who}: {e}"))),
+        Err(e) => Err(Answer::Failed(tf!("{who}: {e}", "{who} : {e}"))),
     }
 }
 
@@ -137,17 +143,16 @@ pub(super) fn client(
     let answer = (|| {
         let path = dir.join("dispatcher.sock");
         let mut d = connect(&path, patience)
-            .map_err(|e| Answer::Unreachable(format!("connect DIR/dispatcher.sock: {e}")))?;
+            .map_err(|e| Answer::Unreachable(tf!("connect DIR/dispatcher.sock: {e}", "connect DIR/dispatcher.sock : {e}")))?;
         frame::write(&mut d, "HELLO")
-            .map_err(|e| Answer::Failed(format!("sending HELLO to the dispatcher: {e}")))?;
-        let m = read_answer(&mut d, "the dispatcher", patience)?;
+            .map_err(|e| Answer::Failed(tf!("sending HELLO to the dispatcher: {e}", "envoi de HELLO au répartiteur : {e}")))?;
+        let m = read_answer(&mut d, &tf!("the dispatcher", "le répartiteur"), patience)?;
         drop(d);
         if m == "BUSY" {
             return Err(Answer::Busy);
         }
         let Some(addr) = m.strip_prefix("WORKER ") else {
-            return Err(Answer::Failed(format!(
-                "the dispatcher answered HELLO with {:?} (want WORKER <path> or BUSY)",
+            return Err(Answer::Failed(tf!("the dispatcher answered HELLO with {:?} (want WORKER <path> or BUSY)", "le répartiteur a répondu {:?} à HELLO (WORKER <chemin> ou BUSY attendu)",
                 cut(&m)
             )));
         };
@@ -155,20 +160,19 @@ pub(super) fn client(
         let addr = shown(addr);
         let addr = addr.as_str();
         let mut w = connect(path, patience)
-            .map_err(|e| Answer::Failed(format!("connect to the worker at {addr}: {e}")))?;
+            .map_err(|e| Answer::Failed(tf!("connect to the worker at {addr}: {e}", "connect à l'ouvrier à {addr} : {e}")))?;
         let pid = nix::sys::socket::getsockopt(&w, nix::sys::socket::sockopt::PeerCredentials)
             .map(|c| c.pid())
             .unwrap_or(0);
         frame::write(&mut w, &format!("REQ {text}"))
-            .map_err(|e| Answer::Failed(format!("sending REQ to the worker at {addr}: {e}")))?;
+            .map_err(|e| Answer::Failed(tf!("sending REQ to the worker at {addr}: {e}", "envoi de REQ à l'ouvrier à {addr} : {e}")))?;
         if let Some(tx) = sent {
             let _ = tx.send(pid);
         }
-        let r = read_answer(&mut w, &format!("the worker at {addr}"), patience)?;
+        let r = read_answer(&mut w, &tf!("the worker at {addr}", "l'ouvrier à {addr}"), patience)?;
         let want = format!("RESP {}", text.to_uppercase());
         if r != want {
-            return Err(Answer::Failed(format!(
-                "the worker at {addr} answered {:?} (want {want:?})",
+            return Err(Answer::Failed(tf!("the worker at {addr} answered {:?} (want {want:?})", "l'ouvrier à {addr} a répondu {:?} ({want:?} attendu)",
                 cut(&r)
             )));
         }
@@ -178,11 +182,9 @@ pub(super) fn client(
         let mut more = [0u8; 1];
         unclosed = match std::io::Read::read(&mut w, &mut more) {
             Ok(0) => None,
-            Ok(_) => Some(format!(
-                "the worker at {addr} sent more after its RESP: one answer, then close the connection"
+            Ok(_) => Some(tf!("the worker at {addr} sent more after its RESP: one answer, then close the connection", "l'ouvrier à {addr} a envoyé autre chose après son RESP : une réponse, puis fermez la connexion"
             )),
-            Err(_) => Some(format!(
-                "the worker at {addr} answered but did not close the connection within {} ms: close it after RESP (step 6), or its client never sees the end",
+            Err(_) => Some(tf!("the worker at {addr} answered but did not close the connection within {} ms: close it after RESP (step 6), or its client never sees the end", "l'ouvrier à {addr} a répondu mais n'a pas fermé la connexion en {} ms : fermez-la après RESP (étape 6), sinon son client n'en voit jamais la fin",
                 close_within.as_millis()
             )),
         };
@@ -211,24 +213,30 @@ pub(super) fn malformed(dir: &Path, patience: Duration) -> Cases {
     let disp = dir.join("dispatcher.sock");
     let mut results = Vec::new();
     // (what, bytes, whether an ERR reply is owed: a cut frame can only be closed)
-    let cases: [(&str, Vec<u8>, bool); 4] = [
+    let cases: [(String, Vec<u8>, bool); 4] = [
         (
-            "a length of 2 GiB",
+            tf!("a length of 2 GiB", "une longueur de 2 Gio"),
             [&0x7fff_ffffu32.to_be_bytes()[..], b"HELLO"].concat(),
             true,
         ),
         (
-            "a frame that is not UTF-8",
+            tf!(
+                "a frame that is not UTF-8",
+                "une trame qui n'est pas de l'UTF-8"
+            ),
             vec![0, 0, 0, 4, 0xff, 0xfe, 0xfd, 0xfc],
             true,
         ),
         (
-            "an unknown message GIMME",
+            tf!("an unknown message GIMME", "un message inconnu GIMME"),
             [&5u32.to_be_bytes()[..], b"GIMME"].concat(),
             true,
         ),
         (
-            "a frame cut short (length 10, 2 bytes, then end of stream)",
+            tf!(
+                "a frame cut short (length 10, 2 bytes, then end of stream)",
+                "une trame tronquée (longueur 10, 2 octets, puis fin du flux)"
+            ),
             vec![0, 0, 0, 10, b'H', b'E'],
             false,
         ),
@@ -236,38 +244,61 @@ pub(super) fn malformed(dir: &Path, patience: Duration) -> Cases {
     for (what, bytes, owed) in cases {
         let started = Instant::now();
         let r = (|| {
-            let mut s = connect_again(&disp, patience).map_err(|e| format!("connect: {e}"))?;
-            s.write_all(&bytes).map_err(|e| format!("write: {e}"))?;
+            let mut s =
+                connect_again(&disp, patience).map_err(|e| tf!("connect: {e}", "connect : {e}"))?;
+            s.write_all(&bytes)
+                .map_err(|e| tf!("write: {e}", "write : {e}"))?;
             let _ = s.shutdown(std::net::Shutdown::Write);
-            expect_err(&mut s, "the dispatcher", owed, patience)
+            expect_err(
+                &mut s,
+                &tf!("the dispatcher", "le répartiteur"),
+                owed,
+                patience,
+            )
         })();
-        results.push((format!("dispatcher sent {what}"), r));
+        results.push((
+            tf!("dispatcher sent {what}", "répartiteur, envoi de {what}"),
+            r,
+        ));
         if started.elapsed() >= patience {
             // A dispatcher that did not answer in all that time will not answer the next ones.
             results.push((
-                "the other cases".into(),
-                Err("not tried: the dispatcher is not answering".into()),
+                tf!("the other cases", "les autres cas"),
+                Err(tf!(
+                    "not tried: the dispatcher is not answering",
+                    "non essayé : le répartiteur ne répond pas"
+                )),
             ));
             return results;
         }
     }
     // A worker reserved for us, sent a frame that is not a request.
     let r = (|| {
-        let mut d = connect_again(&disp, patience).map_err(|e| format!("connect: {e}"))?;
-        frame::write(&mut d, "HELLO").map_err(|e| format!("HELLO: {e}"))?;
-        let m = read_answer(&mut d, "the dispatcher", patience).map_err(|a| a.to_string())?;
+        let mut d =
+            connect_again(&disp, patience).map_err(|e| tf!("connect: {e}", "connect : {e}"))?;
+        frame::write(&mut d, "HELLO").map_err(|e| tf!("HELLO: {e}", "HELLO : {e}"))?;
+        let m = read_answer(&mut d, &tf!("the dispatcher", "le répartiteur"), patience)
+            .map_err(|a| a.to_string())?;
         let Some(addr) = m.strip_prefix("WORKER ") else {
-            return Err(format!(
+            return Err(tf!(
                 "could not get a worker to test (dispatcher said {:?})",
+                "impossible d'obtenir un ouvrier à tester (le répartiteur a dit {:?})",
                 cut(&m)
             ));
         };
-        let mut w = connect(Path::new(addr), patience).map_err(|e| format!("connect: {e}"))?;
+        let mut w =
+            connect(Path::new(addr), patience).map_err(|e| tf!("connect: {e}", "connect : {e}"))?;
         w.write_all(&[0, 0, 0, 3, 0xc3, 0x28, 0xa0])
-            .map_err(|e| format!("write: {e}"))?;
-        expect_err(&mut w, "the worker", true, patience)
+            .map_err(|e| tf!("write: {e}", "write : {e}"))?;
+        expect_err(&mut w, &tf!("the worker", "l'ouvrier"), true, patience)
     })();
-    results.push(("worker sent a frame that is not UTF-8".into(), r));
+    results.push((
+        tf!(
+            "worker sent a frame that is not UTF-8",
+            "ouvrier, envoi d'une trame qui n'est pas de l'UTF-8"
+        ),
+        r,
+    ));
     results
 }
 
@@ -283,8 +314,18 @@ pub(super) fn expect_err(
     while got < 4 {
         match s.read(&mut len[got..]) {
             Ok(0) if got == 0 && !owed => return Ok(()),
-            Ok(0) if got == 0 => return Err(format!("{who} closed without an ERR reply")),
-            Ok(0) => return Err(format!("{who} closed inside its reply")),
+            Ok(0) if got == 0 => {
+                return Err(tf!(
+                    "{who} closed without an ERR reply",
+                    "{who} a fermé sans répondre ERR"
+                ))
+            }
+            Ok(0) => {
+                return Err(tf!(
+                    "{who} closed inside its reply",
+                    "{who} a fermé au milieu de sa réponse"
+                ))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e)
@@ -293,24 +334,33 @@ pub(super) fn expect_err(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(format!(
+                return Err(tf!(
                     "{who} neither answered nor closed in {:.1} s",
+                    "{who} n'a ni répondu ni fermé en {:.1} s",
                     patience.as_secs_f64()
                 ))
             }
             // The server closed with our bytes unread: a reset, which is a close.
             Err(e) if !owed && e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
-            Err(e) => return Err(format!("{who}: {e}")),
+            Err(e) => return Err(tf!("{who}: {e}", "{who} : {e}")),
         }
     }
     let n = (u32::from_be_bytes(len) as usize).min(frame::MAX_FRAME);
     let mut body = vec![0u8; n];
-    s.read_exact(&mut body)
-        .map_err(|e| format!("{who}: reply cut short: {e}"))?;
+    s.read_exact(&mut body).map_err(|e| {
+        tf!(
+            "{who}: reply cut short: {e}",
+            "{who} : réponse tronquée : {e}"
+        )
+    })?;
     let text = String::from_utf8_lossy(&body);
     if text.starts_with("ERR") {
         Ok(())
     } else {
-        Err(format!("{who} replied {:?} (want ERR ...)", cut(&text)))
+        Err(tf!(
+            "{who} replied {:?} (want ERR ...)",
+            "{who} a répondu {:?} (ERR ... attendu)",
+            cut(&text)
+        ))
     }
 }

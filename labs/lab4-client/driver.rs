@@ -203,10 +203,14 @@ impl Script for Driver {
                         return vec![];
                     }
                     if v.t - since > self.phase_patience() {
-                        self.seen.warmup = Some(Err(format!(
+                        self.seen.warmup = Some(Err(tf!(
                             "no client was served in {:.0} s; the last one got {}",
+                            "aucun client servi en {:.0} s ; le dernier : {}",
                             (v.t - since).as_secs_f64(),
-                            d.unwrap_or(Answer::Failed("a grader thread panicked".into()))
+                            d.unwrap_or(Answer::Failed(tf!(
+                                "a grader thread panicked",
+                                "un thread du correcteur a paniqué"
+                            )))
                         )));
                         self.phase = Phase::Terminate;
                         return vec![];
@@ -230,7 +234,10 @@ impl Script for Driver {
                         .drain(..)
                         .map(|h| {
                             h.join().unwrap_or(Done {
-                                answer: Answer::Failed("a grader thread panicked".into()),
+                                answer: Answer::Failed(tf!(
+                                    "a grader thread panicked",
+                                    "un thread du correcteur a paniqué"
+                                )),
                                 at: Instant::now(),
                                 unclosed: None,
                             })
@@ -298,26 +305,29 @@ impl Script for Driver {
                     .find(|p| p.parent == v.main && p.born > since && p.exited.is_none() && !p.gone)
                     .map(|p| p.pid);
                 if workers.len() == self.k {
-                    self.seen.crash = Some(Ok(format!(
+                    self.seen.crash = Some(Ok(tf!(
                         "{}; then {} concurrent clients were served by {} workers{}",
+                        "{} ; puis {} clients simultanés ont été servis par {} ouvriers{}",
                         self.crash_note,
                         self.k,
                         self.k,
                         replacement
-                            .map(|p| format!(" (the replacement is pid {p})"))
+                            .map(|p| tf!(
+                                " (the replacement is pid {p})",
+                                " (le remplaçant a le pid {p})"
+                            ))
                             .unwrap_or_default()
                     )));
                     self.phase = Phase::Terminate;
                     return vec![];
                 }
                 if v.t - since > self.patience {
-                    self.seen.crash = Some(Err(format!(
-                        "{}; but afterwards {} concurrent clients were never served by {} distinct workers (last round: {}){}: a restarted worker must bind its address again",
+                    self.seen.crash = Some(Err(tf!("{}; but afterwards {} concurrent clients were never served by {} distinct workers (last round: {}){}: a restarted worker must bind its address again", "{} ; mais ensuite {} clients simultanés n'ont jamais été servis par {} ouvriers distincts (dernier tour : {}){} : un ouvrier relancé doit lier (bind) de nouveau son adresse",
                         self.crash_note,
                         self.k,
                         self.k,
-                        answers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "),
-                        if replacement.is_none() { "; no new server process was started" } else { "" }
+                        answers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(crate::lang::sep()),
+                        if replacement.is_none() { tf!("; no new server process was started", " ; aucun nouveau processus serveur n'a été lancé") } else { String::new() }
                     )));
                     self.phase = Phase::Terminate;
                     return vec![];
@@ -345,9 +355,10 @@ impl Driver {
             .jobs
             .drain(..)
             .map(|(h, _, _)| {
-                h.join()
-                    .map(|d| d.answer)
-                    .unwrap_or(Answer::Failed("a grader thread panicked".into()))
+                h.join().map(|d| d.answer).unwrap_or(Answer::Failed(tf!(
+                    "a grader thread panicked",
+                    "un thread du correcteur a paniqué"
+                )))
             })
             .collect()
     }
@@ -371,19 +382,16 @@ impl Driver {
                 return;
             };
             self.seen.busy = Some(match d.answer {
-                Answer::Busy => Ok(format!(
-                    "with all {} workers busy, one more client was told BUSY",
+                Answer::Busy => Ok(tf!("with all {} workers busy, one more client was told BUSY", "les {} ouvriers occupés, un client de plus a reçu BUSY",
                     self.k
                 )),
                 Answer::Served { worker, .. } if first_free.is_some_and(|f| d.at < f) => Err(
-                    format!("with all {} workers busy, one more client was sent to {worker}, which was busy", self.k),
+                    tf!("with all {} workers busy, one more client was sent to {worker}, which was busy", "les {} ouvriers occupés, un client de plus a été envoyé à {worker}, qui était occupé", self.k),
                 ),
-                Answer::Served { worker, .. } => Err(format!(
-                    "with all {} workers busy, one more client was not told BUSY: it waited until a worker was free and was sent to {worker} — answer BUSY at once when no worker says YES",
+                Answer::Served { worker, .. } => Err(tf!("with all {} workers busy, one more client was not told BUSY: it waited until a worker was free and was sent to {worker} — answer BUSY at once when no worker says YES", "les {} ouvriers occupés, un client de plus n'a pas reçu BUSY : il a attendu qu'un ouvrier se libère et a été envoyé à {worker} — répondez BUSY tout de suite quand aucun ouvrier ne dit YES",
                     self.k
                 )),
-                other => Err(format!(
-                    "with all {} workers busy, one more client got {other} instead of BUSY",
+                other => Err(tf!("with all {} workers busy, one more client got {other} instead of BUSY", "les {} ouvriers occupés, un client de plus : {other}, au lieu de BUSY",
                     self.k
                 )),
             });
@@ -394,8 +402,7 @@ impl Driver {
         let distinct: std::collections::BTreeSet<i32> = pids.iter().copied().collect();
         if pids.len() == self.k {
             if distinct.len() < self.k {
-                self.seen.busy = Some(Err(format!(
-                    "{} clients at once were sent to only {} distinct workers (pids {pids:?}): a worker was given two clients",
+                self.seen.busy = Some(Err(tf!("{} clients at once were sent to only {} distinct workers (pids {pids:?}): a worker was given two clients", "{} clients à la fois ont été envoyés à seulement {} ouvriers distincts (pid {pids:?}) : un ouvrier a reçu deux clients",
                     self.k,
                     distinct.len()
                 )));
@@ -411,8 +418,7 @@ impl Driver {
             self.hold();
         }
         if v.t - since > self.patience {
-            self.seen.busy = Some(Err(format!(
-                "could not make all {} workers busy: only {} clients were placed on a worker at once",
+            self.seen.busy = Some(Err(tf!("could not make all {} workers busy: only {} clients were placed on a worker at once", "impossible d'occuper les {} ouvriers : seuls {} clients ont été placés à la fois sur un ouvrier",
                 self.k,
                 distinct.len()
             )));
@@ -433,8 +439,7 @@ impl Driver {
                     .get(&pid)
                     .is_some_and(|p| p.exited.is_none() && !p.gone && pid != v.main);
                 if !ours {
-                    self.seen.crash = Some(Err(format!(
-                        "the worker socket the client was sent to is served by pid {pid}, not a process started under the watchdog"
+                    self.seen.crash = Some(Err(tf!("the worker socket the client was sent to is served by pid {pid}, not a process started under the watchdog", "la socket d'ouvrier où le client a été envoyé est servie par le pid {pid}, pas par un processus lancé sous le chien de garde"
                     )));
                     self.phase = Phase::Terminate;
                     return vec![];
@@ -453,15 +458,15 @@ impl Driver {
                     self.crash_client = Some((h, rx));
                     return vec![];
                 }
-                self.seen.crash = Some(Err(format!(
-                    "no worker could be given a request to kill: the client got {}",
-                    d.map_or("nothing".into(), |d| d.answer.to_string())
+                self.seen.crash = Some(Err(tf!("no worker could be given a request to kill: the client got {}", "impossible de donner à un ouvrier une requête pendant laquelle le tuer : le client : {}",
+                    d.map_or(tf!("nothing", "rien"), |d| d.answer.to_string())
                 )));
                 self.phase = Phase::Terminate;
             } else if v.t - since > self.phase_patience() {
-                self.seen.crash = Some(Err(
-                    "the client to crash a worker under never sent its request".into(),
-                ));
+                self.seen.crash = Some(Err(tf!(
+                    "the client to crash a worker under never sent its request",
+                    "le client sous lequel tuer un ouvrier n'a jamais envoyé sa requête"
+                )));
                 self.phase = Phase::Terminate;
             }
             return vec![];
@@ -474,21 +479,18 @@ impl Driver {
         let answer = d.map(|d| d.answer);
         match answer {
             Some(Answer::Failed(why)) => {
-                self.crash_note = format!(
-                    "worker pid {victim} SIGKILLed mid-request; its client got an error ({why})"
+                self.crash_note = tf!("worker pid {victim} SIGKILLed mid-request; its client got an error ({why})", "ouvrier de pid {victim} tué par SIGKILL en pleine requête ; son client a eu une erreur ({why})"
                 );
                 self.phase = Phase::Recover { since: at };
             }
             Some(Answer::Hung(why)) => {
-                self.seen.crash = Some(Err(format!(
-                    "worker pid {victim} was SIGKILLed mid-request and its client hung ({why}): another process still holds the connection open"
+                self.seen.crash = Some(Err(tf!("worker pid {victim} was SIGKILLed mid-request and its client hung ({why}): another process still holds the connection open", "l'ouvrier de pid {victim} a été tué par SIGKILL en pleine requête et son client est resté bloqué ({why}) : un autre processus tient encore la connexion ouverte"
                 )));
                 self.phase = Phase::Terminate;
             }
             other => {
-                self.seen.crash = Some(Err(format!(
-                    "worker pid {victim} was SIGKILLed mid-request, yet its client got {}: the request was served by another process than the one listening",
-                    other.map_or("nothing".into(), |a| a.to_string())
+                self.seen.crash = Some(Err(tf!("worker pid {victim} was SIGKILLed mid-request, yet its client got {}: the request was served by another process than the one listening", "l'ouvrier de pid {victim} a été tué par SIGKILL en pleine requête, et pourtant son client : {} ; la requête a été servie par un autre processus que celui qui écoutait",
+                    other.map_or(tf!("nothing", "rien"), |a| a.to_string())
                 )));
                 self.phase = Phase::Terminate;
             }

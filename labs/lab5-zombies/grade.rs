@@ -1,6 +1,6 @@
 //! Lab 5's contract, judged: `IMPL --children M` (see labs/lab5-zombies/README.md).
 
-use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks, Role};
 use crate::grade::harness::Outcome;
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -12,11 +12,11 @@ pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> 
         .map(|i| format!("child {i} exited with status {i}"))
         .collect();
     let children = checks::children_of(out, main);
-    k.role(&children, "child");
+    k.role(&children, Role::CHILD);
 
     k.exit_status(out);
     if out.timed_out {
-        k.skip("protocol", SKIP_TIMEOUT);
+        k.skip("protocol", checks::skip_timeout());
     } else {
         // Any order: children die together, and are reaped in whatever order waitpid returns them.
         let mut got: Vec<&str> = out.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
@@ -27,17 +27,22 @@ pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> 
         let extra: Vec<&&str> = got.iter().filter(|g| !want.contains(g)).collect();
         let twice = got.windows(2).find(|w| w[0] == w[1]).map(|w| w[0]);
         if got == want {
-            k.add("protocol", true, format!("{m} lines, one per child"));
+            k.add(
+                "protocol",
+                true,
+                tf!("{m} lines, one per child", "{m} lignes, une par enfant"),
+            );
         } else if let Some(x) = twice {
-            k.add("protocol", false, format!("{x:?} was printed more than once: one line per reaped child (print after waitpid returns it, once)"));
+            k.add("protocol", false, tf!("{x:?} was printed more than once: one line per reaped child (print after waitpid returns it, once)", "{x:?} a été écrite plus d'une fois : une ligne par enfant récupéré (écrivez-la une fois, quand waitpid le rend)"));
         } else if let Some(x) = extra.first() {
-            k.add("protocol", false, format!("unexpected line {x:?}: print exactly one `child i exited with status i` per reaped child"));
+            k.add("protocol", false, tf!("unexpected line {x:?}: print exactly one `child i exited with status i` per reaped child", "ligne inattendue {x:?} : écrivez exactement une ligne `child i exited with status i` par enfant récupéré"));
         } else {
             k.add(
                 "protocol",
                 false,
-                format!(
+                tf!(
                     "{} of {m} children never reported, e.g. {:?}",
+                    "{} enfant(s) sur {m} jamais signalé(s), par exemple {:?}",
                     missing.len(),
                     missing.first().map(|s| **s).unwrap_or("")
                 ),
@@ -52,20 +57,24 @@ pub fn judge(out: &Outcome, m: u64, c: &Contract, timeout_s: f64) -> Vec<Check> 
         k.add(
             "children",
             true,
-            format!("main forked {m} children, all exited"),
+            tf!(
+                "main forked {m} children, all exited",
+                "main a créé {m} enfants (fork), tous ont fini"
+            ),
         );
     } else {
         k.add(
             "children",
             false,
-            format!(
+            tf!(
                 "main forked {} children ({exited} exited); the contract asks for {m}",
+                "main a créé {} enfant(s) (fork) ({exited} fini(s)) ; le contrat en demande {m}",
                 children.len()
             ),
         );
     }
-    k.no_zombies(out, &children, "child");
-    k.shutdown_order(out, &children, "children");
+    k.no_zombies(out, &children, Role::CHILD);
+    k.shutdown_order(out, &children, Role::CHILDREN);
     k.no_leftover(out);
     let any = |_: usize, l: &str| expected.iter().any(|e| e == l);
     k.timeout(out, checks::stuck(out, &expected, timeout_s, any));

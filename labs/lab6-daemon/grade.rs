@@ -5,7 +5,7 @@
 //! Without ptrace (a traced daemon would stop once the grader stops serving it): the grader is a
 //! subreaper, so the daemon becomes its child when the launcher and middle process exit.
 
-use crate::grade::checks::{self, Checks, SKIP_TIMEOUT};
+use crate::grade::checks::{self, Checks};
 use crate::grade::harness::Outcome;
 use crate::grade::report::Check;
 use crate::spec::Contract;
@@ -62,7 +62,11 @@ pub fn judge(
             k.add(
                 "start",
                 true,
-                format!("start exited 0 and left daemon {} running", f.pid),
+                tf!(
+                    "start exited 0 and left daemon {} running",
+                    "start a fini avec 0 et laissé le démon {} en marche",
+                    f.pid
+                ),
             );
             true
         }
@@ -70,16 +74,24 @@ pub fn judge(
             k.add(
                 "start",
                 false,
-                "start exited 0 but left no process running: the daemon must outlive its launcher",
+                tf!("start exited 0 but left no process running: the daemon must outlive its launcher", "start a fini avec 0 mais n'a laissé aucun processus en marche : le démon doit survivre à son lanceur"),
             );
             false
         }
         (Some(n), _) => {
-            k.add("start", false, format!("start exited {n}: {}", stderr(0)));
+            k.add(
+                "start",
+                false,
+                tf!(
+                    "start exited {n}: {}",
+                    "start a fini avec le statut {n} : {}",
+                    stderr(0)
+                ),
+            );
             false
         }
         (None, _) => {
-            k.add("start", false, format!("start did not exit within {timeout_s} s: the launcher must return once the daemon is ready"));
+            k.add("start", false, tf!("start did not exit within {timeout_s} s: the launcher must return once the daemon is ready", "start n'a pas fini en {timeout_s} s : le lanceur doit rendre la main une fois le démon prêt"));
             false
         }
     };
@@ -89,24 +101,36 @@ pub fn judge(
         Some(f) => {
             let mut bad = Vec::new();
             if f.session == f.launcher_session {
-                bad.push(format!("it is still in its launcher's session ({}): call setsid() in the first child, so no hang-up or Ctrl-C of that session reaches it", f.session));
+                bad.push(tf!("it is still in its launcher's session ({}): call setsid() in the first child, so no hang-up or Ctrl-C of that session reaches it", "il est encore dans la session de son lanceur ({}) : appelez setsid() dans le premier enfant, pour qu'aucun raccrochage ni Ctrl-C de cette session ne l'atteigne", f.session));
             } else if f.session_leader {
-                bad.push("it is a session leader (fork a second time after setsid)".to_string());
+                bad.push(tf!(
+                    "it is a session leader (fork a second time after setsid)",
+                    "il est leader de session (faites un second fork après setsid)"
+                ));
             }
             if f.has_tty {
-                bad.push("it has a controlling terminal (setsid)".into());
+                bad.push(tf!(
+                    "it has a controlling terminal (setsid)",
+                    "il a un terminal de contrôle (setsid)"
+                ));
             }
             if f.cwd != "/" {
-                bad.push(format!("its cwd is {} (chdir(\"/\"))", f.cwd));
+                bad.push(tf!(
+                    "its cwd is {} (chdir(\"/\"))",
+                    "son cwd est {} (chdir(\"/\"))",
+                    f.cwd
+                ));
             }
             for (fd, target) in &f.stdio {
                 if target != "/dev/null" {
-                    bad.push(format!("fd {fd} is {target} (point 0, 1, 2 at /dev/null)"));
+                    bad.push(tf!(
+                        "fd {fd} is {target} (point 0, 1, 2 at /dev/null)",
+                        "le fd {fd} est {target} (faites pointer 0, 1, 2 sur /dev/null)"
+                    ));
                 }
             }
             if !f.inherited.is_empty() {
-                bad.push(format!(
-                    "it kept descriptors its launcher gave it: {} (close every inherited fd above 2 before the first fork's child goes on; the daemon's own, like its locked pidfile, stay)",
+                bad.push(tf!("it kept descriptors its launcher gave it: {} (close every inherited fd above 2 before the first fork's child goes on; the daemon's own, like its locked pidfile, stay)", "il a gardé des descripteurs que son lanceur lui a donnés : {} (fermez tout fd hérité au-dessus de 2 avant que l'enfant du premier fork continue ; ceux du démon lui-même, comme son fichier de pid verrouillé, restent)",
                     f.inherited.join(", ")
                 ));
             }
@@ -114,37 +138,77 @@ pub fn judge(
                 "daemonized",
                 bad.is_empty(),
                 if bad.is_empty() {
-                    "no session leader, no terminal, cwd /, stdio on /dev/null".into()
+                    tf!(
+                        "no session leader, no terminal, cwd /, stdio on /dev/null",
+                        "pas leader de session, pas de terminal, cwd /, stdio sur /dev/null"
+                    )
                 } else {
-                    format!("the daemon (pid {}): {}", f.pid, bad.join("; "))
+                    tf!(
+                        "the daemon (pid {}): {}",
+                        "le démon (pid {}) : {}",
+                        f.pid,
+                        bad.join(crate::lang::sep())
+                    )
                 },
             );
             let pf = match (&f.pidfile_pid, f.pidfile_locked) {
-                (Some(p), true) if *p == f.pid => {
-                    (true, format!("DIR/daemon.pid holds {p} and is locked"))
-                }
+                (Some(p), true) if *p == f.pid => (
+                    true,
+                    tf!(
+                        "DIR/daemon.pid holds {p} and is locked",
+                        "DIR/daemon.pid contient {p} et est verrouillé"
+                    ),
+                ),
                 (Some(p), _) if *p != f.pid => (
                     false,
-                    format!("DIR/daemon.pid holds {p}, but the daemon is {}", f.pid),
+                    tf!(
+                        "DIR/daemon.pid holds {p}, but the daemon is {}",
+                        "DIR/daemon.pid contient {p}, mais le démon est {}",
+                        f.pid
+                    ),
                 ),
                 (Some(_), _) => (
                     false,
                     "DIR/daemon.pid is not locked: hold flock(LOCK_EX) on it while the daemon runs"
                         .into(),
                 ),
-                (None, _) => (false, "no DIR/daemon.pid with the daemon's pid".into()),
+                (None, _) => (
+                    false,
+                    tf!(
+                        "no DIR/daemon.pid with the daemon's pid",
+                        "pas de DIR/daemon.pid avec le pid du démon"
+                    ),
+                ),
             };
             k.add("pidfile", pf.0, pf.1);
         }
         None => {
-            k.skip("daemonized", "skipped: no daemon was started");
-            k.skip("pidfile", "skipped: no daemon was started");
+            k.skip(
+                "daemonized",
+                tf!(
+                    "skipped: no daemon was started",
+                    "non jugé : aucun démon n'a été lancé"
+                ),
+            );
+            k.skip(
+                "pidfile",
+                tf!(
+                    "skipped: no daemon was started",
+                    "non jugé : aucun démon n'a été lancé"
+                ),
+            );
         }
     }
 
     // second start
     if !started {
-        k.skip("second-start", "skipped: no daemon was started");
+        k.skip(
+            "second-start",
+            tf!(
+                "skipped: no daemon was started",
+                "non jugé : aucun démon n'a été lancé"
+            ),
+        );
     } else {
         let extra = steps
             .get(1)
@@ -152,37 +216,53 @@ pub fn judge(
             .map(|o| o.survivors.len())
             .unwrap_or(0);
         match code(1) {
-            None => k.skip("second-start", SKIP_TIMEOUT),
+            None => k.skip("second-start", checks::skip_timeout()),
             Some(0) => k.add(
                 "second-start",
                 false,
-                "a second start exited 0: it must be refused while the daemon runs",
+                tf!("a second start exited 0: it must be refused while the daemon runs", "un second start a fini avec 0 : il doit être refusé tant que le démon tourne"),
             ),
             Some(_) if extra > 0 => k.add(
                 "second-start",
                 false,
-                format!("the second start was refused but left {extra} new process(es) running"),
+                tf!("the second start was refused but left {extra} new process(es) running", "le second start a été refusé mais a laissé {extra} nouveau(x) processus en marche"),
             ),
-            Some(n) => k.add("second-start", true, format!("refused with status {n}")),
+            Some(n) => k.add("second-start", true, tf!("refused with status {n}", "refusé avec le statut {n}")),
         }
     }
 
     // status and stop
     if !started {
-        k.skip("status", "skipped: no daemon was started");
-        k.skip("stop", "skipped: no daemon was started");
+        k.skip(
+            "status",
+            tf!(
+                "skipped: no daemon was started",
+                "non jugé : aucun démon n'a été lancé"
+            ),
+        );
+        k.skip(
+            "stop",
+            tf!(
+                "skipped: no daemon was started",
+                "non jugé : aucun démon n'a été lancé"
+            ),
+        );
     } else {
         match (code(2), code(4)) {
             (Some(0), Some(3)) => k.add(
                 "status",
                 true,
-                "status exited 0 while running, 3 once stopped",
+                tf!(
+                    "status exited 0 while running, 3 once stopped",
+                    "status a fini avec 0 en marche, 3 une fois arrêté"
+                ),
             ),
             (a, b) => k.add(
                 "status",
                 false,
-                format!(
+                tf!(
                     "status exited {} while running and {} once stopped: LSB wants 0 and 3",
+                    "status a fini avec {} en marche et {} une fois arrêté : LSB veut 0 et 3",
                     show(a),
                     show(b)
                 ),
@@ -191,31 +271,32 @@ pub fn judge(
         let mut bad = Vec::new();
         match code(3) {
             Some(0) => {}
-            other => bad.push(format!("stop exited {}", show(other))),
+            other => bad.push(tf!("stop exited {}", "stop a fini avec {}", show(other))),
         }
         if stop_facts.alive_after_stop {
             bad.push(
-                "the daemon was still running when stop returned: stop must wait for it to exit"
-                    .into(),
+                tf!("the daemon was still running when stop returned: stop must wait for it to exit", "le démon tournait encore quand stop a rendu la main : stop doit attendre qu'il finisse"),
             );
         }
         match stop_facts.daemon_status {
             Some(0) => {}
-            Some(n) => bad.push(format!(
-                "the daemon ended with status {n} (on SIGTERM it should clean up and exit 0)"
+            Some(n) => bad.push(tf!("the daemon ended with status {n} (on SIGTERM it should clean up and exit 0)", "le démon a fini avec le statut {n} (sur SIGTERM, il doit faire le ménage et finir avec 0)"
             )),
-            None => bad.push("the daemon never exited".into()),
+            None => bad.push(tf!("the daemon never exited", "le démon n'a jamais fini")),
         }
         if dir.join("daemon.pid").exists() {
-            bad.push("DIR/daemon.pid is still there: remove it on SIGTERM".into());
+            bad.push(tf!(
+                "DIR/daemon.pid is still there: remove it on SIGTERM",
+                "DIR/daemon.pid est toujours là : supprimez-le sur SIGTERM"
+            ));
         }
         k.add(
             "stop",
             bad.is_empty(),
             if bad.is_empty() {
-                "stop exited 0 after the daemon exited 0 and removed its pidfile".into()
+                tf!("stop exited 0 after the daemon exited 0 and removed its pidfile", "stop a fini avec 0 après que le démon a fini avec 0 et supprimé son fichier de pid")
             } else {
-                bad.join("; ")
+                bad.join(crate::lang::sep())
             },
         );
     }
@@ -228,7 +309,7 @@ pub fn judge(
         .any(|o| o.procs.keys().any(|p| *p != o.main_pid));
     if !forked && !started {
         for name in ["no-zombies", "no-leftover-processes", "timeout"] {
-            k.skip(name, checks::SKIP_NO_CHILD);
+            k.skip(name, checks::skip_no_child());
         }
         return k.list;
     }
@@ -238,15 +319,15 @@ pub fn judge(
     for (i, o) in steps.iter().enumerate() {
         let Some(o) = o else { continue };
         for pid in &o.adopted_zombies {
-            z.push(format!(
-                "{} (step {}): process {pid} had exited but was never reaped by its parent",
+            z.push(tf!("{} (step {}): process {pid} had exited but was never reaped by its parent", "{} (étape {}) : le processus {pid} avait fini mais n'a jamais été récupéré par son parent",
                 STEPS[i],
                 i + 1
             ));
         }
         for (pid, d, _) in &o.lingered {
-            z.push(format!(
+            z.push(tf!(
                 "{} (step {}): process {pid} stayed a zombie for {} ms",
+                "{} (étape {}) : le processus {pid} est resté zombie {} ms",
                 STEPS[i],
                 i + 1,
                 d.as_millis()
@@ -257,9 +338,12 @@ pub fn judge(
         "no-zombies",
         z.is_empty(),
         if z.is_empty() {
-            "no process stayed a zombie".into()
+            tf!(
+                "no process stayed a zombie",
+                "aucun processus n'est resté zombie"
+            )
         } else {
-            z.join("; ")
+            z.join(crate::lang::sep())
         },
     );
 
@@ -267,7 +351,10 @@ pub fn judge(
         k.add(
             "no-leftover-processes",
             true,
-            "nothing was left running after stop",
+            tf!(
+                "nothing was left running after stop",
+                "rien n'est resté en marche après stop"
+            ),
         );
     } else {
         let list: Vec<String> = leftovers
@@ -277,23 +364,32 @@ pub fn judge(
         k.add(
             "no-leftover-processes",
             false,
-            format!(
+            tf!(
                 "still running after stop: {} (the grader killed it)",
+                "encore en marche après stop : {} (le correcteur l'a tué)",
                 list.join(", ")
             ),
         );
     }
     if timed_out.is_empty() {
-        k.add("timeout", true, "every step finished in time");
+        k.add(
+            "timeout",
+            true,
+            tf!("every step finished in time", "chaque étape a fini à temps"),
+        );
     } else {
         let names: Vec<String> = timed_out
             .iter()
-            .map(|i| format!("{} (step {})", STEPS[*i], i + 1))
+            .map(|i| tf!("{} (step {})", "{} (étape {})", STEPS[*i], i + 1))
             .collect();
         k.add(
             "timeout",
             false,
-            format!("did not finish within {timeout_s} s: {}", names.join(", ")),
+            tf!(
+                "did not finish within {timeout_s} s: {}",
+                "pas fini en {timeout_s} s : {}",
+                names.join(", ")
+            ),
         );
     }
     k.list
@@ -301,7 +397,7 @@ pub fn judge(
 
 fn show(c: Option<i32>) -> String {
     c.map(|n| n.to_string())
-        .unwrap_or_else(|| "nothing (timed out)".into())
+        .unwrap_or_else(|| tf!("nothing (timed out)", "rien (temps écoulé)"))
 }
 
 /// What the grader sees of the daemon after `start`.
@@ -331,18 +427,38 @@ impl Facts {
             .iter()
             .map(|(fd, t)| format!("{fd} -> {t}"))
             .collect();
-        format!(
-            "daemon pid {}: session {} (its launcher's: {}), session leader: {}, controlling terminal: {}, cwd {}\nfds {}; above 2: {}\npidfile: {} ({})",
+        let fr = crate::lang::fr();
+        let yes_no = |b: bool, no_en: &'static str, no_fr: &'static str| match (b, fr) {
+            (true, false) => "yes",
+            (true, true) => "oui",
+            (false, false) => no_en,
+            (false, true) => no_fr,
+        };
+        let extra = if self.extra_fds.is_empty() {
+            tf!("none", "aucun")
+        } else {
+            self.extra_fds.join(", ")
+        };
+        let pidfile = self
+            .pidfile_pid
+            .map_or(tf!("no pid in it", "pas de pid dedans"), |p| {
+                tf!("holds {p}", "contient {p}")
+            });
+        let locked = if self.pidfile_locked {
+            tf!("locked", "verrouillé")
+        } else {
+            tf!("not locked", "non verrouillé")
+        };
+        tf!(
+            "daemon pid {}: session {} (its launcher's: {}), session leader: {}, controlling terminal: {}, cwd {}\nfds {}; above 2: {extra}\npidfile: {pidfile} ({locked})",
+            "démon de pid {} : session {} (celle de son lanceur : {}), leader de session : {}, terminal de contrôle : {}, cwd {}\nfd {} ; au-dessus de 2 : {extra}\nfichier de pid : {pidfile} ({locked})",
             self.pid,
             self.session,
             self.launcher_session,
-            if self.session_leader { "yes" } else { "no" },
-            if self.has_tty { "yes" } else { "none" },
+            yes_no(self.session_leader, "no", "non"),
+            yes_no(self.has_tty, "none", "aucun"),
             self.cwd,
             stdio.join(", "),
-            if self.extra_fds.is_empty() { "none".into() } else { self.extra_fds.join(", ") },
-            self.pidfile_pid.map_or("no pid in it".into(), |p| format!("holds {p}")),
-            if self.pidfile_locked { "locked" } else { "not locked" },
         )
     }
 }

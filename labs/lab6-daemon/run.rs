@@ -125,50 +125,49 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let failed = checks.iter().any(|c| !c.passed);
-    let transcript =
-        if failed {
-            let mut t = format!("lab 6, seed {rs}\nreplay this run: {}\n", env.replay);
-            for (n, s) in steps.iter().enumerate() {
-                if let Some(s) = s {
-                    let survivors: Vec<String> =
-                        s.survivors.iter().map(|p| p.to_string()).collect();
-                    let stdout: Vec<&str> =
-                        s.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
-                    t.push_str(&format!(
-                    "\n-- step {} `{}`: {}; still running after it: {}\nstdout:\n{}\nstderr:\n{}\n",
+    let transcript = if failed {
+        let mut t = tf!(
+            "lab 6, seed {rs}\nreplay this run: {}\n",
+            "lab 6, graine {rs}\nrejouer cette exécution : {}\n",
+            env.replay
+        );
+        for (n, s) in steps.iter().enumerate() {
+            if let Some(s) = s {
+                let survivors: Vec<String> = s.survivors.iter().map(|p| p.to_string()).collect();
+                let stdout: Vec<&str> = s.stdout_lines.iter().map(|(_, l)| l.as_str()).collect();
+                t.push_str(&tf!("\n-- step {} `{}`: {}; still running after it: {}\nstdout:\n{}\nstderr:\n{}\n", "\n-- étape {} `{}` : {} ; encore en marche après elle : {}\nstdout :\n{}\nstderr :\n{}\n",
                     n + 1,
                     lab6::STEPS[n],
                     s.main_status
-                        .map_or("did not end".into(), |st| crate::process::describe(&st)),
-                    if survivors.is_empty() { "nothing".into() } else { survivors.join(", ") },
+                        .map_or(tf!("did not end", "n'a pas fini"), |st| crate::process::describe(&st)),
+                    if survivors.is_empty() { tf!("nothing", "rien") } else { survivors.join(", ") },
                     stdout.join("\n"),
                     String::from_utf8_lossy(&s.stderr)
                 ));
-                }
             }
-            t.push_str(&format!(
-                "\n-- the daemon, seen from outside after start\n{}\nafter stop: {}\n\n-- checks\n",
+        }
+        t.push_str(&tf!("\n-- the daemon, seen from outside after start\n{}\nafter stop: {}\n\n-- checks\n", "\n-- le démon, vu de l'extérieur après start\n{}\naprès stop : {}\n\n-- vérifications\n",
                 facts
                     .as_ref()
-                    .map_or("no daemon was left running".into(), |f| f.describe()),
+                    .map_or(tf!("no daemon was left running", "aucun démon n'est resté en marche"), |f| f.describe()),
                 match (stop.alive_after_stop, stop.daemon_status) {
-                    (_, Some(n)) => format!("it exited with status {n}"),
-                    (true, None) => "it was still running".into(),
-                    (false, None) => "its end was not seen".into(),
+                    (_, Some(n)) => tf!("it exited with status {n}", "il a fini avec le statut {n}"),
+                    (true, None) => tf!("it was still running", "il tournait encore"),
+                    (false, None) => tf!("its end was not seen", "sa fin n'a pas été vue"),
                 }
             ));
-            for c in &checks {
-                t.push_str(&format!(
-                    "{} {}: {}\n",
-                    if c.passed { "OK  " } else { "FAIL" },
-                    c.name,
-                    c.detail
-                ));
-            }
-            env.transcript(&t)
-        } else {
-            None
-        };
+        for c in &checks {
+            t.push_str(&format!(
+                "{} {}: {}\n",
+                if c.passed { "OK  " } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        env.transcript(&t)
+    } else {
+        None
+    };
     let tracking =
         "/proc polling and subreaper (a daemon must outlive its launcher: no ptrace)".to_string();
     Ok(RunResult {

@@ -512,6 +512,7 @@ fn grade_one(o: &BatchOptions, sub: &Path, k: usize, slot: &Slot<'_>) -> Row {
     let json = out.join(format!("{REPORT}.json"));
     let mut c = Command::new(me);
     c.args(["grade", &o.lab.to_string(), "--impl", &cmd])
+        .args(["--lang", crate::lang::current().code()])
         .args(["--runs", &o.runs.to_string(), "--seed", &o.seed.to_string()])
         .args(["--format", "json", "--output"])
         .arg(&json)
@@ -737,7 +738,7 @@ pub fn csv(rows: &[Row]) -> String {
             r.max_score,
             r.passed,
             q(&r.failing.join(" ")),
-            q(&r.flaky.join("; ")),
+            q(&r.flaky.join(crate::lang::sep())),
             q(r.error.as_deref().unwrap_or(""))
         ));
     }
@@ -765,7 +766,7 @@ pub fn text(rows: &[Row]) -> String {
             if r.flaky.is_empty() {
                 String::new()
             } else {
-                format!(" (flaky: {})", r.flaky.join("; "))
+                format!(" (flaky: {})", r.flaky.join(crate::lang::sep()))
             }
         ));
     }

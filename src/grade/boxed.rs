@@ -53,19 +53,17 @@ impl Ctx {
             (None, false) => (None, None),
         };
         match run_as {
-            Some((u, _)) => notes.push(format!(
-                "uid: {u} ({}), leased for this grading only ({}..={}), never root, its own \
+            Some((u, _)) => notes.push(tf!("uid: {u} ({}), leased for this grading only ({}..={}), never root, its own \
+                 session", "uid : {u} ({}), prêté pour cette seule correction ({}..={}), jamais root, sa propre \
                  session",
                 box_user(u),
                 sandbox::UID_FIRST,
                 sandbox::UID_LAST
             )),
             None if nix::unistd::geteuid().is_root() => notes.push(
-                "uid: root without CAP_SETUID/CAP_SETGID: the program runs as root (no uid drop)"
-                    .into(),
+                tf!("uid: root without CAP_SETUID/CAP_SETGID: the program runs as root (no uid drop)", "uid : root sans CAP_SETUID/CAP_SETGID : le programme tourne en root (pas de changement d'uid)"),
             ),
-            None => notes.push(format!(
-                "uid: {} (yours: a normal user's grader cannot switch uid), its own session",
+            None => notes.push(tf!("uid: {} (yours: a normal user's grader cannot switch uid), its own session", "uid : {} (le vôtre : le correcteur d'un utilisateur ordinaire ne peut pas changer d'uid), sa propre session",
                 nix::unistd::getuid()
             )),
         }
@@ -127,8 +125,9 @@ impl Ctx {
         // What holds a hidden directory cannot be exposed without showing it: say so.
         for d in &dirs {
             if let Some(h) = self.hidden.iter().find(|h| h.starts_with(d)) {
-                self.notes.push(format!(
+                self.notes.push(tf!(
                     "hidden: not {} — the submission's directory {} holds it",
+                    "masqué : pas {} — le répertoire de la soumission {} le contient",
                     h.display(),
                     d.display()
                 ));
@@ -278,19 +277,28 @@ impl Ctx {
     pub fn protections(&self, c: &Contract, timeout_s: f64, mounted: bool) -> Vec<String> {
         let mut v = self.notes.clone();
         if self.powers.namespaces {
-            v.push("network: a fresh namespace, loopback only".into());
-            v.push("IPC: a fresh namespace (System V objects and POSIX queues die with it)".into());
+            v.push(tf!(
+                "network: a fresh namespace, loopback only",
+                "réseau : un espace de noms neuf, boucle locale seule"
+            ));
+            v.push(tf!(
+                "IPC: a fresh namespace (System V objects and POSIX queues die with it)",
+                "IPC : un espace de noms neuf (objets System V et files POSIX meurent avec lui)"
+            ));
         } else if !self.powers.userns {
-            v.push(
+            v.push(tf!(
                 "namespaces: none (needs root with CAP_SYS_ADMIN, or user namespaces): shared \
-                 network and IPC"
-                    .into(),
-            );
+                 network and IPC",
+                "espaces de noms : aucun (il faut root avec CAP_SYS_ADMIN, ou les espaces de \
+                 noms utilisateur) : réseau et IPC partagés"
+            ));
         }
         if mounted {
-            v.push(format!(
+            v.push(tf!(
                 "files: cwd, DIR, /tmp and /dev/shm on the box's own tmpfs ({} MiB in all), \
                  removed after each run; what is left there is reported",
+                "fichiers : cwd, DIR, /tmp et /dev/shm sur le tmpfs propre à la boîte ({} Mio en \
+                 tout), supprimé après chaque exécution ; ce qui y reste est signalé",
                 c.box_mb
             ));
             let shown = |v: &[PathBuf]| {
@@ -300,37 +308,47 @@ impl Ctx {
                     .join(", ")
             };
             if !self.hidden.is_empty() {
-                v.push(format!("hidden: {}", shown(&self.hidden)));
+                v.push(tf!("hidden: {}", "masqués : {}", shown(&self.hidden)));
             }
             if !self.exposed.is_empty() {
-                v.push(format!("read-only: {}", shown(&self.exposed)));
+                v.push(tf!(
+                    "read-only: {}",
+                    "en lecture seule : {}",
+                    shown(&self.exposed)
+                ));
             }
             if let Some(r) = &self.refs {
-                v.push(format!(
+                v.push(tf!(
                     "reference programs: execute-only copies in {}",
+                    "programmes de référence : copies en exécution seule dans {}",
                     r.dir.display()
                 ));
             }
         } else {
-            v.push(
+            v.push(tf!(
                 "files: cwd and DIR in a private directory of /tmp; /tmp and /dev/shm shared \
-                 (leaks judged by the contract's names only)"
-                    .into(),
-            );
+                 (leaks judged by the contract's names only)",
+                "fichiers : cwd et DIR dans un répertoire privé de /tmp ; /tmp et /dev/shm \
+                 partagés (fuites jugées sur les seuls noms du contrat)"
+            ));
         }
-        v.push(format!(
+        v.push(tf!(
             "limits: wall {timeout_s:.1} s, CPU {} s, memory {} MiB per process (RLIMIT_AS), \
              files {} MiB (RLIMIT_FSIZE), output {} bytes per stream, lines {} bytes",
+            "limites : durée {timeout_s:.1} s, CPU {} s, mémoire {} Mio par processus \
+             (RLIMIT_AS), fichiers {} Mio (RLIMIT_FSIZE), sortie {} octets par flux, lignes {} \
+             octets",
             timeout_s.ceil() as u64 + 1,
             c.memory_mb,
             c.file_size_mb,
             c.output_cap_bytes,
             super::harness::LINE_CAP
         ));
-        v.push(
-            "descriptors: 0 is /dev/null, 1 and 2 pipes to the grader, nothing else inherited"
-                .into(),
-        );
+        v.push(tf!(
+            "descriptors: 0 is /dev/null, 1 and 2 pipes to the grader, nothing else inherited",
+            "descripteurs : 0 est /dev/null, 1 et 2 des tubes vers le correcteur, rien d'autre \
+             d'hérité"
+        ));
         v
     }
 }

@@ -95,12 +95,13 @@ impl PidsCgroup {
 
     pub fn describe(&self) -> String {
         let kill = match (self.version, &self.freezer) {
-            (2, _) => "cgroup.kill",
-            (_, Some(_)) => "freezer, then SIGKILL",
-            _ => "SIGKILL to each member",
+            (2, _) => "cgroup.kill".to_string(),
+            (_, Some(_)) => tf!("freezer, then SIGKILL", "freezer, puis SIGKILL"),
+            _ => tf!("SIGKILL to each member", "SIGKILL à chaque membre"),
         };
-        format!(
+        tf!(
             "pids cgroup v{} {}, killed by {kill}",
+            "cgroup pids v{} {}, tué par {kill}",
             self.version,
             self.dir.display()
         )

@@ -561,9 +561,12 @@ fn one_run(
     if report.protections.is_empty() {
         report.protections = ctx.protections(c, timeout_s, root.mounted);
         if let (Some(b), Some(sup)) = (ref_uid, &c.supervisor) {
-            report.protections.push(format!(
+            report.protections.push(tf!(
                 "references: {sup} runs as uid {b}, the implementation's processes as uid {}: \
                  they can neither signal, trace nor rewrite it, nor reach its evidence",
+                "références : {sup} tourne sous l'uid {b}, les processus de l'implémentation sous \
+                 l'uid {} : ils ne peuvent ni lui envoyer de signal, ni le tracer, ni le réécrire, \
+                 ni atteindre ses preuves",
                 ctx.run_as.map(|(a, _)| a).unwrap_or(0)
             ));
         }
@@ -679,7 +682,7 @@ pub fn command_for(
         (None, None) => {
             let bin = s.lab.binaries.first().cloned().unwrap_or_default();
             let p = crate::process::sibling_binary(&bin)?;
-            Ok((p.clone(), vec![], format!("reference {bin}")))
+            Ok((p.clone(), vec![], tf!("reference {bin}", "référence {bin}")))
         }
     }
 }
@@ -761,8 +764,16 @@ fn supervised(
         args.push(cmd);
     }
     let shown = match impl_cmd {
-        Some(cmd) => format!("{cmd} (as {}, under the reference {sup})", roles.join(", ")),
-        None => format!("reference {} under the reference {sup}", roles.join(", ")),
+        Some(cmd) => tf!(
+            "{cmd} (as {}, under the reference {sup})",
+            "{cmd} (comme {}, sous la référence {sup})",
+            roles.join(", ")
+        ),
+        None => tf!(
+            "reference {} under the reference {sup}",
+            "référence {} sous la référence {sup}",
+            roles.join(", ")
+        ),
     };
     Ok((program, args, shown))
 }
@@ -875,12 +886,16 @@ fn save_transcript(
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "lab {lab}, seed {seed}\nreplay this run: {again}\ncommand: {}\ntracking: {}\nwall: {:.3} s",
-        l.argv.join(" "),
+        "{}",
+        tf!(
+            "lab {lab}, seed {seed}\nreplay this run: {again}\ncommand: {}\ntracking: {}\nwall: {:.3} s",
+            "lab {lab}, graine {seed}\nrejouer cette exécution : {again}\ncommande : {}\nsuivi : {}\ndurée : {:.3} s",
+            l.argv.join(" "),
         out.tracking,
-        out.wall.as_secs_f64()
+            out.wall.as_secs_f64()
+        )
     );
-    let _ = writeln!(t, "\n-- checks");
+    let _ = writeln!(t, "\n-- {}", tf!("checks", "vérifications"));
     for c in checks {
         let _ = writeln!(
             t,
@@ -898,21 +913,45 @@ fn save_transcript(
     }
     let _ = writeln!(
         t,
-        "\n-- stdout ({} bytes), ms after main started",
-        out.stdout_bytes
+        "\n-- {}",
+        tf!(
+            "stdout ({} bytes), ms after main started",
+            "stdout ({} octets), en ms après le départ de main",
+            out.stdout_bytes
+        )
     );
     for (at, line) in &out.stdout_lines {
         let _ = writeln!(t, "{:>9.3} ms  {line}", at.as_secs_f64() * 1e3);
     }
-    let _ = writeln!(t, "\n-- stderr ({} bytes)", out.stderr_bytes);
+    let _ = writeln!(
+        t,
+        "\n-- {}",
+        tf!("stderr ({} bytes)", "stderr ({} octets)", out.stderr_bytes)
+    );
     for line in out.stderr.split(|b| *b == b'\n') {
         let _ = writeln!(t, "{}", harness::clip_line(line, 0));
     }
-    let _ = writeln!(t, "-- processes (times in ms after main started)");
     let _ = writeln!(
         t,
-        "{:>7} {:>7} {:>9} {:>9}  {:<24} files of DIR it held open",
-        "pid", "parent", "born", "exited", "program"
+        "-- {}",
+        tf!(
+            "processes (times in ms after main started)",
+            "processus (temps en ms après le départ de main)"
+        )
+    );
+    let fr = crate::lang::fr();
+    let _ = writeln!(
+        t,
+        "{:>7} {:>7} {:>9} {:>9}  {:<24} {}",
+        "pid",
+        "parent",
+        if fr { "né" } else { "born" },
+        if fr { "fini" } else { "exited" },
+        if fr { "programme" } else { "program" },
+        tf!(
+            "files of DIR it held open",
+            "fichiers de DIR qu'il tenait ouverts"
+        )
     );
     for p in out.procs.values() {
         let held: Vec<&str> = p.held.iter().map(String::as_str).collect();
@@ -924,7 +963,7 @@ fn save_transcript(
             p.born.as_secs_f64() * 1e3,
             p.exited
                 .map(|e| format!("{:.3}", e.as_secs_f64() * 1e3))
-                .unwrap_or("running".into()),
+                .unwrap_or(tf!("running", "en cours")),
             p.exe.as_deref().unwrap_or("?"),
             if held.is_empty() {
                 "-".into()
@@ -933,9 +972,16 @@ fn save_transcript(
             }
         );
     }
-    let _ = writeln!(t, "\n-- what happened in DIR (inotify), in order");
+    let _ = writeln!(
+        t,
+        "\n-- {}",
+        tf!(
+            "what happened in DIR (inotify), in order",
+            "ce qui s'est passé dans DIR (inotify), dans l'ordre"
+        )
+    );
     if out.dir_events.is_empty() {
-        let _ = writeln!(t, "nothing");
+        let _ = writeln!(t, "{}", tf!("nothing", "rien"));
     }
     for e in &out.dir_events {
         let _ = writeln!(t, "{}", e.describe());

@@ -72,8 +72,9 @@ impl LabReport {
             let detail = match failing.first() {
                 None => c.detail.clone(),
                 Some((i, x)) if self.runs.len() > 1 => {
-                    format!(
+                    tf!(
                         "run {} of {} (seed {}) and {} more: {}",
+                        "exécution {} sur {} (graine {}) et {} autre(s) : {}",
                         i + 1,
                         self.runs.len(),
                         self.runs[*i].seed,
@@ -104,21 +105,33 @@ pub fn text(r: &LabReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "lab {}: {} ({} run(s), seed {}{})",
-        r.lab,
-        r.implementation,
-        r.runs.len(),
-        r.seed,
-        if r.race { ", --race" } else { "" }
+        "{}",
+        tf!(
+            "lab {}: {} ({} run(s), seed {}{})",
+            "lab {} : {} ({} exécution(s), graine {}{})",
+            r.lab,
+            r.implementation,
+            r.runs.len(),
+            r.seed,
+            if r.race { ", --race" } else { "" }
+        )
     );
     if let Some(run) = r.runs.first() {
-        let _ = writeln!(s, "   tracking: {}", run.tracking);
+        let _ = writeln!(s, "   {}", tf!("tracking: {}", "suivi : {}", run.tracking));
     }
     for p in &r.protections {
         let _ = writeln!(s, "   {p}");
     }
     if !r.environment.is_empty() {
-        let _ = writeln!(s, "   environment: {}", r.environment.join(" "));
+        let _ = writeln!(
+            s,
+            "   {}",
+            tf!(
+                "environment: {}",
+                "environnement : {}",
+                r.environment.join(" ")
+            )
+        );
     }
     for c in &r.checks {
         let verdict = if c.passed {
@@ -140,25 +153,37 @@ pub fn text(r: &LabReport) -> String {
     for run in r.runs.iter().filter(|x| !x.left_in_cwd.is_empty()) {
         let _ = writeln!(
             s,
-            "   note (not judged): seed {} left {} in its cwd",
-            run.seed,
-            run.left_in_cwd.join(", ")
+            "   {}",
+            tf!(
+                "note (not judged): seed {} left {} in its cwd",
+                "remarque (non jugée) : la graine {} a laissé {} dans son répertoire courant",
+                run.seed,
+                run.left_in_cwd.join(", ")
+            )
         );
     }
     for run in r.runs.iter().filter(|x| !x.left_in_box.is_empty()) {
         let _ = writeln!(
             s,
-            "   note (not judged): seed {} left {} in the box (removed with it)",
-            run.seed,
-            run.left_in_box.join(", ")
+            "   {}",
+            tf!(
+                "note (not judged): seed {} left {} in the box (removed with it)",
+                "remarque (non jugée) : la graine {} a laissé {} dans la boîte (supprimé avec elle)",
+                run.seed,
+                run.left_in_box.join(", ")
+            )
         );
     }
     for run in r.runs.iter().filter(|x| x.transcript.is_some()) {
         let _ = writeln!(
             s,
-            "   transcript of seed {}: {}",
-            run.seed,
-            run.transcript.as_deref().unwrap_or("")
+            "   {}",
+            tf!(
+                "transcript of seed {}: {}",
+                "transcription de la graine {} : {}",
+                run.seed,
+                run.transcript.as_deref().unwrap_or("")
+            )
         );
     }
     let _ = writeln!(s, "Score: {}/{}", r.score, r.max_score);
@@ -230,7 +255,7 @@ pub fn gradescope(reports: &[LabReport]) -> serde_json::Value {
                 "score": c.points,
                 "max_score": c.max_points,
                 "status": if c.passed { "passed" } else { "failed" },
-                "output": if c.skipped { format!("skipped: {}", c.detail) } else { c.detail.clone() },
+                "output": if c.skipped { tf!("skipped: {}", "non jugé : {}", c.detail) } else { c.detail.clone() },
             }));
         }
     }

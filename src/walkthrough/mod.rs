@@ -47,10 +47,8 @@ impl Lang {
 }
 
 /// The running walkthrough's language, for what prints without a `Walk` at hand.
-static FR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 pub fn fr() -> bool {
-    FR.load(std::sync::atomic::Ordering::Relaxed)
+    crate::lang::fr()
 }
 
 pub struct Walk {
@@ -84,10 +82,7 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool, lang: crate::lang::Lang)
     let shm_before = our_shm();
     let _scratch = stop::arm(shm_before.clone())?;
     process::set_child_subreaper()?;
-    FR.store(
-        lang == crate::lang::Lang::Fr,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    crate::lang::set(lang);
     let mut walk = Walk {
         shm_before,
         lang,

@@ -44,8 +44,9 @@ pub fn clip_line(line: &[u8], also_dropped: usize) -> String {
         return String::from_utf8_lossy(line).into_owned();
     }
     let keep = line.len().min(LINE_CAP);
-    format!(
+    tf!(
         "{}… [{} bytes dropped]",
+        "{}… [{} octets écartés]",
         String::from_utf8_lossy(&line[..keep]),
         line.len() - keep + also_dropped
     )

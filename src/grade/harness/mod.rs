@@ -126,18 +126,27 @@ impl DirEvent {
     /// One line for a student: "created ping (a FIFO)", "closed pong after writing".
     pub fn describe(&self) -> String {
         match self {
-            DirEvent::Created { name, fifo } => format!(
-                "created {name}{}",
-                match fifo {
-                    Some(true) => " (a FIFO)",
-                    Some(false) => " (not a FIFO)",
-                    None => " (gone before it could be looked at)",
-                }
+            DirEvent::Created { name, fifo } => {
+                let what = match fifo {
+                    Some(true) => tf!(" (a FIFO)", " (un FIFO)"),
+                    Some(false) => tf!(" (not a FIFO)", " (pas un FIFO)"),
+                    None => tf!(
+                        " (gone before it could be looked at)",
+                        " (disparu avant d'avoir pu être examiné)"
+                    ),
+                };
+                tf!("created {name}{what}", "création de {name}{what}")
+            }
+            DirEvent::Opened { name } => tf!("opened {name}", "ouverture de {name}"),
+            DirEvent::ClosedWrite { name } => tf!(
+                "closed {name}, opened for writing",
+                "fermeture de {name}, ouvert en écriture"
             ),
-            DirEvent::Opened { name } => format!("opened {name}"),
-            DirEvent::ClosedWrite { name } => format!("closed {name}, opened for writing"),
-            DirEvent::ClosedNoWrite { name } => format!("closed {name}, opened read-only"),
-            DirEvent::Deleted { name } => format!("removed {name}"),
+            DirEvent::ClosedNoWrite { name } => tf!(
+                "closed {name}, opened read-only",
+                "fermeture de {name}, ouvert en lecture seule"
+            ),
+            DirEvent::Deleted { name } => tf!("removed {name}", "suppression de {name}"),
         }
     }
 }
@@ -407,25 +416,27 @@ fn box_cgroup(l: &Launch, out: &mut Outcome) -> Option<PidsCgroup> {
     if nix::unistd::geteuid().is_root() {
         match PidsCgroup::create(l.max_procs, l.run_no) {
             Ok(cg) => {
-                out.protections.push(format!(
+                out.protections.push(tf!(
                     "processes: at most {} ({}); the whole box killed through it",
+                    "processus : au plus {} ({}) ; toute la boîte tuée par lui",
                     l.max_procs,
                     cg.describe(),
                 ));
                 Some(cg)
             }
             Err(why) => {
-                out.protections.push(format!(
-                    "processes: RLIMIT_NPROC only ({why}); the box is killed process by process"
+                out.protections.push(tf!(
+                    "processes: RLIMIT_NPROC only ({why}); the box is killed process by process",
+                    "processus : RLIMIT_NPROC seul ({why}) ; la boîte est tuée processus par processus"
                 ));
                 None
             }
         }
     } else {
-        out.protections.push(
-            "processes: RLIMIT_NPROC (no cgroup as non-root); the box is killed process by process"
-                .into(),
-        );
+        out.protections.push(tf!(
+            "processes: RLIMIT_NPROC (no cgroup as non-root); the box is killed process by process",
+            "processus : RLIMIT_NPROC (pas de cgroup sans root) ; la boîte est tuée processus par processus"
+        ));
         None
     }
 }
@@ -458,13 +469,24 @@ fn seize(l: &Launch, child: Pid, out: &mut Outcome) -> bool {
             | ptrace::Options::PTRACE_O_EXITKILL;
         match ptrace::seize(child, opts) {
             Ok(()) => traced = true,
-            Err(e) => out.tracking = format!("/proc polling (ptrace refused: {e})"),
+            Err(e) => {
+                out.tracking = tf!(
+                    "/proc polling (ptrace refused: {e})",
+                    "relevé de /proc (ptrace refusé : {e})"
+                )
+            }
         }
     } else {
-        out.tracking = "/proc polling (ptrace not requested)".into();
+        out.tracking = tf!(
+            "/proc polling (ptrace not requested)",
+            "relevé de /proc (ptrace non demandé)"
+        );
     }
     if traced {
-        out.tracking = "ptrace (fork/exec/exit events)".into();
+        out.tracking = tf!(
+            "ptrace (fork/exec/exit events)",
+            "ptrace (événements fork/exec/exit)"
+        );
     }
     traced
 }
@@ -472,17 +494,18 @@ fn seize(l: &Launch, child: Pid, out: &mut Outcome) -> bool {
 /// What the report says of the box's namespaces.
 fn say_namespaces(l: &Launch, user_pid_ns: bool, out: &mut Outcome) {
     if l.user_pid_ns && !user_pid_ns {
-        out.protections.push(
-            "namespaces: none for this run (untraced, or a daemon must outlive its launcher)"
-                .into(),
-        );
+        out.protections.push(tf!(
+            "namespaces: none for this run (untraced, or a daemon must outlive its launcher)",
+            "espaces de noms : aucun pour cette exécution (sans trace, ou un démon doit survivre à son lanceur)"
+        ));
     }
     if user_pid_ns {
-        out.protections.push(
+        out.protections.push(tf!(
             "namespaces: user (identity map), PID (the box's own init; kill(-1) reaches only the \
-             box), network (loopback only), IPC"
-                .into(),
-        );
+             box), network (loopback only), IPC",
+            "espaces de noms : utilisateur (uid inchangés), PID (l'init propre à la boîte ; \
+             kill(-1) n'atteint que la boîte), réseau (boucle locale seule), IPC"
+        ));
     }
 }
 
@@ -668,7 +691,10 @@ impl Live {
                 self.me,
                 self.cgroup.as_ref(),
                 self.start,
-                "the grader was interrupted",
+                &tf!(
+                    "the grader was interrupted",
+                    "le correcteur a été interrompu"
+                ),
             );
             return true;
         }
@@ -884,7 +910,10 @@ impl Live {
                     self.me,
                     self.cgroup.as_ref(),
                     self.start,
-                    "still running after main exited",
+                    &tf!(
+                        "still running after main exited",
+                        "tournait encore après la fin de main"
+                    ),
                 );
                 return true;
             }
@@ -898,7 +927,7 @@ impl Live {
                 self.me,
                 self.cgroup.as_ref(),
                 self.start,
-                "killed at the time limit",
+                &tf!("killed at the time limit", "tué à la limite de temps"),
             );
             return true;
         }

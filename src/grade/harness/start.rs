@@ -91,26 +91,32 @@ pub(super) fn setup_failure(l: &Launch, step: u32, e: Errno) -> String {
         .copied()
         .unwrap_or("setup");
     let who = match l.run_as {
-        Some((u, _)) => format!(" as uid {u}"),
+        Some((u, _)) => tf!(" as uid {u}", " sous l'uid {u}"),
         None => String::new(),
     };
     if name == "execve" {
         let hint = match l.run_as {
-            Some((u, _)) if matches!(e, Errno::EACCES | Errno::ENOENT) => format!(
+            Some((u, _)) if matches!(e, Errno::EACCES | Errno::ENOENT) => tf!(
                 ": uid {u} cannot reach it (or the interpreter its #! names); put the program where \
                  every user can read and execute it, and name an interpreter such as \
-                 /usr/bin/python3, not one under a private home"
+                 /usr/bin/python3, not one under a private home",
+                " : l'uid {u} ne peut pas l'atteindre (ou l'interpréteur que nomme son #!) ; mettez \
+                 le programme là où tout utilisateur peut le lire et l'exécuter, et nommez un \
+                 interpréteur comme /usr/bin/python3, pas un interpréteur d'un répertoire \
+                 personnel privé"
             ),
             _ => String::new(),
         };
-        return format!(
+        return tf!(
             "cannot exec {}{who}: {e:?} ({}){hint}",
+            "exec de {} impossible{who} : {e:?} ({}){hint}",
             l.program.display(),
             e.desc()
         );
     }
-    format!(
+    tf!(
         "the box could not be built: {name} failed{who}: {e:?} ({})",
+        "la boîte n'a pas pu être construite : échec de {name}{who} : {e:?} ({})",
         e.desc()
     )
 }

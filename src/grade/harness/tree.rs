@@ -504,8 +504,13 @@ pub(super) fn kill_all(
             return;
         }
         if Instant::now() > safety {
-            out.killed
-                .push((0, "some processes could not be killed within 30 s".into()));
+            out.killed.push((
+                0,
+                tf!(
+                    "some processes could not be killed within 30 s",
+                    "certains processus n'ont pas pu être tués en 30 s"
+                ),
+            ));
             return;
         }
         // Block until the next death we can be told of (child or tracee); else wait briefly for
