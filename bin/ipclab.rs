@@ -22,6 +22,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum HostsCmd {
+    /// Make K hosts h1..hK (1..=64), each with its address, user, home and sshd.
+    Up { k: usize },
+    /// Remove the hosts: what runs on them, their namespaces, users, keys.
+    Down,
+    /// The machine file: one hostname a line.
+    List,
+    /// Cut the links between two groups of hosts, both ways (nftables drops): h1,h2 h3.
+    Partition { a: String, b: String },
+    /// Undo every partition.
+    Heal,
+    /// Run CMD on HOST as its user, from its home (default: a shell), as if logged in there.
+    Exec {
+        host: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// The labs, with the questions they answer.
     List,
@@ -179,6 +199,12 @@ enum Cmd {
         #[arg(long)]
         hide: Vec<std::path::PathBuf>,
     },
+    /// Hosts on this machine for the distributed labs: network namespaces h1..hK on a bridge,
+    /// each with its own user and sshd, so `ssh h2 "cd DIR; ./prog"` works between them (root).
+    Hosts {
+        #[command(subcommand)]
+        cmd: HostsCmd,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -222,6 +248,7 @@ fn main() {
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
         Cmd::BuildC { uid, dir, hide } => ipclab::grade::batch::build_c(&dir, uid, &hide),
+        Cmd::Hosts { cmd } => hosts(cmd),
         Cmd::New { n, lang, dir } => ipclab::kit::new(n, lang, dir),
         Cmd::Package {
             target,
@@ -327,6 +354,67 @@ fn main() {
 
 /// `--format a --output x --format b --output y`: formats and files pair in order; formats
 /// without a file go to stdout; a file without a format is an error.
+fn hosts(cmd: HostsCmd) -> Result<i32> {
+    use ipclab::hosts::Cluster;
+    let none = || Error::usage("no hosts are up: ipclab hosts up K");
+    match cmd {
+        HostsCmd::Up { k } => {
+            let c = Cluster::up(k)?;
+            for h in &c.hosts {
+                println!(
+                    "{}\t{}\tuser {}\tsshd pid {}",
+                    h.name,
+                    h.addr,
+                    h.user,
+                    h.sshd_pid().unwrap_or(0)
+                );
+            }
+            println!("try: ipclab hosts exec h1 -- ssh h2 hostname");
+            Ok(0)
+        }
+        HostsCmd::Down => {
+            let gone = Cluster::down()?;
+            if gone.is_empty() {
+                println!("no hosts were up");
+            } else {
+                println!("removed {}", gone.join(" "));
+            }
+            Ok(0)
+        }
+        HostsCmd::List => {
+            let c = Cluster::current().ok_or_else(none)?;
+            print!("{}", c.machine_file());
+            Ok(0)
+        }
+        HostsCmd::Partition { a, b } => {
+            let c = Cluster::current().ok_or_else(none)?;
+            let split = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
+            c.partition(&split(&a), &split(&b))?;
+            Ok(0)
+        }
+        HostsCmd::Heal => {
+            Cluster::current().ok_or_else(none)?.heal()?;
+            Ok(0)
+        }
+        HostsCmd::Exec { host, cmd } => {
+            let c = Cluster::current().ok_or_else(none)?;
+            let argv = if cmd.is_empty() {
+                vec!["/bin/sh".to_string()]
+            } else {
+                cmd
+            };
+            let status = c
+                .exec(&host, &argv)?
+                .status()
+                .map_err(|e| Error::io(&e, "exec", &argv[0]).with_code(3))?;
+            Ok(status.code().unwrap_or_else(|| {
+                use std::os::unix::process::ExitStatusExt;
+                128 + status.signal().unwrap_or(0)
+            }))
+        }
+    }
+}
+
 fn pair_outputs(
     formats: Vec<ipclab::grade::Format>,
     outputs: Vec<std::path::PathBuf>,

@@ -76,6 +76,12 @@ pub fn examine() -> Vec<Finding> {
         None => push("warn", format!("PID 1 ({pid1}) did not reap an orphan within 5 s: never rely on it (the grader reaps what it adopts)")),
     }
 
+    // The distributed labs' hosts.
+    for f in hosts_findings(uid.is_root()) {
+        out.push(f);
+    }
+    let mut push = |level, what: String| out.push(Finding { level, what });
+
     // Grading protections.
     match ptrace_probe() {
         Ok(()) => push(
@@ -196,4 +202,67 @@ fn ptrace_probe() -> Result<(), String> {
     drop(child.stdin.take());
     let _ = child.wait();
     r
+}
+
+/// What the distributed labs (8–15) can use here: namespace hosts, and which faults.
+fn hosts_findings(root: bool) -> Vec<Finding> {
+    let have = |p: &str| std::path::Path::new(p).exists();
+    let mut v = Vec::new();
+    let mut push = |level, what: String| v.push(Finding { level, what });
+    if let Some(c) = crate::hosts::Cluster::current() {
+        push(
+            "ok",
+            format!(
+                "hosts: up ({}): ipclab hosts down removes them",
+                c.names().join(" ")
+            ),
+        );
+    }
+    if !root {
+        push(
+            "warn",
+            "hosts: namespace hosts (ipclab hosts up) need root here (a bridge between network \
+             namespaces, a root sshd in each); labs 8-15 run as local processes on 127.0.0.0/8"
+                .into(),
+        );
+    } else if !have("/usr/sbin/sshd") || !have("/usr/sbin/ip") {
+        push(
+            "warn",
+            "hosts: apt-get install openssh-server iproute2 for namespace hosts (ipclab hosts \
+             up); labs 8-15 run as local processes on 127.0.0.0/8 meanwhile"
+                .into(),
+        );
+    } else {
+        push(
+            "ok",
+            "hosts: ipclab hosts up K makes h1..hK (network namespaces on a bridge, each with \
+             its user and sshd)"
+                .into(),
+        );
+    }
+    push(
+        "ok",
+        "faults on a host's processes: pause (SIGSTOP, then SIGCONT), crash (SIGKILL), restart"
+            .into(),
+    );
+    if root && have("/usr/sbin/nft") {
+        push(
+            "ok",
+            "faults: partition (ipclab hosts partition A B: nftables drops in the hosts' \
+             namespaces; hosts heal)"
+                .into(),
+        );
+    } else {
+        push(
+            "warn",
+            "faults: no partition (needs root and nft: apt-get install nftables)".into(),
+        );
+    }
+    push(
+        "warn",
+        "faults: no message delay yet (the kernel has no netem here; the userspace relay is not \
+         built)"
+            .into(),
+    );
+    v
 }

@@ -13,6 +13,7 @@ pub mod fifo;
 pub mod frame;
 pub mod grade;
 pub mod heartbeat;
+pub mod hosts;
 pub mod inspect;
 pub mod kit;
 pub mod labs;

@@ -269,14 +269,25 @@ pub fn nobody_dir() -> tempfile::TempDir {
 /// `sleep 60` running as `uid` (a bystander an attack must not reach, or a stand-in for a
 /// host's daemon); the caller kills and waits for it.
 pub fn sleeper_as(uid: u32) -> Child {
-    Command::new("setpriv")
+    // It says "ready" once it runs as uid (setpriv changes uid after the spawn returns): a
+    // caller that looks for the uid at once must not race the change.
+    let mut child = Command::new("setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={uid}"),
             "--clear-groups",
-            "sleep",
-            "60",
+            "sh",
+            "-c",
+            "echo ready; exec sleep 60",
         ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
-        .expect("setpriv sleep")
+        .expect("setpriv sleep");
+    let mut line = [0u8; 6];
+    if let Some(out) = child.stdout.as_mut() {
+        let _ = out.read_exact(&mut line);
+    }
+    assert_eq!(&line, b"ready\n", "the sleeper did not start as uid {uid}");
+    child
 }

@@ -312,6 +312,19 @@ pub(super) fn main_exiting(
     }
 }
 
+/// Whether `p`, a child of ours once main has ended, was main's own child. A zombie here is
+/// main's unreaped child only if we knew it as main's child: one orphaned alive earlier (its
+/// parent, not main, exited first) was ours when it died. One never sampled (it lived less than
+/// a period) is judged by its session: main is a session leader, so its children are in main's
+/// session or lead their own; a process in another's session (a daemon's grandchild, after the
+/// middle process's setsid) was never main's child.
+pub(super) fn was_mains(known: Option<&Proc>, p: &crate::inspect::ProcInfo, main: i32) -> bool {
+    match known {
+        Some(x) => x.parent == main,
+        None => p.session == main || p.session == p.pid,
+    }
+}
+
 /// When main's exit is reaped, its children have just been re-parented to us (the subreaper).
 /// Without ptrace this is the first moment we know main ended.
 pub(super) fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me: i32, main: i32) {
@@ -319,9 +332,7 @@ pub(super) fn main_ended(out: &mut Outcome, procs: &mut BTreeMap<i32, Proc>, me:
         if p.pid == main {
             continue;
         }
-        // A zombie here is main's unreaped child only if we knew it as main's child: one
-        // orphaned alive earlier (its parent, not main, exited first) was ours when it died.
-        let mains = procs.get(&p.pid).is_none_or(|x| x.parent == main);
+        let mains = was_mains(procs.get(&p.pid), &p, main);
         procs.entry(p.pid).or_insert_with(|| Proc {
             pid: p.pid,
             parent: main,
@@ -528,5 +539,45 @@ pub(super) fn kill_all(
         } else {
             let _ = crate::signals::poll_fds(&[], Some(Duration::from_millis(5)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(pid: i32, session: i32) -> crate::inspect::ProcInfo {
+        crate::inspect::ProcInfo {
+            pid,
+            ppid: 1,
+            state: 'Z',
+            comm: "x".into(),
+            pgrp: session,
+            session,
+            tty_nr: 0,
+        }
+    }
+
+    /// An unsampled zombie is main's child if it is in main's session or leads its own; a
+    /// daemon's grandchild (in its setsid'd parent's session) is not: lab 6's refused daemon,
+    /// orphaned to the grader, was judged "never reaped" under load.
+    #[test]
+    fn unsampled_zombies_are_judged_by_session() {
+        let main = 100;
+        assert!(was_mains(None, &info(101, main), main));
+        assert!(was_mains(None, &info(102, 102), main));
+        assert!(!was_mains(None, &info(104, 103), main));
+        let known = Proc {
+            pid: 104,
+            parent: main,
+            ..Default::default()
+        };
+        assert!(was_mains(Some(&known), &info(104, 103), main));
+        let orphan = Proc {
+            pid: 105,
+            parent: 103,
+            ..Default::default()
+        };
+        assert!(!was_mains(Some(&orphan), &info(105, main), main));
     }
 }

@@ -1,0 +1,680 @@
+//! Hosts on one machine for the distributed labs (8–15), as the course's lab room has them:
+//! `ipclab hosts up K` makes K network namespaces h1..hK on one bridge, each a host box (its own
+//! uid, passwd entry and home: `sandbox::HostBox`) running a root sshd whose sessions drop to the
+//! host's user. Inside every host, `h2` resolves (its own /etc/hosts), `hostname` says its name
+//! and `ssh h2 "cd DIR; ./prog ARGS"` works with the run's keys, as in the TP room.
+//!
+//! The bridge lives in a namespace of its own (`ipclab-hub`): the hosts reach one another and
+//! nothing else, and the machine's own network and routes are never touched. `ipclab hosts exec
+//! hN -- CMD` runs a command on hN (its namespaces, its user), the way a student sits at hN.
+//!
+//! Root only: a bridge between namespaces and a root sshd in each need CAP_NET_ADMIN and
+//! CAP_SYS_ADMIN of the machine. `doctor` says so to a normal user.
+
+use crate::error::{Error, Result};
+use crate::sandbox::{self, HostBox};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The hosts' network: inside our namespaces only, so a clash with a real network is harmless.
+pub const SUBNET: [u8; 3] = [10, 213, 0];
+pub const MAX_HOSTS: usize = 64;
+const HUB: &str = "ipclab-hub";
+const SSHD: &str = "/usr/sbin/sshd";
+/// Safety net for an sshd to listen (it usually takes a few ms).
+const READY: Duration = Duration::from_secs(10);
+
+/// One host: name (h1), address, the box user its sessions run as.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub uid: u32,
+    pub user: String,
+    pub home: PathBuf,
+}
+
+impl Host {
+    /// The `ip netns` name (prefixed: a namespace of someone else named h1 is not ours).
+    pub fn netns(&self) -> String {
+        format!("ipclab-{}", self.name)
+    }
+
+    fn root(&self) -> PathBuf {
+        Path::new(sandbox::STATE).join(format!("host-{}", self.name))
+    }
+
+    /// The sshd's pid, from its pidfile, if it is alive.
+    pub fn sshd_pid(&self) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.root().join("sshd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        crate::inspect::info(pid)
+            .filter(|i| !i.is_zombie())
+            .map(|_| pid)
+    }
+
+    /// The inode of the host's network namespace (what /proc/PID/ns/net links to).
+    pub fn netns_inode(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(Path::new("/run/netns").join(self.netns()))
+            .ok()
+            .map(|m| m.ino())
+    }
+}
+
+/// The hosts that are up, as `up` recorded them.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub hosts: Vec<Host>,
+}
+
+fn state() -> PathBuf {
+    Path::new(sandbox::STATE).join("hosts")
+}
+
+impl Cluster {
+    /// The hosts that are up, or None.
+    pub fn current() -> Option<Cluster> {
+        let text = std::fs::read_to_string(state().join("cluster")).ok()?;
+        let hosts: Vec<Host> = text
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let [name, addr, uid, user, home] = w[..] else {
+                    return None;
+                };
+                Some(Host {
+                    name: name.into(),
+                    addr: addr.parse().ok()?,
+                    uid: uid.parse().ok()?,
+                    user: user.into(),
+                    home: home.into(),
+                })
+            })
+            .collect();
+        (!hosts.is_empty()).then_some(Cluster { hosts })
+    }
+
+    pub fn host(&self, name: &str) -> Result<&Host> {
+        self.hosts.iter().find(|h| h.name == name).ok_or_else(|| {
+            Error::usage(format!(
+                "no host {name}: the hosts are {}",
+                self.names().join(", ")
+            ))
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.hosts.iter().map(|h| h.name.clone()).collect()
+    }
+
+    /// The machine file the course's launchers read: one hostname a line.
+    pub fn machine_file(&self) -> String {
+        self.names().iter().map(|n| format!("{n}\n")).collect()
+    }
+
+    /// Brings up `k` hosts; on any failure removes what it made and says why.
+    pub fn up(k: usize) -> Result<Cluster> {
+        if !(1..=MAX_HOSTS).contains(&k) {
+            return Err(Error::usage(format!("bad host count {k}: 1..={MAX_HOSTS}")));
+        }
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::runtime(
+                "ipclab hosts needs root: a bridge between network namespaces and a root sshd in \
+                 each (see ipclab doctor); the labs run as local processes without it",
+            )
+            .with_code(3));
+        }
+        for tool in ["/usr/sbin/ip", SSHD, "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
+            if !Path::new(tool).exists() {
+                return Err(Error::runtime(format!(
+                    "{tool} not found: apt-get install iproute2 openssh-server openssh-client"
+                ))
+                .with_code(3));
+            }
+        }
+        let _lock = lock()?;
+        if Cluster::current().is_some() || Path::new("/run/netns").join(HUB).exists() {
+            return Err(Error::usage(
+                "hosts are up already: ipclab hosts down first (ipclab hosts list names them)",
+            ));
+        }
+        let made = build(k);
+        if made.is_err() {
+            // Nothing half-made stays: what was recorded and the namespaces go.
+            teardown();
+        }
+        made
+    }
+
+    /// Removes every host: what runs in their namespaces or as their users, the namespaces, the
+    /// boxes, the keys. What it removed, by name (empty: nothing was up).
+    pub fn down() -> Result<Vec<String>> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::runtime("ipclab hosts down needs root, as up did").with_code(3));
+        }
+        let _lock = lock()?;
+        Ok(teardown())
+    }
+
+    /// A command that runs `argv` on `host`: in its namespaces (network, hostname, mounts: its
+    /// /etc/hosts), as its user, from its home, with a login's environment.
+    pub fn exec(&self, host: &str, argv: &[String]) -> Result<Command> {
+        use std::os::unix::process::CommandExt;
+        let h = self.host(host)?;
+        let Some(pid) = h.sshd_pid() else {
+            return Err(
+                Error::runtime(format!("host {host}: its sshd is not running")).with_code(3),
+            );
+        };
+        let Some((prog, args)) = argv.split_first() else {
+            return Err(Error::usage("hosts exec: no command given"));
+        };
+        let open = |what: &str| -> Result<OwnedFd> {
+            let p = format!("/proc/{pid}/ns/{what}");
+            std::fs::File::open(&p)
+                .map(OwnedFd::from)
+                .map_err(|e| Error::io(&e, "open", p).with_code(3))
+        };
+        let fds = [open("net")?, open("uts")?, open("mnt")?];
+        let uid = h.uid;
+        let home = h.home.clone();
+        let mut c = Command::new(prog);
+        c.args(args).env_clear().envs(login_env(h)).current_dir("/");
+        // Safety: setns, chdir and the uid drop are plain syscalls in the forked child.
+        unsafe {
+            c.pre_exec(move || {
+                for fd in &fds {
+                    if libc::setns(fd.as_raw_fd(), 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                sandbox::become_uid(uid).map_err(|(_, e)| std::io::Error::from(e))?;
+                std::env::set_current_dir(&home)?;
+                Ok(())
+            });
+        }
+        Ok(c)
+    }
+}
+
+/// What a session on `h` gets, as sshd would give it.
+fn login_env(h: &Host) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("HOME".to_string(), h.home.display().to_string()),
+        ("USER".to_string(), h.user.clone()),
+        ("LOGNAME".to_string(), h.user.clone()),
+        ("SHELL".to_string(), "/bin/sh".to_string()),
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
+    ];
+    if let Ok(lang) = std::env::var("LANG") {
+        env.push(("LANG".into(), lang));
+    }
+    env
+}
+
+/// One `up` or `down` at a time on this machine.
+fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = Path::new(sandbox::STATE);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(&e, "mkdir", dir.display()))?;
+    let p = dir.join("hosts.lock");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&p)
+        .map_err(|e| Error::io(&e, "open", p.display()).with_code(3))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::sys(e, "flock", p.display()).with_code(3))
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run("/usr/sbin/ip", args)
+}
+
+fn run(prog: &str, args: &[&str]) -> Result<()> {
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(&e, "exec", prog).with_code(3))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::runtime(format!(
+        "{prog} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+    .with_code(3))
+}
+
+fn write(path: &Path, text: &str, mode: u32, owner: Option<u32>) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(&e, "write", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(&e, "chmod", path.display()))?;
+    if let Some(u) = owner {
+        nix::unistd::chown(path, Some(u.into()), Some(u.into()))
+            .map_err(|e| Error::sys(e, "chown", path.display()))?;
+    }
+    Ok(())
+}
+
+fn mkdir(path: &Path, mode: u32, owner: Option<u32>) -> Result<()> {
+    std::fs::create_dir(path).map_err(|e| Error::io(&e, "mkdir", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(&e, "chmod", path.display()))?;
+    if let Some(u) = owner {
+        nix::unistd::chown(path, Some(u.into()), Some(u.into()))
+            .map_err(|e| Error::sys(e, "chown", path.display()))?;
+    }
+    Ok(())
+}
+
+fn keygen(path: &Path, comment: &str) -> Result<String> {
+    let p = path.display().to_string();
+    run(
+        "/usr/bin/ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", &p],
+    )?;
+    let pubf = format!("{p}.pub");
+    std::fs::read_to_string(&pubf)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| Error::io(&e, "read", pubf))
+}
+
+fn build(k: usize) -> Result<Cluster> {
+    let dir = state();
+    mkdir(&dir, 0o711, None)?;
+    // The run's client key: every host user gets it, and so does the caller (`hosts exec` is
+    // the usual way in; the key lets an ssh run inside any host reach any other).
+    let key = dir.join("id_ed25519");
+    let client_pub = keygen(&key, "ipclab-hosts")?;
+    write(
+        &dir.join("authorized_keys"),
+        &format!("{client_pub}\n"),
+        0o644,
+        None,
+    )?;
+    ip(&["netns", "add", HUB])?;
+    ip(&["-n", HUB, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", HUB, "link", "set", "br0", "up"])?;
+    let mut hosts = Vec::new();
+    let mut record = String::new();
+    for i in 1..=k {
+        let name = format!("h{i}");
+        let hb = HostBox::create(&name)?;
+        let h = Host {
+            addr: Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8),
+            uid: hb.uid,
+            user: format!("{name}-user"),
+            home: hb.root.join("home"),
+            name,
+        };
+        // Recorded before its namespace is made, so a failure from here on is torn down.
+        record.push_str(&format!(
+            "{} {} {} {} {}\n",
+            h.name,
+            h.addr,
+            h.uid,
+            h.user,
+            h.home.display()
+        ));
+        write(&dir.join("cluster"), &record, 0o644, None)?;
+        link(&h, i)?;
+        hosts.push(h);
+    }
+    let mut known = String::new();
+    for h in &hosts {
+        let host_pub = keygen(&h.root().join("host_key"), &h.name)?;
+        known.push_str(&format!("{},{} {host_pub}\n", h.name, h.addr));
+    }
+    let etc_hosts: String = std::iter::once("127.0.0.1\tlocalhost\n".to_string())
+        .chain(hosts.iter().map(|h| format!("{}\t{}\n", h.addr, h.name)))
+        .collect();
+    let ssh_config = client_config(&hosts);
+    write(&dir.join("known_hosts"), &known, 0o644, None)?;
+    write(&dir.join("ssh_config"), &ssh_config, 0o644, None)?;
+    write(&dir.join("machines"), &machine_lines(&hosts), 0o644, None)?;
+    for h in &hosts {
+        let etc = h.root().join("etc");
+        write(&etc.join("hosts"), &etc_hosts, 0o644, None)?;
+        let ssh = h.home.join(".ssh");
+        mkdir(&ssh, 0o700, Some(h.uid))?;
+        let secret = std::fs::read_to_string(&key).map_err(|e| Error::io(&e, "read", "key"))?;
+        write(&ssh.join("id_ed25519"), &secret, 0o600, Some(h.uid))?;
+        write(&ssh.join("known_hosts"), &known, 0o644, Some(h.uid))?;
+        write(&ssh.join("config"), &ssh_config, 0o644, Some(h.uid))?;
+        write(
+            &h.home.join("machines"),
+            &machine_lines(&hosts),
+            0o644,
+            Some(h.uid),
+        )?;
+        start_sshd(h, &dir)?;
+    }
+    for h in &hosts {
+        wait_listening(h)?;
+    }
+    Ok(Cluster { hosts })
+}
+
+fn machine_lines(hosts: &[Host]) -> String {
+    hosts.iter().map(|h| format!("{}\n", h.name)).collect()
+}
+
+/// The host's end of a veth pair in its namespace (eth0, its address), the other end on the
+/// hub's bridge.
+fn link(h: &Host, i: usize) -> Result<()> {
+    let ns = h.netns();
+    let peer = format!("v{}", h.name);
+    ip(&["netns", "add", &ns])?;
+    ip(&[
+        "link", "add", &peer, "netns", HUB, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+    ])?;
+    ip(&["-n", HUB, "link", "set", &peer, "master", "br0", "up"])?;
+    let cidr = format!("{}/24", h.addr);
+    ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"])?;
+    ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    let _ = i;
+    Ok(())
+}
+
+/// ~/.ssh/config of every host user: each host by name and address, with its user.
+fn client_config(hosts: &[Host]) -> String {
+    let mut s = String::from("# Written by ipclab hosts up: the run's hosts, keys and users.\n");
+    for h in hosts {
+        s.push_str(&format!(
+            "Host {} {}\n    HostName {}\n    User {}\n",
+            h.name, h.addr, h.addr, h.user
+        ));
+    }
+    s.push_str(
+        "Host *\n    IdentityFile ~/.ssh/id_ed25519\n    UserKnownHostsFile ~/.ssh/known_hosts\n    \
+         StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n",
+    );
+    s
+}
+
+/// sshd in the host's namespaces: its network, its own hostname, its own /etc/hosts, passwd
+/// and group bound over the machine's (a mount namespace of its own, so nothing else sees them).
+fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let root = h.root();
+    let config = format!(
+        "# Written by ipclab hosts up for {name}.\n\
+         ListenAddress {addr}\nPort 22\nHostKey {root}/host_key\nPidFile {root}/sshd.pid\n\
+         AuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {user}\n\
+         PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+         PermitRootLogin no\nPrintMotd no\nPrintLastLog no\nAcceptEnv LANG LC_*\n\
+         Subsystem sftp internal-sftp\n",
+        name = h.name,
+        addr = h.addr,
+        root = root.display(),
+        dir = dir.display(),
+        user = h.user,
+    );
+    let cfg = root.join("sshd_config");
+    write(&cfg, &config, 0o644, None)?;
+    // sshd's privilege-separation directory, which Debian's service script would make.
+    let privsep = Path::new("/run/sshd");
+    if !privsep.exists() {
+        mkdir(privsep, 0o755, None)?;
+    }
+    let netns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))
+        .map_err(|e| Error::io(&e, "open", h.netns()))?;
+    let etc = root.join("etc");
+    let binds: Vec<(std::ffi::CString, std::ffi::CString)> = ["hosts", "passwd", "group"]
+        .iter()
+        .filter_map(|f| {
+            let src = std::ffi::CString::new(etc.join(f).display().to_string()).ok()?;
+            let dst = std::ffi::CString::new(format!("/etc/{f}")).ok()?;
+            Some((src, dst))
+        })
+        .collect();
+    let hostname = h.name.clone();
+    let log = root.join("sshd.log").display().to_string();
+    let mut c = Command::new(SSHD);
+    c.args(["-f", &cfg.display().to_string(), "-E", &log])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // Safety: setns, unshare, mount and sethostname are plain syscalls in the forked child.
+    unsafe {
+        c.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r != 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
+            check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
+            check(libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            for (src, dst) in &binds {
+                check(libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ))?;
+            }
+            check(libc::sethostname(
+                hostname.as_ptr() as *const libc::c_char,
+                hostname.len(),
+            ))?;
+            Ok(())
+        });
+    }
+    // sshd forks into the background once it listens; its first process exits 0.
+    let out = c
+        .output()
+        .map_err(|e| Error::io(&e, "exec", SSHD).with_code(3))?;
+    if !out.status.success() {
+        return Err(Error::runtime(format!(
+            "sshd for {}: {}{}",
+            h.name,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            std::fs::read_to_string(&log)
+                .map(|l| format!(" {}", l.trim()))
+                .unwrap_or_default()
+        ))
+        .with_code(3));
+    }
+    Ok(())
+}
+
+/// Until the host's sshd has written its pidfile and accepts a connection on its address, from
+/// inside the host's network (safety net READY).
+fn wait_listening(h: &Host) -> Result<()> {
+    let deadline = Instant::now() + READY;
+    let addr = std::net::SocketAddr::from((h.addr, 22));
+    loop {
+        if h.sshd_pid().is_some() && connect_in(h, addr).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::runtime(format!(
+                "sshd for {} did not listen on {addr} within {} s (see {})",
+                h.name,
+                READY.as_secs(),
+                h.root().join("sshd.log").display()
+            ))
+            .with_code(3));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A TCP connection made from inside `h`'s network namespace (a thread enters it: a socket
+/// belongs to the namespace it was made in, so the caller can use it afterwards).
+pub fn connect_in(h: &Host, addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let ns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+    })
+}
+
+/// Everything of the hosts goes, whatever state a failed or interrupted `up` left.
+fn teardown() -> Vec<String> {
+    let mut gone = Vec::new();
+    let recorded = Cluster::current().map(|c| c.hosts).unwrap_or_default();
+    // Host leases `up` made even if the record did not get them (h1, h2, ...).
+    let mut names: Vec<String> = recorded.iter().map(|h| h.name.clone()).collect();
+    for (_, n) in sandbox::Lease::persistent_list() {
+        let numbered = n
+            .strip_prefix('h')
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+        if numbered && !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    // Namespaces by name: every ipclab-hN, and the hub.
+    let mut spaces: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| {
+                    n == HUB
+                        || n.strip_prefix("ipclab-h")
+                            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    spaces.sort();
+    // What runs in those namespaces (sshd, sessions, lab programs): killed first.
+    let inodes: Vec<u64> = spaces
+        .iter()
+        .filter_map(|n| {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(Path::new("/run/netns").join(n))
+                .ok()
+                .map(|m| m.ino())
+        })
+        .collect();
+    kill_in(&inodes);
+    for n in &names {
+        if HostBox::destroy(n).is_ok() {
+            gone.push(n.clone());
+        }
+    }
+    for n in &spaces {
+        let _ = ip(&["netns", "del", n]);
+    }
+    let _ = std::fs::remove_dir_all(state());
+    gone
+}
+
+/// SIGKILLs every process whose network namespace is one of `inodes`, until none is left.
+fn kill_in(inodes: &[u64]) {
+    if inodes.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut any = false;
+        for (pid, _) in sandbox::process_uids() {
+            let Ok(link) = std::fs::read_link(format!("/proc/{pid}/ns/net")) else {
+                continue;
+            };
+            let ino = link
+                .to_str()
+                .and_then(|s| s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok());
+            if ino.is_some_and(|i| inodes.contains(&i))
+                && crate::inspect::info(pid).is_some_and(|i| !i.is_zombie())
+            {
+                any = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if !any || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Cluster {
+    /// Cuts the links between the hosts of `a` and those of `b` (both ways): nftables in each
+    /// host's namespace drops what it would send to or receive from the other side. Seeded fault
+    /// schedules call it; `heal` undoes every cut.
+    pub fn partition(&self, a: &[String], b: &[String]) -> Result<()> {
+        let side = |names: &[String]| -> Result<Vec<&Host>> {
+            names.iter().map(|n| self.host(n)).collect()
+        };
+        let (a, b) = (side(a)?, side(b)?);
+        if a.is_empty() || b.is_empty() || a.iter().any(|h| b.iter().any(|g| g.name == h.name)) {
+            return Err(Error::usage(
+                "partition: two non-empty groups of hosts with none in both",
+            ));
+        }
+        for (from, others) in [(&a, &b), (&b, &a)] {
+            for h in from.iter() {
+                let addrs: Vec<String> = others.iter().map(|o| o.addr.to_string()).collect();
+                let set = addrs.join(", ");
+                nft(
+                    h,
+                    &format!(
+                        "add table inet ipclab ; \
+                         add chain inet ipclab out {{ type filter hook output priority 0 ; }} ; \
+                         add rule inet ipclab out ip daddr {{ {set} }} drop ; \
+                         add chain inet ipclab in {{ type filter hook input priority 0 ; }} ; \
+                         add rule inet ipclab in ip saddr {{ {set} }} drop"
+                    ),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every link back: the hosts' nftables tables removed.
+    pub fn heal(&self) -> Result<()> {
+        for h in &self.hosts {
+            // A host never cut has no table: deleting it then fails, harmlessly.
+            let _ = nft(h, "delete table inet ipclab");
+        }
+        Ok(())
+    }
+}
+
+/// Runs an nft script inside `h`'s network namespace.
+fn nft(h: &Host, script: &str) -> Result<()> {
+    run(
+        "/usr/sbin/ip",
+        &["netns", "exec", &h.netns(), "/usr/sbin/nft", script],
+    )
+}
