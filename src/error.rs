@@ -59,6 +59,12 @@ impl Error {
         self
     }
 
+    /// The same error with what the reader can do about it appended (": use a port above 1024").
+    pub fn with_hint(mut self, hint: &str) -> Error {
+        self.msg.push_str(hint);
+        self
+    }
+
     pub fn with_code(mut self, code: i32) -> Error {
         self.code = code;
         self

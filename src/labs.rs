@@ -29,6 +29,7 @@ registry! {
     lab5 = "../labs/lab5-zombies/mod.rs";
     lab6 = "../labs/lab6-daemon/mod.rs";
     lab7 = "../labs/lab7-zoo/mod.rs";
+    lab8 = "../labs/lab8-sockets/mod.rs";
 }
 
 /// Lab `n`, or a usage error listing the labs there are.

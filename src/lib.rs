@@ -14,6 +14,7 @@ pub mod frame;
 pub mod grade;
 pub mod heartbeat;
 pub mod hosts;
+pub mod inet;
 pub mod inspect;
 pub mod kit;
 pub mod labs;

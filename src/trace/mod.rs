@@ -172,7 +172,8 @@ pub fn trace(o: &Options, lab: &dyn Traceable) -> Result<i32> {
     }
     let (program, args, shown) = if s.contract.is_none() {
         let p = crate::process::sibling_binary("ipclab")?;
-        (p, Vec::new(), "ipclab bench".to_string())
+        // No contract: the lab's scenario starts its own programs (lab 7: `ipclab bench`).
+        (p, Vec::new(), "its reference programs".to_string())
     } else {
         crate::grade::command_for(&c, &s, o.impl_cmd.as_deref())?
     };

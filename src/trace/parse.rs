@@ -301,8 +301,12 @@ static ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"0x[0-9a-f]{5,}").ex
 static SHM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"ipclab((?:-[a-z]+)?)-\d+-\d+-[0-9a-f]{8}").expect("regex"));
 static INODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(pipe|UNIX|UNIX-STREAM|UNIX-DGRAM|socket|TCP|UDP|anon_inode):\[(\d+)(?:->(\d+))?")
-        .expect("regex")
+    // A number alone in the brackets (or two, a pair's ends): an inode. A socket of an inet
+    // family shows its addresses there instead (`TCP:[127.0.0.1:9876->...]`): left as it is.
+    Regex::new(
+        r"(pipe|UNIX|UNIX-STREAM|UNIX-DGRAM|socket|TCP|UDP|anon_inode):\[(\d+)(?:->(\d+))?\]",
+    )
+    .expect("regex")
 });
 static SYSTEM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"["<](/etc/|/lib|/usr/|/proc/|/sys/|/root/|/opt/|/dev/(?:null|urandom|tty))|\.pyc?[">]|\.so[".>]"#)
@@ -345,12 +349,12 @@ impl Normaliser {
         let s = CLOCK.replace_all(&s, "${1}=T");
         let s = INODE.replace_all(&s, |c: &regex::Captures<'_>| match c.get(3) {
             Some(peer) => format!(
-                "{}:[#{}->#{}",
+                "{}:[#{}->#{}]",
                 &c[1],
                 self.inode(&c[2]),
                 self.inode(peer.as_str())
             ),
-            None => format!("{}:[#{}", &c[1], self.inode(&c[2])),
+            None => format!("{}:[#{}]", &c[1], self.inode(&c[2])),
         });
         self.pids_outside_strings(&s)
     }

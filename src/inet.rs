@@ -1,0 +1,198 @@
+//! Internet sockets as lab 8 teaches them: the calls std hides (recvfrom with MSG_TRUNC, the
+//! source address of a datagram) and error messages that say what the student can do.
+
+use crate::error::{Error, Result};
+use nix::errno::Errno;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+
+/// `host:port` resolved (getaddrinfo), the first IPv4 address; a bad name is bad input.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| Error::usage(format!("cannot resolve {host}: {e}")))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| Error::usage(format!("{host} has no IPv4 address")))
+}
+
+/// A bind failure, said as the student meets it: EACCES is a privileged port, EADDRINUSE a
+/// port somebody holds. Exit status 1 (a run-time failure, not bad usage).
+pub fn bind_error(e: &std::io::Error, addr: SocketAddr) -> Error {
+    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    let hint = match errno {
+        Errno::EACCES => format!(
+            ": ports below {} need privilege (CAP_NET_BIND_SERVICE); use one above",
+            unprivileged_port_start()
+        ),
+        Errno::EADDRINUSE => ": another socket holds this port; stop it or choose another".into(),
+        _ => String::new(),
+    };
+    Error::io(e, "bind", addr).with_hint(&hint)
+}
+
+/// The first port a normal user may bind (net.ipv4.ip_unprivileged_port_start, 1024 by default).
+pub fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// One datagram: its bytes (at most the buffer), its real length and where it came from.
+pub struct Datagram {
+    pub data: Vec<u8>,
+    pub len: usize,
+    pub from: SocketAddr,
+}
+
+/// recvfrom(fd, buf, MSG_TRUNC): with MSG_TRUNC the kernel returns the datagram's whole length
+/// even when the buffer held less, so a cut datagram is seen as cut (the rest is lost).
+pub fn recv_datagram(sock: &std::net::UdpSocket, buffer: usize) -> Result<Datagram> {
+    let mut buf = vec![0u8; buffer];
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut alen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // Safety: buf and addr outlive the call; the kernel writes at most their lengths.
+    let n = unsafe {
+        libc::recvfrom(
+            sock.as_fd().as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_TRUNC,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut alen,
+        )
+    };
+    if n < 0 {
+        return Err(Error::sys(Errno::last(), "recvfrom", "the UDP socket"));
+    }
+    let len = n as usize;
+    buf.truncate(len.min(buffer));
+    let from = if addr.ss_family as i32 == libc::AF_INET {
+        // Safety: the family says the storage holds a sockaddr_in.
+        let a: libc::sockaddr_in =
+            unsafe { std::ptr::read((&addr as *const libc::sockaddr_storage).cast()) };
+        SocketAddr::from((
+            u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+            u16::from_be(a.sin_port),
+        ))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    };
+    Ok(Datagram {
+        data: buf,
+        len,
+        from,
+    })
+}
+
+/// Bytes as a student reads them in a log line: text, with what is not printable escaped.
+pub fn shown(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).escape_debug().to_string()
+}
+
+/// One line of the kernel's socket table (/proc/net/tcp or udp): what `ss` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SockEntry {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// ss's name for the state: LISTEN, ESTAB, TIME-WAIT, UNCONN (a bound UDP socket), ...
+    pub state: &'static str,
+    pub inode: u64,
+}
+
+/// The IPv4 sockets of `proto` ("tcp" or "udp") of this network namespace.
+pub fn sockets(proto: &str) -> Vec<SockEntry> {
+    let text = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| parse_entry(l, proto == "udp"))
+        .collect()
+}
+
+fn parse_entry(line: &str, udp: bool) -> Option<SockEntry> {
+    let w: Vec<&str> = line.split_whitespace().collect();
+    let addr = |s: &str| -> Option<SocketAddr> {
+        let (ip, port) = s.split_once(':')?;
+        // The kernel prints the address as a host-order word of network-order bytes.
+        let ip = u32::from_str_radix(ip, 16).ok()?.to_le_bytes();
+        Some(SocketAddr::from((ip, u16::from_str_radix(port, 16).ok()?)))
+    };
+    let st = u8::from_str_radix(w.get(3)?, 16).ok()?;
+    let state = match (st, udp) {
+        (7, true) => "UNCONN",
+        (1, true) => "ESTAB",
+        (1, false) => "ESTAB",
+        (2, _) => "SYN-SENT",
+        (3, _) => "SYN-RECV",
+        (4, _) => "FIN-WAIT-1",
+        (5, _) => "FIN-WAIT-2",
+        (6, _) => "TIME-WAIT",
+        (7, _) => "CLOSE",
+        (8, _) => "CLOSE-WAIT",
+        (9, _) => "LAST-ACK",
+        (10, _) => "LISTEN",
+        (11, _) => "CLOSING",
+        _ => "UNKNOWN",
+    };
+    Some(SockEntry {
+        local: addr(w.get(1)?)?,
+        remote: addr(w.get(2)?)?,
+        state,
+        inode: w.get(9)?.parse().ok()?,
+    })
+}
+
+/// A TCP socket listens on `port` in this network namespace.
+pub fn tcp_listening(port: u16) -> bool {
+    sockets("tcp")
+        .iter()
+        .any(|s| s.state == "LISTEN" && s.local.port() == port)
+}
+
+/// A UDP socket is bound to `port` in this network namespace.
+pub fn udp_bound(port: u16) -> bool {
+    sockets("udp").iter().any(|s| s.local.port() == port)
+}
+
+/// A port nothing of ours uses now (the kernel's choice for port 0, given back at once).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(|e| Error::io(&e, "bind", "127.0.0.1:0"))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| Error::io(&e, "getsockname", "127.0.0.1:0"))?
+        .port();
+    if udp_bound(port) {
+        return free_port();
+    }
+    Ok(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /proc/net lines as the kernel writes them: a listener and a bound UDP socket.
+    #[test]
+    fn socket_table_lines_parse() {
+        let l = "   0: 0100007F:2694 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
+        let e = parse_entry(l, false).unwrap();
+        assert_eq!(e.local, "127.0.0.1:9876".parse().unwrap());
+        assert_eq!(e.state, "LISTEN");
+        assert_eq!(e.inode, 12345);
+        let u = "  12: 00000000:2693 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 999 2 0000000000000000 0";
+        let e = parse_entry(u, true).unwrap();
+        assert_eq!(e.local, "0.0.0.0:9875".parse().unwrap());
+        assert_eq!(e.state, "UNCONN");
+    }
+
+    /// A real listener is seen in the table, then gone once closed.
+    #[test]
+    fn a_listener_is_in_the_table() {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(tcp_listening(port));
+        drop(l);
+        assert!(!tcp_listening(port));
+    }
+}
