@@ -103,9 +103,14 @@ pub struct SockEntry {
 /// The IPv4 sockets of `proto` ("tcp" or "udp") of this network namespace.
 pub fn sockets(proto: &str) -> Vec<SockEntry> {
     let text = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
+    parse_table(&text, proto == "udp")
+}
+
+/// A whole /proc/net/tcp or udp text (another namespace's: /proc/PID/net/tcp).
+pub fn parse_table(text: &str, udp: bool) -> Vec<SockEntry> {
     text.lines()
         .skip(1)
-        .filter_map(|l| parse_entry(l, proto == "udp"))
+        .filter_map(|l| parse_entry(l, udp))
         .collect()
 }
 

@@ -266,3 +266,74 @@ fn grade_lab4_c_servers_are_judged() {
     );
     clean_after();
 }
+
+/// Lab 8: the grader plays the other side of each role; the reference passes twice, and each
+/// Python fault fails its check (a server that never answers a line cannot serve the client
+/// after a reset either; one bound to TCP for UDP meets no port in use).
+#[test]
+fn grade_lab8_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
+    judge_table(
+        "8",
+        "sockets.py",
+        &[
+            ("correct", &[]),
+            ("udp-on-tcp", &["udp-datagram-socket", "udp-port-in-use"]),
+            ("udp-no-answer", &["udp-answers"]),
+            ("udp-no-source", &["udp-source-shown"]),
+            ("traceback", &["udp-port-in-use", "tcp-port-in-use"]),
+            ("udp-client-no-wait", &["udp-client"]),
+            (
+                "tcp-no-ok",
+                &["tcp-answers", "tcp-survives-vanished-client"],
+            ),
+            ("tcp-never-closes", &["tcp-sees-client-close"]),
+            ("tcp-dies-on-reset", &["tcp-survives-vanished-client"]),
+            ("tcp-client-waits", &["tcp-client-closes-first"]),
+            ("forks-helper", &["no-leftover-processes"]),
+            ("ignores-term", &["timeout"]),
+        ],
+        &["--timeout", "3"],
+    );
+}
+
+/// Lab 8 graded by a normal user: no namespace of the run's own, so the machine's loopback on
+/// free ports; the reference still passes and a fault is still found.
+#[test]
+fn grade_lab8_as_a_normal_user() {
+    let _forks = common::fork_guard();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to become a normal user");
+        return;
+    }
+    // Its transcripts go to its cwd's target/grade: a directory of the test's own.
+    let cwd = world_dir("ipclab-lab8-nobody-");
+    std::fs::set_permissions(
+        cwd.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin("ipclab"))
+            .args(["grade", "8", "--format", "json"])
+            .args(args)
+            .env("HOME", cwd.path())
+            .current_dir(cwd.path());
+        let out = run(&mut cmd);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        v
+    };
+    let v = as_nobody(&[]);
+    assert_eq!(v["passed"], true, "{}", v["checks"]);
+    let cmd = fixture("lab8", "sockets.py", "tcp-never-closes");
+    let v = as_nobody(&["--impl", &cmd]);
+    assert_eq!(
+        failing_each_run(&v)[0],
+        ["tcp-sees-client-close".to_string()].into(),
+        "{}",
+        v["checks"]
+    );
+}

@@ -1,6 +1,8 @@
 //! Lab 8, UDP and TCP client–server (the distributed TP sheet's TP 1): the lab's code. Its
-//! walkthrough (`walk.rs`) and what its trace runs. No grading contract yet.
+//! grading (`grade.rs`: each role in turn, the grader playing the other side), its walkthrough
+//! (`walk.rs`) and what its trace runs.
 
+mod grade;
 mod walk;
 
 use crate::error::{Error, Result};
@@ -122,8 +124,18 @@ impl crate::walkthrough::Walkable for Lab8 {
     }
 }
 
+impl crate::grade::Gradable for Lab8 {
+    /// Unused: the lab drives its runs (`run`), one launch per role.
+    fn scenario(&self, _: &crate::grade::Setup) -> Box<dyn crate::grade::Scenario> {
+        Box::new(crate::grade::JudgeOnly(|_| Vec::new()))
+    }
+    fn run(&self, env: &crate::grade::RunEnv) -> Option<Result<crate::grade::RunResult>> {
+        Some(grade::run(env))
+    }
+}
+
 impl crate::labs::Lab for Lab8 {
     fn grading(&self) -> Option<&dyn crate::grade::Gradable> {
-        None
+        Some(self)
     }
 }

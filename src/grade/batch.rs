@@ -207,6 +207,7 @@ pub fn build_c(dir: &Path, uid: u32, hide: &[PathBuf]) -> Result<i32> {
         keep_survivors: false,
         run_no: 0,
         netns: ctx.powers.namespaces,
+        join_netns: None,
         ipcns: ctx.powers.namespaces,
         user_pid_ns: false,
         mounts,

@@ -374,6 +374,7 @@ fn grade_lab(
             timeout_s,
             race_lib: race_lib.as_deref(),
             replay: reproduce(o, s.lab.number, run_seed(seed, i)),
+            reference: o.impl_cmd.is_none(),
         };
         match lab.run(&env) {
             Some(run) => {
@@ -729,6 +730,7 @@ pub(crate) fn base_launch(
         keep_survivors: false,
         run_no,
         netns: ctx.powers.namespaces,
+        join_netns: None,
         ipcns: ctx.powers.namespaces,
         user_pid_ns: ctx.powers.userns,
         mounts,

@@ -91,6 +91,8 @@ pub struct RunEnv<'a> {
     pub race_lib: Option<&'a Path>,
     /// The command that replays this very run (for its transcript).
     pub replay: String,
+    /// The reference programs are graded (each role is its own program beside `program`).
+    pub reference: bool,
 }
 
 impl RunEnv<'_> {
@@ -106,6 +108,27 @@ impl RunEnv<'_> {
             self.ctx,
             self.contract,
             self.program,
+            argv,
+            root,
+            self.timeout_s,
+            self.race_lib,
+            self.seed,
+            self.run_no,
+        )?;
+        Ok(l)
+    }
+
+    /// A launch of `program` (another of the box's programs: a reference role) with `argv`.
+    pub fn launch_program(
+        &self,
+        program: &Path,
+        argv: Vec<String>,
+        root: &BoxDir,
+    ) -> Result<Launch> {
+        let (l, _) = super::base_launch(
+            self.ctx,
+            self.contract,
+            program,
             argv,
             root,
             self.timeout_s,

@@ -65,6 +65,8 @@ pub struct Launch {
     pub run_no: u32,
     /// Private network and IPC namespaces (root with CAP_SYS_ADMIN).
     pub netns: bool,
+    /// Join this network namespace (a `sandbox::NetNs` the caller holds) instead of a fresh one.
+    pub join_netns: Option<i32>,
     pub ipcns: bool,
     /// A normal user's box (user, PID, network, IPC namespaces) where the kernel allows it;
     /// only for traced runs that keep nothing running after main (not lab 6's daemon).
@@ -312,7 +314,8 @@ fn start_main(l: &Launch) -> Result<Started, HarnessError> {
         go: go_r.as_raw_fd(),
         cwd,
         run_as: l.run_as,
-        netns: l.netns || user_pid_ns,
+        netns: (l.netns || user_pid_ns) && l.join_netns.is_none(),
+        join_netns: l.join_netns,
         ipcns: l.ipcns || user_pid_ns,
         user_pid_ns,
         mounts: l.mounts.clone(),
