@@ -104,18 +104,7 @@ impl RunEnv<'_> {
     /// A launch of main with `argv` (the contract's arguments already substituted) in `root`,
     /// with the contract's limits.
     pub fn launch(&self, argv: Vec<String>, root: &BoxDir) -> Result<Launch> {
-        let (l, _) = super::base_launch(
-            self.ctx,
-            self.contract,
-            self.program,
-            argv,
-            root,
-            self.timeout_s,
-            self.race_lib,
-            self.seed,
-            self.run_no,
-        )?;
-        Ok(l)
+        self.launch_program(self.program, argv, root)
     }
 
     /// A launch of `program` (another of the box's programs: a reference role) with `argv`.
