@@ -18,9 +18,13 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     tcp(w, port)
 }
 
-/// The sheet's port if nothing holds it here, else one the kernel picks.
+/// The sheet's port if no socket uses it here (a TIME-WAIT left by an interrupted run holds it
+/// too), else one the kernel picks.
 fn preferred_port(want: u16) -> Result<u16> {
-    if !inet::udp_bound(want) && !inet::tcp_listening(want) {
+    let used = ["udp", "tcp"]
+        .iter()
+        .any(|t| inet::sockets(t).iter().any(|s| s.local.port() == want));
+    if !used {
         return Ok(want);
     }
     inet::free_port()

@@ -20,6 +20,10 @@ struct State {
 
 static STATE: OnceLock<State> = OnceLock::new();
 static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Set by the handler itself, at delivery: a stop is coming even before the signal thread runs.
+/// The programs got the same Ctrl-C (it goes to the whole group), and one that ends cleanly on
+/// it could otherwise let the walkthrough end first, with 1 instead of 130.
+static RECEIVED: OnceLock<std::sync::Arc<AtomicBool>> = OnceLock::new();
 
 /// The run's scratch directory; removed when dropped (the normal end).
 pub struct Scratch(Option<tempfile::TempDir>);
@@ -41,6 +45,15 @@ pub fn arm(shm_before: Vec<String>) -> Result<Scratch> {
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| Error::io(&e, "sigaction", "SIGINT"))?;
+    let received = RECEIVED.get_or_init(Default::default);
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(received))
+            .map_err(|e| Error::io(&e, "sigaction", "SIGINT"))?;
+    }
     let dir = tempfile::Builder::new()
         .prefix(&format!("ipclab-walk-{}-", std::process::id()))
         .tempdir()
@@ -77,8 +90,10 @@ pub fn arm(shm_before: Vec<String>) -> Result<Scratch> {
 
 /// Parks the caller for good once a stop is under way: nothing new may start meanwhile.
 pub fn check() {
-    while STOPPING.load(Ordering::SeqCst) {
-        std::thread::park();
+    let received = || RECEIVED.get().is_some_and(|r| r.load(Ordering::SeqCst));
+    while STOPPING.load(Ordering::SeqCst) || received() {
+        // The signal thread is about to stop (it exits the process): wait for it.
+        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
 
