@@ -2,7 +2,10 @@
 //! `ipclab hosts up K` makes K network namespaces h1..hK on one bridge, each a host box (its own
 //! uid, passwd entry and home: `sandbox::HostBox`) running a root sshd whose sessions drop to the
 //! host's user. Inside every host, `h2` resolves (its own /etc/hosts), `hostname` says its name
-//! and `ssh h2 "cd DIR; ./prog ARGS"` works with the run's keys, as in the TP room.
+//! and `ssh h2 "cd DIR; ./prog ARGS"` works with the run's keys, as in the TP room. Each host
+//! has its own PID namespace whose init is its sshd: what a session leaves running is reaped
+//! there, and `down` kills the sshd, the kernel then killing and reaping the rest — no zombie of
+//! a host's user waits for the machine's PID 1 (which, in a VM or container, may reap late).
 //!
 //! The bridge lives in a namespace of its own (`ipclab-hub`): the hosts reach one another and
 //! nothing else, and the machine's own network and routes are never touched. `ipclab hosts exec
@@ -165,7 +168,8 @@ impl Cluster {
     }
 
     /// A command that runs `argv` on `host`: in its namespaces (network, hostname, mounts: its
-    /// /etc/hosts), as its user, from its home, with a login's environment.
+    /// /etc/hosts and /proc), as its user, from its home, with a login's environment. Not in its
+    /// PID namespace (joining one applies to children only): what it starts over ssh is.
     pub fn exec(&self, host: &str, argv: &[String]) -> Result<Command> {
         use std::os::unix::process::CommandExt;
         let h = self.host(host)?;
@@ -411,13 +415,16 @@ fn client_config(hosts: &[Host]) -> String {
 }
 
 /// sshd in the host's namespaces: its network, its own hostname, its own /etc/hosts, passwd
-/// and group bound over the machine's (a mount namespace of its own, so nothing else sees them).
+/// and group bound over the machine's (a mount namespace of its own, so nothing else sees them),
+/// and a PID namespace whose init it is: what runs on the host (sessions, daemons a student
+/// leaves behind) is reaped by it, and killing it makes the kernel kill and reap all of them —
+/// nothing of the host's user is left for a PID 1 that reaps late (or never).
 fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let root = h.root();
     let config = format!(
         "# Written by ipclab hosts up for {name}.\n\
-         ListenAddress {addr}\nPort 22\nHostKey {root}/host_key\nPidFile {root}/sshd.pid\n\
+         ListenAddress {addr}\nPort 22\nHostKey {root}/host_key\nPidFile none\n\
          AuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {user}\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
          PermitRootLogin no\nPrintMotd no\nPrintLastLog no\nAcceptEnv LANG LC_*\n\
@@ -435,6 +442,21 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
     if !privsep.exists() {
         mkdir(privsep, 0o755, None)?;
     }
+    let log = root.join("sshd.log").display().to_string();
+    // A bad configuration is said now, from sshd's own words, not as a timeout.
+    let test = Command::new(SSHD)
+        .args(["-t", "-f", &cfg.display().to_string()])
+        .env_clear()
+        .output()
+        .map_err(|e| Error::io(&e, "exec", SSHD).with_code(3))?;
+    if !test.status.success() {
+        return Err(Error::runtime(format!(
+            "sshd for {}: {}",
+            h.name,
+            String::from_utf8_lossy(&test.stderr).trim()
+        ))
+        .with_code(3));
+    }
     let netns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))
         .map_err(|e| Error::io(&e, "open", h.netns()))?;
     let etc = root.join("etc");
@@ -447,15 +469,19 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
         })
         .collect();
     let hostname = h.name.clone();
-    let log = root.join("sshd.log").display().to_string();
+    // The intermediate child tells the sshd's pid (as this namespace sees it) through this pipe.
+    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys(e, "pipe2", "sshd pid"))?;
+    let pid_w_fd = pid_w.as_raw_fd();
     let mut c = Command::new(SSHD);
-    c.args(["-f", &cfg.display().to_string(), "-E", &log])
+    c.args(["-D", "-f", &cfg.display().to_string(), "-E", &log])
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    // Safety: setns, unshare, mount and sethostname are plain syscalls in the forked child.
+        .stderr(std::process::Stdio::null());
+    // Safety: only syscalls in the forked child (setns, unshare, mount, sethostname, fork,
+    // write, _exit); the intermediate child never returns to Rust code that allocates.
     unsafe {
         c.pre_exec(move || {
             let check = |r: libc::c_int| {
@@ -466,7 +492,9 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
                 }
             };
             check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
-            check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
+            check(libc::unshare(
+                libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID,
+            ))?;
             check(libc::mount(
                 c"none".as_ptr(),
                 c"/".as_ptr(),
@@ -487,34 +515,63 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
                 hostname.as_ptr() as *const libc::c_char,
                 hostname.len(),
             ))?;
+            // unshare(CLONE_NEWPID) puts this process's children in the new namespace, not
+            // itself: its child is the host's init and execs sshd; it leaves at once.
+            match libc::fork() {
+                -1 => return Err(std::io::Error::last_os_error()),
+                0 => {}
+                pid => {
+                    let b = pid.to_ne_bytes();
+                    let ok = libc::write(pid_w_fd, b.as_ptr().cast(), b.len()) == b.len() as isize;
+                    libc::_exit(if ok { 0 } else { 1 });
+                }
+            }
+            // The host's own /proc: ps in a session shows the host's processes and pids.
+            check(libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ))?;
             Ok(())
         });
     }
-    // sshd forks into the background once it listens; its first process exits 0.
-    let out = c
-        .output()
+    let mut child = c
+        .spawn()
         .map_err(|e| Error::io(&e, "exec", SSHD).with_code(3))?;
-    if !out.status.success() {
+    drop(pid_w);
+    let status = child.wait().map_err(|e| Error::io(&e, "wait", SSHD))?;
+    let mut b = [0u8; 4];
+    let got = std::io::Read::read_exact(&mut std::fs::File::from(pid_r), &mut b);
+    if !status.success() || got.is_err() {
         return Err(Error::runtime(format!(
-            "sshd for {}: {}{}",
-            h.name,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            std::fs::read_to_string(&log)
-                .map(|l| format!(" {}", l.trim()))
-                .unwrap_or_default()
+            "sshd for {}: its PID namespace could not be made ({status})",
+            h.name
         ))
         .with_code(3));
     }
-    Ok(())
+    let pid = i32::from_ne_bytes(b);
+    write(&root.join("sshd.pid"), &format!("{pid}\n"), 0o644, None)
 }
 
-/// Until the host's sshd has written its pidfile and accepts a connection on its address, from
-/// inside the host's network (safety net READY).
+/// Until the host's sshd accepts a connection on its address, from inside the host's network
+/// (safety net READY); at once if it died.
 fn wait_listening(h: &Host) -> Result<()> {
     let deadline = Instant::now() + READY;
     let addr = std::net::SocketAddr::from((h.addr, 22));
     loop {
-        if h.sshd_pid().is_some() && connect_in(h, addr).is_ok() {
+        if h.sshd_pid().is_none() {
+            return Err(Error::runtime(format!(
+                "sshd for {} exited: {}",
+                h.name,
+                std::fs::read_to_string(h.root().join("sshd.log"))
+                    .map(|l| l.trim().replace('\n', "; "))
+                    .unwrap_or_default()
+            ))
+            .with_code(3));
+        }
+        if connect_in(h, addr).is_ok() {
             return Ok(());
         }
         if Instant::now() > deadline {
