@@ -30,10 +30,9 @@ use ipclab::signals::{self, SignalPipe};
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::{fork, setsid, ForkResult, Pid};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -205,7 +204,7 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
         Ok(Err(pid)) => return fail(Error::usage(format!("daemon already running (pid {pid})"))),
         Err(e) => return fail(e),
     };
-    let mut log = match open_log(&p.log) {
+    let mut log = match daemon::open_log(&p.log) {
         Ok(l) => l,
         Err(e) => {
             let _ = pidfile.remove();
@@ -224,7 +223,7 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
     let (ppid, sid, tty) = info
         .map(|i| (i.ppid, i.session, i.tty_nr))
         .unwrap_or_default();
-    log_line(
+    daemon::log_line(
         &mut log,
         &format!(
             "{me} started: ppid {ppid}, sid {sid}, tty_nr {tty}, pidfile {}",
@@ -240,14 +239,14 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
             match sig {
                 Signal::SIGHUP => {
                     // After logrotate renamed the file, the new name gets a fresh file.
-                    match open_log(&p.log) {
+                    match daemon::open_log(&p.log) {
                         Ok(l) => log = l,
-                        Err(e) => log_line(&mut log, &format!("{me} SIGHUP: {e}")),
+                        Err(e) => daemon::log_line(&mut log, &format!("{me} SIGHUP: {e}")),
                     }
-                    log_line(&mut log, &format!("{me} SIGHUP: log reopened"));
+                    daemon::log_line(&mut log, &format!("{me} SIGHUP: log reopened"));
                 }
                 _ => {
-                    log_line(
+                    daemon::log_line(
                         &mut log,
                         &format!("{me} {}: removing pidfile, exiting", sig.as_str()),
                     );
@@ -257,44 +256,6 @@ fn serve(p: &Paths, ready: Option<OwnedFd>) -> Result<i32> {
             }
         }
     }
-}
-
-fn open_log(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::io(&e, "open", path.display()))
-}
-
-fn log_line(log: &mut File, msg: &str) {
-    let _ = writeln!(log, "{} {msg}", utc_now());
-}
-
-/// `2026-11-22T21:35:05.123Z`, from the system clock (gmtime_r, no time-zone database).
-fn utc_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as libc::time_t;
-    // Safety: gmtime_r fills the tm we own from a valid time_t.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::gmtime_r(&secs, &mut tm);
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        now.subsec_millis()
-    )
 }
 
 fn stop(p: &Paths) -> Result<i32> {

@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// A pidfile held with `flock(LOCK_EX)` for the daemon's whole life. The lock, not the file's
@@ -120,6 +121,47 @@ pub fn stdio_to_dev_null() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A log opened for appending (0600, close-on-exec): each line lands at the end, whoever else
+/// appends.
+pub fn open_log(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(&e, "open", path.display()))
+}
+
+/// One line, stamped with the UTC time.
+pub fn log_line(log: &mut File, msg: &str) {
+    let _ = writeln!(log, "{} {msg}", utc_now());
+}
+
+/// `2026-11-22T21:35:05.123Z`, from the system clock (gmtime_r, no time-zone database).
+pub fn utc_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as libc::time_t;
+    // Safety: gmtime_r fills the tm we own from a valid time_t.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::gmtime_r(&secs, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        now.subsec_millis()
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The grader on labs 1, 3, 4, 5 and 6: references pass, each fixture fails exactly its fault's
+//! The grader on labs 1, 3, 4, 5, 6 and 8: references pass, each fixture fails exactly its fault's
 //! checks (skipped ones aside), and graded runs leave no process, cgroup or shm object behind.
 
 mod common;
@@ -57,8 +57,23 @@ fn clean_after() {
 fn judge_table(lab: &str, file: &str, rows: &[(&str, &[&str])], extra: &[&str]) {
     let (code, v) = grade(lab, &[&["--runs", "2", "--seed", "21"], extra].concat());
     assert_eq!(code, 0, "reference: {}", v["checks"]);
+    judge_variants(
+        lab,
+        &|variant| fixture(&format!("lab{lab}"), file, variant),
+        rows,
+        extra,
+    );
+}
+
+/// Each variant's command (`cmd_for`) graded: every run fails exactly its row's checks.
+fn judge_variants(
+    lab: &str,
+    cmd_for: &dyn Fn(&str) -> String,
+    rows: &[(&str, &[&str])],
+    extra: &[&str],
+) {
     for (variant, want) in rows {
-        let cmd = fixture(&format!("lab{lab}"), file, variant);
+        let cmd = cmd_for(variant);
         let (code, v) = grade(
             lab,
             &[
@@ -278,7 +293,18 @@ fn grade_lab8_fixtures_are_judged_exactly() {
         "sockets.py",
         &[
             ("correct", &[]),
-            ("udp-on-tcp", &["udp-datagram-socket", "udp-port-in-use"]),
+            // Its port-in-use check is skipped: it never bound the free port as UDP.
+            ("udp-on-tcp", &["udp-datagram-socket"]),
+            // Stopping at once with one line and status 1 passes nothing.
+            (
+                "always-refuses",
+                &[
+                    "udp-datagram-socket",
+                    "udp-client",
+                    "tcp-stream-socket",
+                    "tcp-client-closes-first",
+                ],
+            ),
             ("udp-no-answer", &["udp-answers"]),
             ("udp-no-source", &["udp-source-shown"]),
             ("traceback", &["udp-port-in-use", "tcp-port-in-use"]),
@@ -292,6 +318,48 @@ fn grade_lab8_fixtures_are_judged_exactly() {
             ("tcp-client-waits", &["tcp-client-closes-first"]),
             ("forks-helper", &["no-leftover-processes"]),
             ("ignores-term", &["timeout"]),
+        ],
+        &["--timeout", "3"],
+    );
+}
+
+/// Lab 8 in C: the faults C makes easy (a perror and a usage line, a reset taken for a fatal
+/// error, a descriptor never closed...), each failing exactly its checks.
+#[test]
+fn grade_lab8_c_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
+    let dir = world_dir("ipclab-cfix-");
+    let exe = dir.path().join("sockets");
+    cc(&common::fixture(8, "sockets.c"), &exe, &[]);
+    let exe = exe.display().to_string();
+    judge_variants(
+        "8",
+        &|variant| format!("{exe} {variant}"),
+        &[
+            ("correct", &[]),
+            ("udp-on-tcp", &["udp-datagram-socket"]),
+            ("udp-no-answer", &["udp-answers"]),
+            ("udp-no-source", &["udp-source-shown"]),
+            ("two-lines", &["udp-port-in-use", "tcp-port-in-use"]),
+            ("udp-client-no-wait", &["udp-client"]),
+            (
+                "tcp-no-ok",
+                &["tcp-answers", "tcp-survives-vanished-client"],
+            ),
+            ("tcp-never-closes", &["tcp-sees-client-close"]),
+            ("tcp-dies-on-reset", &["tcp-survives-vanished-client"]),
+            ("tcp-client-waits", &["tcp-client-closes-first"]),
+            ("forks-helper", &["no-leftover-processes"]),
+            ("ignores-term", &["timeout"]),
+            (
+                "always-refuses",
+                &[
+                    "udp-datagram-socket",
+                    "udp-client",
+                    "tcp-stream-socket",
+                    "tcp-client-closes-first",
+                ],
+            ),
         ],
         &["--timeout", "3"],
     );

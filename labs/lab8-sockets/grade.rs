@@ -11,6 +11,7 @@ use crate::sandbox::{BoxDir, NetNs};
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::OwnedFd;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -145,7 +146,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
     let sock = net
         .run(|| UdpSocket::bind(("127.0.0.1", port)))?
         .map_err(|e| Error::io(&e, "bind", port).with_code(3))?;
-    let mut cs = ClientScript::new(Peer::Udp(sock), &net, &b, words[0].clone());
+    let mut cs = ClientScript::new(Peer::Udp(sock), &net, &b);
     let args = client_args(&host, port, &words[0]);
     step(
         &mut phases,
@@ -170,7 +171,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
     let listener = net
         .run(|| TcpListener::bind(("127.0.0.1", port)))?
         .map_err(|e| Error::io(&e, "bind", port).with_code(3))?;
-    let mut cs = ClientScript::new(Peer::Tcp(listener), &net, &b, words[0].clone());
+    let mut cs = ClientScript::new(Peer::Tcp(listener), &net, &b);
     let args = client_args(&host, port, &words[0]);
     step(
         &mut phases,
@@ -674,25 +675,27 @@ enum Peer {
 struct ClientScript<'a> {
     peer: Option<Peer>,
     b: &'a Bounds,
-    want: String,
     h: Option<JoinHandle<ClientSeen>>,
+    /// Dropped once the client has ended: its peer thread stops waiting then, not at the bound.
+    ended: Option<OwnedFd>,
     seen: ClientSeen,
     _net: &'a Net,
 }
 
 impl<'a> ClientScript<'a> {
-    fn new(peer: Peer, net: &'a Net, b: &'a Bounds, want: String) -> Self {
+    fn new(peer: Peer, net: &'a Net, b: &'a Bounds) -> Self {
         ClientScript {
             peer: Some(peer),
             b,
-            want,
             h: None,
+            ended: None,
             seen: ClientSeen::default(),
             _net: net,
         }
     }
 
     fn finish(mut self) -> ClientSeen {
+        drop(self.ended.take());
         if let Some(h) = self.h.take() {
             if let Ok(s) = h.join() {
                 self.seen = s;
@@ -706,47 +709,66 @@ impl Script for ClientScript<'_> {
     fn tick(&mut self, _v: &View<'_>) -> Vec<Action> {
         if let Some(peer) = self.peer.take() {
             let (wait, answer) = (self.b.bind + self.b.answer, self.b.answer);
-            let want = self.want.clone();
+            let Ok((ended_r, ended_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+                return vec![];
+            };
+            self.ended = Some(ended_w);
             self.h = Some(std::thread::spawn(move || match peer {
-                Peer::Udp(s) => udp_peer(s, wait),
-                Peer::Tcp(l) => tcp_peer(l, &want, wait, answer),
+                Peer::Udp(s) => udp_peer(s, &ended_r, wait),
+                Peer::Tcp(l) => tcp_peer(l, &ended_r, wait, answer),
             }));
         }
         vec![]
     }
 }
 
-fn udp_peer(s: UdpSocket, wait: Duration) -> ClientSeen {
+/// Until `sock` is readable (true), or the client has ended (`ended` readable: its write end
+/// dropped) or `wait` passed with nothing for it (false). What an ended client sent is queued
+/// already (loopback delivers within the send, and a connect completes within the call).
+fn peer_ready(sock: &impl std::os::fd::AsFd, ended: &OwnedFd, wait: Duration) -> bool {
+    use std::os::fd::AsFd;
+    match crate::signals::poll_fds(&[sock.as_fd(), ended.as_fd()], Some(wait)) {
+        Ok(r) if r.first() == Some(&true) => true,
+        Ok(r) if r.get(1) == Some(&true) => {
+            crate::signals::poll_fds(&[sock.as_fd()], Some(Duration::ZERO))
+                .is_ok_and(|r| r.first() == Some(&true))
+        }
+        _ => false,
+    }
+}
+
+fn udp_peer(s: UdpSocket, ended: &OwnedFd, wait: Duration) -> ClientSeen {
     let mut seen = ClientSeen::default();
-    let _ = s.set_read_timeout(Some(wait));
     let mut buf = [0u8; 65536];
-    seen.got = Some(match s.recv_from(&mut buf) {
+    let got = if peer_ready(&s, ended, wait) {
+        s.recv_from(&mut buf)
+    } else {
+        Err(std::io::ErrorKind::TimedOut.into())
+    };
+    seen.got = Some(match got {
         Ok((n, from)) => {
             let _ = s.send_to(b"OK", from);
             Ok(String::from_utf8_lossy(&buf[..n]).to_string())
         }
         Err(_) => Err(tf!(
-            "no datagram reached the grader's UDP socket within {} ms",
-            "aucun datagramme n'a atteint la socket UDP du correcteur en {} ms",
+            "no datagram reached the grader's UDP socket before the client ended (or within {} ms)",
+            "aucun datagramme n'a atteint la socket UDP du correcteur avant la fin du client (ni en {} ms)",
             wait.as_millis()
         )),
     });
     seen
 }
 
-fn tcp_peer(l: TcpListener, want: &str, wait: Duration, answer: Duration) -> ClientSeen {
+fn tcp_peer(l: TcpListener, ended: &OwnedFd, wait: Duration, answer: Duration) -> ClientSeen {
     let mut seen = ClientSeen::default();
-    let ready = crate::signals::poll_fds(&[std::os::fd::AsFd::as_fd(&l)], Some(wait))
-        .map(|r| r.first() == Some(&true))
-        .unwrap_or(false);
-    let Ok((mut c, _)) = (if ready {
+    let Ok((mut c, _)) = (if peer_ready(&l, ended, wait) {
         l.accept()
     } else {
         Err(std::io::ErrorKind::TimedOut.into())
     }) else {
         seen.got = Some(Err(tf!(
-            "no connection reached the grader's TCP socket within {} ms",
-            "aucune connexion n'a atteint la socket TCP du correcteur en {} ms",
+            "no connection reached the grader's TCP socket before the client ended (or within {} ms)",
+            "aucune connexion n'a atteint la socket TCP du correcteur avant la fin du client (ni en {} ms)",
             wait.as_millis()
         )));
         return seen;
@@ -779,7 +801,6 @@ fn tcp_peer(l: TcpListener, want: &str, wait: Duration, answer: Duration) -> Cli
         Ok(text)
     });
     let _ = c.write_all(b"OK\n");
-    let _ = want;
     seen.closed_first = Some(if closed {
         Err(tf!(
             "the client closed before the answer: it must read the OK first",
@@ -817,8 +838,26 @@ fn check(
     }
 }
 
-/// One line on stderr and status 1, within the bound.
-fn judge_refused(c: &crate::spec::Contract, name: &str, out: Option<&Outcome>) -> Check {
+/// One line on stderr and status 1, within the bound — judged only of a server that bound a free
+/// port: any program that stops at once with one line and status 1 would pass otherwise.
+fn judge_refused(
+    c: &crate::spec::Contract,
+    name: &str,
+    out: Option<&Outcome>,
+    served: &ServerSeen,
+) -> Check {
+    if served.holder.is_none() {
+        return check(
+            c,
+            name,
+            false,
+            true,
+            tf!(
+                "skipped: the server never bound a free port, so its exit on a held one proves nothing",
+                "non jugé : le serveur n'a jamais associé un port libre, sa sortie sur un port tenu ne prouve donc rien"
+            ),
+        );
+    }
     let Some(out) = out else {
         return check(
             c,
@@ -998,6 +1037,7 @@ fn judge(
         c,
         "udp-port-in-use",
         phase("udp-server (port in use)"),
+        udp,
     ));
     v.push(client_check(
         c,
@@ -1088,6 +1128,7 @@ fn judge(
         c,
         "tcp-port-in-use",
         phase("tcp-server (port in use)"),
+        tcp,
     ));
     v.push(client_check(
         c,
@@ -1107,7 +1148,21 @@ fn judge(
                 .map(move |(p, why)| format!("{n}: pid {p} {why}"))
         })
         .collect();
-    v.push(if left.is_empty() {
+    // A program that never did its part (no port bound, no message sent) left nothing to
+    // judge: its hygiene checks do not pass for it.
+    let idle = udp.holder.is_none()
+        && tcp.holder.is_none()
+        && !matches!(udp_client.got, Some(Ok(_)))
+        && !matches!(tcp_client.got, Some(Ok(_)));
+    let idle_skip = || {
+        tf!(
+            "skipped: no role did its part (no port bound, no message sent), so there is nothing to judge",
+            "non jugé : aucun rôle n'a fait sa part (aucun port associé, aucun message envoyé), il n'y a rien à juger"
+        )
+    };
+    v.push(if left.is_empty() && idle {
+        check(c, "no-leftover-processes", false, true, idle_skip())
+    } else if left.is_empty() {
         check(
             c,
             "no-leftover-processes",
@@ -1144,7 +1199,9 @@ fn judge(
             slow.push(n.to_string());
         }
     }
-    v.push(if slow.is_empty() {
+    v.push(if slow.is_empty() && idle {
+        check(c, "timeout", false, true, idle_skip())
+    } else if slow.is_empty() {
         check(c, "timeout", true, false, tf!("every role ended in time", "chaque rôle a fini à temps"))
     } else {
         check(c, "timeout", false, false, tf!(

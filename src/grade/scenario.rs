@@ -139,9 +139,11 @@ impl RunEnv<'_> {
         super::write_transcript(&format!("lab{}-seed-{}.txt", self.lab, self.seed), text)
     }
 
-    /// What the program left in the box's /tmp and /dev/shm (reported, not judged).
+    /// What the program left in the box's /tmp and /dev/shm (reported, not judged): the mount
+    /// points of exposed directories under /tmp (a kit in /tmp/k) are the box's, not its.
     pub fn left_in_box(&self, root: &BoxDir) -> Vec<String> {
-        super::left_in_box(root, &[], &[])
+        let made = self.ctx.mounts(root).map(|(_, m)| m).unwrap_or_default();
+        super::left_in_box(root, &made, &[])
     }
 }
 
