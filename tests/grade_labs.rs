@@ -291,36 +291,42 @@ fn grade_lab8_fixtures_are_judged_exactly() {
     judge_table(
         "8",
         "sockets.py",
-        &[
-            ("correct", &[]),
-            // Its port-in-use check is skipped: it never bound the free port as UDP.
-            ("udp-on-tcp", &["udp-datagram-socket"]),
-            // Stopping at once with one line and status 1 passes nothing.
-            (
-                "always-refuses",
-                &[
-                    "udp-datagram-socket",
-                    "udp-client",
-                    "tcp-stream-socket",
-                    "tcp-client-closes-first",
-                ],
-            ),
-            ("udp-no-answer", &["udp-answers"]),
-            ("udp-no-source", &["udp-source-shown"]),
-            ("traceback", &["udp-port-in-use", "tcp-port-in-use"]),
-            ("udp-client-no-wait", &["udp-client"]),
-            (
-                "tcp-no-ok",
-                &["tcp-answers", "tcp-survives-vanished-client"],
-            ),
-            ("tcp-never-closes", &["tcp-sees-client-close"]),
-            ("tcp-dies-on-reset", &["tcp-survives-vanished-client"]),
-            ("tcp-client-waits", &["tcp-client-closes-first"]),
-            ("forks-helper", &["no-leftover-processes"]),
-            ("ignores-term", &["timeout"]),
-        ],
+        &lab8_rows("traceback"),
         &["--timeout", "3"],
     );
+}
+
+/// Lab 8's faults, the same in Python and in C but for the one that writes several lines on
+/// a port in use (`many_lines`: a traceback, or a perror and a usage line).
+fn lab8_rows(many_lines: &'static str) -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("correct", &[]),
+        // Its port-in-use check is skipped: it never bound the free port as UDP.
+        ("udp-on-tcp", &["udp-datagram-socket"]),
+        ("udp-no-answer", &["udp-answers"]),
+        ("udp-no-source", &["udp-source-shown"]),
+        (many_lines, &["udp-port-in-use", "tcp-port-in-use"]),
+        ("udp-client-no-wait", &["udp-client"]),
+        (
+            "tcp-no-ok",
+            &["tcp-answers", "tcp-survives-vanished-client"],
+        ),
+        ("tcp-never-closes", &["tcp-sees-client-close"]),
+        ("tcp-dies-on-reset", &["tcp-survives-vanished-client"]),
+        ("tcp-client-waits", &["tcp-client-closes-first"]),
+        ("forks-helper", &["no-leftover-processes"]),
+        ("ignores-term", &["timeout"]),
+        // Stopping at once with one line and status 1 passes nothing.
+        (
+            "always-refuses",
+            &[
+                "udp-datagram-socket",
+                "udp-client",
+                "tcp-stream-socket",
+                "tcp-client-closes-first",
+            ],
+        ),
+    ]
 }
 
 /// Lab 8 in C: the faults C makes easy (a perror and a usage line, a reset taken for a fatal
@@ -335,32 +341,7 @@ fn grade_lab8_c_fixtures_are_judged_exactly() {
     judge_variants(
         "8",
         &|variant| format!("{exe} {variant}"),
-        &[
-            ("correct", &[]),
-            ("udp-on-tcp", &["udp-datagram-socket"]),
-            ("udp-no-answer", &["udp-answers"]),
-            ("udp-no-source", &["udp-source-shown"]),
-            ("two-lines", &["udp-port-in-use", "tcp-port-in-use"]),
-            ("udp-client-no-wait", &["udp-client"]),
-            (
-                "tcp-no-ok",
-                &["tcp-answers", "tcp-survives-vanished-client"],
-            ),
-            ("tcp-never-closes", &["tcp-sees-client-close"]),
-            ("tcp-dies-on-reset", &["tcp-survives-vanished-client"]),
-            ("tcp-client-waits", &["tcp-client-closes-first"]),
-            ("forks-helper", &["no-leftover-processes"]),
-            ("ignores-term", &["timeout"]),
-            (
-                "always-refuses",
-                &[
-                    "udp-datagram-socket",
-                    "udp-client",
-                    "tcp-stream-socket",
-                    "tcp-client-closes-first",
-                ],
-            ),
-        ],
+        &lab8_rows("two-lines"),
         &["--timeout", "3"],
     );
 }

@@ -129,57 +129,46 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         l.timeout += waits;
         Ok(l)
     };
-    // UDP server: datagrams from several source ports, each to be answered OK.
-    let udp = net.port(UDP_PORT)?;
-    let mut s = ServerScript::new(Proto::Udp, udp, &net, &b, words.clone());
-    step(
-        &mut phases,
-        "udp-server",
-        server("udp-server", udp)?,
-        Some(&mut s),
-    )?;
-    let udp_seen = s.finish();
-    // ... and given a port the grader holds.
-    refused(&net, Proto::Udp, UDP_PORT + 10, &b, &launch, &mut phases)?;
-    // UDP client: the grader's socket receives the message and answers OK.
-    let port = net.port(UDP_PORT + 1)?;
-    let sock = net
-        .run(|| UdpSocket::bind(("127.0.0.1", port)))?
-        .map_err(|e| Error::io(&e, "bind", port).with_code(3))?;
-    let mut cs = ClientScript::new(Peer::Udp(sock), &net, &b);
-    let args = client_args(&host, port, &words[0]);
-    step(
-        &mut phases,
-        "udp-client",
-        launch("udp-client", &args)?,
-        Some(&mut cs),
-    )?;
-    let udp_client = cs.finish();
-
-    // TCP server: lines lock-step, the client's close, a client that vanishes.
-    let tcp = net.port(TCP_PORT)?;
-    let mut s = ServerScript::new(Proto::Tcp, tcp, &net, &b, words.clone());
-    step(
-        &mut phases,
-        "tcp-server",
-        server("tcp-server", tcp)?,
-        Some(&mut s),
-    )?;
-    let tcp_seen = s.finish();
-    refused(&net, Proto::Tcp, TCP_PORT + 10, &b, &launch, &mut phases)?;
-    let port = net.port(TCP_PORT + 1)?;
-    let listener = net
-        .run(|| TcpListener::bind(("127.0.0.1", port)))?
-        .map_err(|e| Error::io(&e, "bind", port).with_code(3))?;
-    let mut cs = ClientScript::new(Peer::Tcp(listener), &net, &b);
-    let args = client_args(&host, port, &words[0]);
-    step(
-        &mut phases,
-        "tcp-client",
-        launch("tcp-client", &args)?,
-        Some(&mut cs),
-    )?;
-    let tcp_client = cs.finish();
+    // Each protocol in turn: its server (UDP: datagrams from several source ports, each to be
+    // answered OK; TCP: lines lock-step, the client's close, a client that vanishes), the same
+    // server given a port the grader holds, then its client against the grader's socket.
+    let mut seen: Vec<(ServerSeen, ClientSeen)> = Vec::new();
+    for (proto, sheet) in [(Proto::Udp, UDP_PORT), (Proto::Tcp, TCP_PORT)] {
+        let (server_role, client_role) = proto.roles();
+        let port = net.port(sheet)?;
+        let mut s = ServerScript::new(proto, port, &net, &b, words.clone());
+        step(
+            &mut phases,
+            server_role,
+            server(server_role, port)?,
+            Some(&mut s),
+        )?;
+        let served = s.finish();
+        refused(&net, proto, sheet + 10, &b, &launch, &mut phases)?;
+        let port = net.port(sheet + 1)?;
+        let bind_err = |e: std::io::Error| Error::io(&e, "bind", port).with_code(3);
+        let peer = match proto {
+            Proto::Udp => Peer::Udp(
+                net.run(|| UdpSocket::bind(("127.0.0.1", port)))?
+                    .map_err(bind_err)?,
+            ),
+            Proto::Tcp => Peer::Tcp(
+                net.run(|| TcpListener::bind(("127.0.0.1", port)))?
+                    .map_err(bind_err)?,
+            ),
+        };
+        let mut cs = ClientScript::new(peer, &net, &b);
+        let args = client_args(&host, port, &words[0]);
+        step(
+            &mut phases,
+            client_role,
+            launch(client_role, &args)?,
+            Some(&mut cs),
+        )?;
+        seen.push((served, cs.finish()));
+    }
+    let (udp_seen, udp_client) = seen.remove(0);
+    let (tcp_seen, tcp_client) = seen.remove(0);
 
     let checks = judge(c, &phases, &udp_seen, &udp_client, &tcp_seen, &tcp_client);
     let failed = checks.iter().any(|c| !c.passed && !c.skipped);
@@ -200,7 +189,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
             "réseau : la boucle locale de la machine, sur des ports que le noyau disait libres (le correcteur d'un utilisateur ordinaire ne peut entrer dans l'espace de noms du programme)"
         ));
     }
-    let environment = launch("udp-server", &port_args(udp))?
+    let environment = launch("udp-server", &port_args(UDP_PORT))?
         .env
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -276,6 +265,14 @@ enum Proto {
 }
 
 impl Proto {
+    /// Its server's and its client's role names (the phases are named after them).
+    fn roles(self) -> (&'static str, &'static str) {
+        match self {
+            Proto::Udp => ("udp-server", "udp-client"),
+            Proto::Tcp => ("tcp-server", "tcp-client"),
+        }
+    }
+
     fn table(self) -> &'static str {
         match self {
             Proto::Udp => "udp",
@@ -643,9 +640,10 @@ fn refused(
     phases: &mut Vec<(&'static str, Outcome)>,
 ) -> Result<()> {
     let port = net.port(sheet)?;
-    let (role, name) = match proto {
-        Proto::Udp => ("udp-server", "udp-server (port in use)"),
-        Proto::Tcp => ("tcp-server", "tcp-server (port in use)"),
+    let role = proto.roles().0;
+    let name = match proto {
+        Proto::Udp => "udp-server (port in use)",
+        Proto::Tcp => "tcp-server (port in use)",
     };
     // Held on every address, without SO_REUSEADDR: a server's bind to it fails whatever it asks.
     let holder: Box<dyn std::any::Any + Send> = match proto {
