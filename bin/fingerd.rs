@@ -45,7 +45,7 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(about = "Lab 9: a finger daemon (RFC 1288) on TCP, answering with the local finger")]
 struct Args {
-    /// Directory for finger.pid and finger.log (yours alone: not /tmp itself).
+    /// Directory for fingerd.pid and fingerd.log (yours alone: not /tmp itself).
     #[arg(long)]
     dir: PathBuf,
     /// 79 is finger's port (/etc/services) and needs root: the sheet uses 7979.
@@ -85,7 +85,7 @@ fn main() {
 
 fn start(a: &Args) -> Result<i32> {
     // The daemon runs in /: D must be absolute, checked as a private directory first. In a
-    // directory others may write (the sheet's /tmp), anyone could plant finger.pid first, or a
+    // directory others may write (the sheet's /tmp), anyone could plant fingerd.pid first, or a
     // symbolic link where our log will be opened.
     ipclab::fifo::check_dir(&a.dir)?;
     let meta = std::fs::metadata(&a.dir).map_err(|e| Error::io(&e, "stat", a.dir.display()))?;
@@ -101,8 +101,8 @@ fn start(a: &Args) -> Result<i32> {
         .canonicalize()
         .map_err(|e| Error::io(&e, "realpath", a.dir.display()).into_usage())?;
     let p = Paths {
-        pid: dir.join("finger.pid"),
-        log: dir.join("finger.log"),
+        pid: dir.join("fingerd.pid"),
+        log: dir.join("fingerd.log"),
     };
     if let PidState::Running(pid) = daemon::probe(&p.pid)? {
         return Err(Error::usage(format!(

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use nix::errno::Errno;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// `host:port` resolved (getaddrinfo), the first IPv4 address; a bad name is bad input.
@@ -200,4 +200,45 @@ mod tests {
         drop(l);
         assert!(!tcp_listening(port));
     }
+}
+
+/// A TCP connection to `to` from the local address `from` (any port): a grader's client that
+/// the server's log must name by that address (any 127.0.0.0/8 address is this host's).
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{self as s, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = s::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    s::bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)))?;
+    let SocketAddr::V4(to) = to else {
+        return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
+    };
+    s::connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// Which of `pids` holds a TCP socket listening on `port`, in the network namespace of the
+/// first of them (read from /proc/PID/net/tcp, the socket matched by inode in /proc/PID/fd).
+pub fn tcp_listener_of(pids: &[i32], port: u16) -> Option<i32> {
+    let first = pids.first()?;
+    let text = std::fs::read_to_string(format!("/proc/{first}/net/tcp")).ok()?;
+    let inodes: Vec<String> = parse_table(&text, false)
+        .into_iter()
+        .filter(|e| e.state == "LISTEN" && e.local.port() == port)
+        .map(|e| format!("socket:[{}]", e.inode))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    pids.iter().copied().find(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+            })
+        })
+    })
 }

@@ -30,6 +30,7 @@ registry! {
     lab6 = "../labs/lab6-daemon/mod.rs";
     lab7 = "../labs/lab7-zoo/mod.rs";
     lab8 = "../labs/lab8-sockets/mod.rs";
+    lab9 = "../labs/lab9-fingerd/mod.rs";
 }
 
 /// Lab `n`, or a usage error listing the labs there are.

@@ -684,6 +684,29 @@ impl BoxDir {
         )
     }
 
+    /// Accounts of a lab's own added to the box's passwd and group (lab 9's users, whom its
+    /// finger daemon is asked about): (login, uid, full name, home). Nothing runs as them.
+    pub fn add_users(&self, users: &[(String, u32, String, PathBuf)]) -> Result<()> {
+        use std::io::Write;
+        let passwd: String = users
+            .iter()
+            .map(|(l, u, n, h)| format!("{l}:x:{u}:{u}:{n}:{}:/bin/sh\n", h.display()))
+            .collect();
+        let group: String = users
+            .iter()
+            .map(|(l, u, _, _)| format!("{l}:x:{u}:\n"))
+            .collect();
+        for (file, text) in [("passwd", passwd), ("group", group)] {
+            let p = self.root.join("etc").join(file);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&p)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| Error::io(&e, "write", p.display()).with_code(3))?;
+        }
+        Ok(())
+    }
+
     /// A staging mount point for the `k`-th exposed directory (see `Plan`).
     pub fn stage(&self, k: usize) -> Result<PathBuf> {
         let d = self.root.join("mnt").join(k.to_string());

@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::grade::harness::{self, Action, Launch, Outcome, Script, View};
 use crate::grade::report::{self, Check};
 use crate::grade::{interrupted_error, RunEnv, RunResult};
-use crate::sandbox::{BoxDir, NetNs};
+use crate::grade::net::RunNet as Net;
+use crate::sandbox::BoxDir;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -18,28 +19,6 @@ use std::time::{Duration, Instant};
 /// The sheet's ports, in the run's own namespace; free ones on a shared network.
 const UDP_PORT: u16 = 9875;
 const TCP_PORT: u16 = 9876;
-
-/// Where the run's sockets live.
-struct Net {
-    ns: Option<NetNs>,
-}
-
-impl Net {
-    fn port(&self, sheet: u16) -> Result<u16> {
-        match self.ns {
-            Some(_) => Ok(sheet),
-            None => crate::inet::free_port(),
-        }
-    }
-
-    /// `f` on a thread in the run's network (sockets it makes stay there).
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        match &self.ns {
-            Some(ns) => ns.run(f),
-            None => Ok(f()),
-        }
-    }
-}
 
 /// What the grader saw of one server run.
 #[derive(Default, Clone)]
@@ -89,13 +68,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         term: Duration::from_millis(c.bound_ms("term_ms", 2000)),
     };
     let root = env.new_box()?;
-    let net = Net {
-        ns: if nix::unistd::geteuid().is_root() {
-            Some(NetNs::new()?)
-        } else {
-            None
-        },
-    };
+    let net = Net::new()?;
     let launch = |role: &str, args: &[String]| -> Result<Launch> {
         let (program, mut argv) = if env.reference {
             let p = env.program.with_file_name(role);
@@ -107,15 +80,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         };
         argv.extend(args.iter().cloned());
         let mut l = env.launch_program(&program, argv, &root)?;
-        match &net.ns {
-            Some(ns) => l.join_netns = Some(ns.raw_fd()),
-            // A normal user's grader cannot enter a namespace the program runs in: both share
-            // the machine's network for this lab.
-            None => {
-                l.netns = false;
-                l.user_pid_ns = false;
-            }
-        }
+        net.apply(&mut l);
         Ok(l)
     };
     let mut phases: Vec<(&'static str, Outcome)> = Vec::new();
@@ -178,17 +143,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         None
     };
     let mut protections = env.protections(&root);
-    if net.ns.is_some() {
-        protections.push(tf!(
-            "network: one namespace of the run's own (loopback only), shared by its roles and the grader's sockets",
-            "réseau : un espace de noms propre à l'exécution (boucle locale seule), partagé par ses rôles et les sockets du correcteur"
-        ));
-    } else {
-        protections.push(tf!(
-            "network: the machine's loopback, on ports the kernel said were free (a normal user's grader cannot enter the program's namespace)",
-            "réseau : la boucle locale de la machine, sur des ports que le noyau disait libres (le correcteur d'un utilisateur ordinaire ne peut entrer dans l'espace de noms du programme)"
-        ));
-    }
+    protections.push(net.protection());
     let environment = launch("udp-server", &port_args(UDP_PORT))?
         .env
         .iter()
@@ -382,18 +337,9 @@ impl Script for ServerScript<'_> {
                     let (proto, port, words) = (self.proto, self.port, self.words.clone());
                     let answer = self.b.answer;
                     let close = self.b.close;
-                    // The thread enters the run's namespace first (it outlives this tick; the
-                    // descriptor outlives the thread: the run joins it before dropping `net`).
-                    let net_fd = self.net.ns.as_ref().map(|n| n.raw_fd());
-                    let h = std::thread::spawn(move || {
-                        if let Some(fd) = net_fd {
-                            // Safety: setns on the run's namespace, held by the grader.
-                            unsafe { libc::setns(fd, libc::CLONE_NEWNET) };
-                        }
-                        match proto {
-                            Proto::Udp => udp_clients(port, &words, answer),
-                            Proto::Tcp => tcp_clients(port, &words, answer, close),
-                        }
+                    let h = self.net.spawn(move || match proto {
+                        Proto::Udp => udp_clients(port, &words, answer),
+                        Proto::Tcp => tcp_clients(port, &words, answer, close),
                     });
                     self.stage = Stage::Peer(h);
                 } else if v.t > self.b.bind {

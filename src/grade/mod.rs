@@ -7,8 +7,10 @@
 pub mod batch;
 pub mod boxed;
 pub mod cgroup;
+pub mod daemonized;
 pub mod checks;
 pub mod harness;
+pub mod net;
 pub mod report;
 pub mod scenario;
 
