@@ -386,3 +386,87 @@ fn grade_lab8_as_a_normal_user() {
         v["checks"]
     );
 }
+
+/// Lab 9's faults, one check each (the daemon left in the foreground fails daemonized and
+/// timeout, and the checks that need a daemon are skipped).
+fn lab9_rows() -> Vec<(&'static str, &'static [&'static str])> {
+    vec![
+        ("correct", &[]),
+        ("no-setsid", &["daemonized"]),
+        ("no-daemon", &["daemonized", "timeout"]),
+        ("pid-of-parent", &["pidfile"]),
+        ("stdout-only", &["answers-missing-user"]),
+        ("cut-at-64k", &["long-answer"]),
+        ("iterative", &["concurrent-clients"]),
+        ("no-address", &["logs-queries"]),
+        ("shell", &["hostile-queries"]),
+        ("keeps-pidfile", &["sigterm"]),
+        ("leaves-child", &["no-leftover-processes"]),
+        // Its whole-answer check is skipped: no query line reached the server.
+        ("client-no-newline", &["client-query"]),
+        ("client-one-recv", &["client-whole-answer"]),
+        ("client-traceback", &["client-refused"]),
+    ]
+}
+
+#[test]
+fn grade_lab9_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
+    judge_table("9", "finger.py", &lab9_rows(), &["--timeout", "3"]);
+}
+
+/// Lab 9 graded by a normal user: the machine's loopback, no users of the grader's own (the
+/// box has no passwd of its own), so the long answer is not judged; the reference passes the
+/// rest and a shell-running daemon is still caught.
+#[test]
+fn grade_lab9_as_a_normal_user() {
+    let _forks = common::fork_guard();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to become a normal user");
+        return;
+    }
+    let cwd = world_dir("ipclab-lab9-nobody-");
+    std::fs::set_permissions(
+        cwd.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin("ipclab"))
+            .args(["grade", "9", "--format", "json"])
+            .args(args)
+            .env("HOME", cwd.path())
+            .current_dir(cwd.path());
+        let out = run(&mut cmd);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        v
+    };
+    let v = as_nobody(&[]);
+    // Not "passed": a skipped check is not a pass, and the report says why it was skipped.
+    let failed: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] == false && c["skipped"] == false)
+        .collect();
+    assert!(failed.is_empty(), "{}", v["checks"]);
+    let skipped: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["skipped"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, ["long-answer"], "{}", v["checks"]);
+    let cmd = fixture("lab9", "finger.py", "shell");
+    let v = as_nobody(&["--impl", &cmd]);
+    assert_eq!(
+        failing_each_run(&v)[0],
+        ["hostile-queries".to_string(), "long-answer".to_string()].into(),
+        "{}",
+        v["checks"]
+    );
+}

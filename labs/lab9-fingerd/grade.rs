@@ -194,9 +194,11 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         played = net.run(|| play(port, u, k, &dir2, ans))?;
         seen.alive_after_hostile = crate::inspect::info(pid).is_some_and(|i| !i.is_zombie());
         seen.pwned = (0..HOSTILE.len())
-            .map(|n| dir.join(format!("pwned-{n}")))
-            .filter(|m| m.symlink_metadata().is_ok())
-            .map(|m| m.display().to_string())
+            .filter(|n| dir.join(format!("pwned-{n}")).symlink_metadata().is_ok())
+            .map(|n| {
+                let q = played.hostile.get(n).map_or("?", |h| h.0.as_str());
+                format!("DIR/pwned-{n} ({q})")
+            })
             .collect();
         seen.pidfile_pid = checks::read_box_file(&dir.join("fingerd.pid"), 64)
             .and_then(|s| s.trim().parse().ok());
@@ -575,6 +577,19 @@ fn exchange(
                 ))
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(tf!(
+                    "no answer within {:.1} s ({} bytes received)",
+                    "pas de réponse en {:.1} s ({} octets reçus)",
+                    limit.as_secs_f64(),
+                    got.len()
+                ))
+            }
             Err(e) if got.is_empty() || wrote.is_ok() => {
                 return Err(tf!(
                     "recv: {e} after {} bytes",
@@ -992,8 +1007,8 @@ fn judge(
         let ok = d.pwned.is_empty() && d.alive_after_hostile && matches!(after, Some(Ok(_)));
         let why = if !d.pwned.is_empty() {
             tf!(
-                "a query ran a command: {} exists (the query reached a shell: run finger from an argv, never \"finger \" + query through a shell)",
-                "une requête a exécuté une commande : {} existe (la requête a atteint un shell : lancez finger depuis un argv, jamais \"finger \" + requête par un shell)",
+                "queries ran a command, their marker files exist: {} (the query reached a shell: run finger from an argv, never \"finger \" + query through a shell)",
+                "des requêtes ont exécuté une commande, leurs fichiers témoins existent : {} (la requête a atteint un shell : lancez finger depuis un argv, jamais \"finger \" + requête par un shell)",
                 d.pwned.join(", ")
             )
         } else if !d.alive_after_hostile {
