@@ -9,10 +9,9 @@
 //! Try: target/debug/fingercli --login root --host 127.0.0.1 --port 7979 --buffer 64 --count
 //!
 //! strace shows:
-//!   connect(3, {sa_family=AF_INET, sin_port=htons(7979), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
-//!   sendto(3, "root\r\n", 6, MSG_NOSIGNAL, NULL, 0) = 6
-//!   recvfrom(3, "Login: root   ...", 64, 0, NULL, NULL) = 64
-//!   recvfrom(3, "", 64, 0, NULL, NULL) = 0
+//!   connect(3<TCP:[#4]>, {sa_family=AF_INET, sin_port=htons(7979), sin_addr=inet_addr("127.0.0.1")}, 16) = 0
+//!   sendto(3<TCP:[127.0.0.1:52218->127.0.0.1:7979]>, "root\r\n", 6, MSG_NOSIGNAL, NULL, 0) = 6
+//!   recvfrom(3<TCP:[127.0.0.1:52218->127.0.0.1:7979]>, "", 4096, 0, NULL, NULL) = 0
 
 use clap::Parser;
 use ipclab::error::{Error, Result};

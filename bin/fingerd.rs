@@ -12,18 +12,18 @@
 //!
 //! Syscalls, in order: socket, bind, listen (launcher), clone x2, setsid, umask, chdir, openat
 //! (pidfile, flock, log), then per client: accept4, clone3 (its thread), recvfrom (the query),
-//! clone (finger: posix_spawn), sendto (the answer), close; on SIGTERM unlink(pidfile).
+//! clone3 with CLONE_VFORK (posix_spawn of finger), sendto (the answer), close; on SIGTERM
+//! unlink(pidfile).
 //!
 //! Try: target/debug/fingerd --dir /tmp/f --port 7979; target/debug/fingercli --login root --host 127.0.0.1
 //!
 //! strace shows:
-//!   bind(3, {sa_family=AF_INET, sin_port=htons(7979), sin_addr=inet_addr("0.0.0.0")}, 16) = 0
-//!   setsid() = PID
-//!   flock(4, LOCK_EX|LOCK_NB) = 0
-//!   accept4(3, {sa_family=AF_INET, ...}, [128 => 16], SOCK_CLOEXEC) = 6
-//!   recvfrom(6, "root\r\n", 512, 0, NULL, NULL) = 6
-//!   execve("/usr/bin/finger", ["/usr/bin/finger", "-l", "-m", "--", "root"], ...) = 0
-//!   sendto(6, "Login: root ...", 190, MSG_NOSIGNAL, NULL, 0) = 190
+//!   bind(3<TCP:[#1]>, {sa_family=AF_INET, sin_port=htons(7979), sin_addr=inet_addr("0.0.0.0")}, 16) = 0
+//!   setsid() = <middle>
+//!   flock(4<DIR/fingerd.pid>, LOCK_EX|LOCK_NB) = 0
+//!   recvfrom(5<TCP:[127.0.0.1:7979->127.0.0.1:52218]>, "root\r\n", 512, 0, NULL, NULL) = 6
+//!   clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD, stack=ADDR, stack_size=0x9000}, 88) = <daemon.1>
+//!   unlink("DIR/fingerd.pid") = 0
 
 use clap::Parser;
 use ipclab::daemon::{self, PidState, Pidfile};

@@ -173,35 +173,6 @@ pub fn free_port() -> Result<u16> {
     Ok(port)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// /proc/net lines as the kernel writes them: a listener and a bound UDP socket.
-    #[test]
-    fn socket_table_lines_parse() {
-        let l = "   0: 0100007F:2694 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
-        let e = parse_entry(l, false).unwrap();
-        assert_eq!(e.local, "127.0.0.1:9876".parse().unwrap());
-        assert_eq!(e.state, "LISTEN");
-        assert_eq!(e.inode, 12345);
-        let u = "  12: 00000000:2693 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 999 2 0000000000000000 0";
-        let e = parse_entry(u, true).unwrap();
-        assert_eq!(e.local, "0.0.0.0:9875".parse().unwrap());
-        assert_eq!(e.state, "UNCONN");
-    }
-
-    /// A real listener is seen in the table, then gone once closed.
-    #[test]
-    fn a_listener_is_in_the_table() {
-        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(tcp_listening(port));
-        drop(l);
-        assert!(!tcp_listening(port));
-    }
-}
-
 /// A TCP connection to `to` from the local address `from` (any port): a grader's client that
 /// the server's log must name by that address (any 127.0.0.0/8 address is this host's).
 pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -212,7 +183,10 @@ pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result
         SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    s::bind(fd.as_raw_fd(), &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)))?;
+    s::bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(from, 0)),
+    )?;
     let SocketAddr::V4(to) = to else {
         return Err(std::io::Error::from(std::io::ErrorKind::Unsupported));
     };
@@ -241,4 +215,33 @@ pub fn tcp_listener_of(pids: &[i32], port: u16) -> Option<i32> {
             })
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /proc/net lines as the kernel writes them: a listener and a bound UDP socket.
+    #[test]
+    fn socket_table_lines_parse() {
+        let l = "   0: 0100007F:2694 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
+        let e = parse_entry(l, false).unwrap();
+        assert_eq!(e.local, "127.0.0.1:9876".parse().unwrap());
+        assert_eq!(e.state, "LISTEN");
+        assert_eq!(e.inode, 12345);
+        let u = "  12: 00000000:2693 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 999 2 0000000000000000 0";
+        let e = parse_entry(u, true).unwrap();
+        assert_eq!(e.local, "0.0.0.0:9875".parse().unwrap());
+        assert_eq!(e.state, "UNCONN");
+    }
+
+    /// A real listener is seen in the table, then gone once closed.
+    #[test]
+    fn a_listener_is_in_the_table() {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(tcp_listening(port));
+        drop(l);
+        assert!(!tcp_listening(port));
+    }
 }

@@ -6,9 +6,9 @@
 //! subreaper, so the daemon becomes its child when the launcher and middle process exit.
 
 use crate::grade::checks::{self, Checks};
+use crate::grade::daemonized::Facts;
 use crate::grade::harness::Outcome;
 use crate::grade::report::Check;
-use crate::grade::daemonized::Facts;
 use crate::spec::Contract;
 use nix::unistd::Pid;
 use std::path::Path;

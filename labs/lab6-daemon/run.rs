@@ -60,7 +60,9 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
         out.survivors = new.clone();
         if n == 0 {
             daemon = new.first().copied();
-            facts = daemon.map(|d| crate::grade::daemonized::inspect(d, &root.dir().join("daemon.pid"), &out));
+            facts = daemon.map(|d| {
+                crate::grade::daemonized::inspect(d, &root.dir().join("daemon.pid"), &out)
+            });
             strays.extend(new.iter().skip(1));
         } else {
             strays.extend(new);

@@ -5,9 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::grade::harness::{self, Action, Launch, Outcome, Script, View};
+use crate::grade::net::RunNet as Net;
 use crate::grade::report::{self, Check};
 use crate::grade::{interrupted_error, RunEnv, RunResult};
-use crate::grade::net::RunNet as Net;
 use crate::sandbox::BoxDir;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};

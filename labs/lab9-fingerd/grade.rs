@@ -151,7 +151,10 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
 
     // What finger itself says in this box: the answers to expect.
     let mut expected = std::collections::BTreeMap::new();
-    for login in [Some(&users.known), users.long.as_ref()].into_iter().flatten() {
+    for login in [Some(&users.known), users.long.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         expected.insert(login.clone(), finger_here(env, &root, login)?);
     }
 
@@ -200,8 +203,8 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
                 format!("DIR/pwned-{n} ({q})")
             })
             .collect();
-        seen.pidfile_pid = checks::read_box_file(&dir.join("fingerd.pid"), 64)
-            .and_then(|s| s.trim().parse().ok());
+        seen.pidfile_pid =
+            checks::read_box_file(&dir.join("fingerd.pid"), 64).and_then(|s| s.trim().parse().ok());
         seen.log = checks::read_box_file(&dir.join("fingerd.log"), 1 << 20);
         seen.term_status = stop(pid, b.term);
         seen.pidfile_left = dir.join("fingerd.pid").symlink_metadata().is_ok();
@@ -211,7 +214,9 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
     }
     // Whatever of the box still runs now is left over: killed and reaped.
     for pid in box_processes(box_uid) {
-        let comm = crate::inspect::info(pid).map(|i| i.comm).unwrap_or_default();
+        let comm = crate::inspect::info(pid)
+            .map(|i| i.comm)
+            .unwrap_or_default();
         seen.leftovers.push((pid, comm));
         let _ = crate::process::signal(Pid::from_raw(pid), Signal::SIGKILL);
     }
@@ -433,7 +438,13 @@ fn finger_here(env: &RunEnv, root: &BoxDir, login: &str) -> Result<String> {
 /// An answer as compared: CRs gone, trailing blanks and blank lines gone, times masked (a
 /// login's "On since", "Last login" and idle lines change from one run of finger to the next).
 fn normal(text: &str) -> String {
-    const TIMED: &[&str] = &["On since", "Last login", "Mail last read", "New mail", "Unread since"];
+    const TIMED: &[&str] = &[
+        "On since",
+        "Last login",
+        "Mail last read",
+        "New mail",
+        "Unread since",
+    ];
     let lines: Vec<String> = text
         .replace('\r', "")
         .lines()
@@ -511,19 +522,12 @@ fn play(port: u16, u: &Users, k: usize, dir: &Path, limit: Duration) -> Played {
                 .into_bytes()
         };
         let shown = if *h == "OVERLONG" {
-            tf!(
-                "70000 bytes of 'a' then CRLF",
-                "70000 octets 'a' puis CRLF"
-            )
+            tf!("70000 bytes of 'a' then CRLF", "70000 octets 'a' puis CRLF")
         } else {
             crate::inet::shown(&payload)
         };
         let got = match ask(from(), "", &payload, to, limit).got {
-            Ok(a) => tf!(
-                "answered {} bytes",
-                "réponse de {} octets",
-                a.len()
-            ),
+            Ok(a) => tf!("answered {} bytes", "réponse de {} octets", a.len()),
             Err(e) => e,
         };
         p.hostile.push((shown, got));
@@ -659,11 +663,13 @@ fn serve_client(l: TcpListener, text: &str, start: Duration, answer: Duration) -
     let mut buf = [0u8; 1024];
     let q = loop {
         match s.read(&mut buf) {
-            Ok(0) => break Err(tf!(
-                "the client closed without a query line ({:?})",
-                "le client a fermé sans ligne de requête ({:?})",
-                String::from_utf8_lossy(&line)
-            )),
+            Ok(0) => {
+                break Err(tf!(
+                    "the client closed without a query line ({:?})",
+                    "le client a fermé sans ligne de requête ({:?})",
+                    String::from_utf8_lossy(&line)
+                ))
+            }
             Ok(n) => {
                 line.extend_from_slice(&buf[..n]);
                 if let Some(i) = line.iter().position(|&b| b == b'\n') {
@@ -671,14 +677,19 @@ fn serve_client(l: TcpListener, text: &str, start: Duration, answer: Duration) -
                     break Ok(String::from_utf8_lossy(&line).into_owned());
                 }
                 if line.len() > 4096 {
-                    break Err(tf!("a query line over 4096 bytes", "une ligne de requête de plus de 4096 octets"));
+                    break Err(tf!(
+                        "a query line over 4096 bytes",
+                        "une ligne de requête de plus de 4096 octets"
+                    ));
                 }
             }
-            Err(e) => break Err(tf!(
-                "no query line (ending LF) within {:.1} s: {e}",
-                "pas de ligne de requête (finie par LF) en {:.1} s : {e}",
-                answer.as_secs_f64()
-            )),
+            Err(e) => {
+                break Err(tf!(
+                    "no query line (ending LF) within {:.1} s: {e}",
+                    "pas de ligne de requête (finie par LF) en {:.1} s : {e}",
+                    answer.as_secs_f64()
+                ))
+            }
         }
     };
     let asked = q.is_ok();
@@ -765,7 +776,8 @@ fn judge(
     };
     let daemon_out = out("fingerd");
     let mut k = Checks::new(c, daemon_out);
-    let no_daemon = || match (daemon_out.timed_out, daemon_out.main_status) {
+    let no_daemon = || {
+        match (daemon_out.timed_out, daemon_out.main_status) {
         (true, _) => tf!(
             "not judged: fingerd did not return within the start bound; a daemon's launcher returns once it listens (fork, setsid, the parent exits)",
             "non jugé : fingerd n'a pas rendu la main dans le délai de démarrage ; le lanceur d'un démon rend la main une fois qu'il écoute (fork, setsid, le père se termine)"
@@ -775,6 +787,7 @@ fn judge(
             "non jugé : aucun processus de l'exécution n'écoutait sur le port donné par --port ({})",
             checks::stderr_tail(daemon_out)
         ),
+    }
     };
     let status = daemon_out
         .main_status
@@ -860,15 +873,14 @@ fn judge(
         ),
     }
 
-    let answer_check = |k: &mut Checks, name: &str, a: &Option<Asked>, want: Option<&String>| {
-        match a {
+    let answer_check =
+        |k: &mut Checks, name: &str, a: &Option<Asked>, want: Option<&String>| match a {
             None => k.skip(name, no_daemon()),
             Some(a) => match compare(a, want) {
                 Ok(t) => k.add(name, true, t),
                 Err(t) => k.add(name, false, t),
             },
-        }
-    };
+        };
     answer_check(&mut k, "answers-user", &p.known, expected.get(&u.known));
     match &p.missing {
         None => k.skip("answers-missing-user", no_daemon()),
@@ -966,9 +978,9 @@ fn judge(
             let asked = p.well_formed();
             for a in &asked {
                 let ip = a.from.to_string();
-                match (0..lines.len())
-                    .find(|&i| !used[i] && lines[i].contains(&a.login) && names_address(lines[i], &ip))
-                {
+                match (0..lines.len()).find(|&i| {
+                    !used[i] && lines[i].contains(&a.login) && names_address(lines[i], &ip)
+                }) {
                     Some(i) => used[i] = true,
                     None => missing.push(format!("{} from {ip}", a.login)),
                 }
@@ -1000,10 +1012,7 @@ fn judge(
     if d.pid.is_none() {
         k.skip("hostile-queries", no_daemon());
     } else {
-        let after = p
-            .after
-            .as_ref()
-            .map(|a| compare(a, expected.get(&u.known)));
+        let after = p.after.as_ref().map(|a| compare(a, expected.get(&u.known)));
         let ok = d.pwned.is_empty() && d.alive_after_hostile && matches!(after, Some(Ok(_)));
         let why = if !d.pwned.is_empty() {
             tf!(
@@ -1104,7 +1113,10 @@ fn judge(
         Some(Err(e)) => k.add("client-query", false, e.clone()),
         None => k.add("client-query", false, checks::stderr_tail(cli)),
     }
-    let want: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+    let want: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
     let got: Vec<String> = cli
         .stdout_lines
         .iter()
@@ -1117,7 +1129,8 @@ fn judge(
         }
         g
     };
-    let same = got_trimmed.len() == want.len() && got_trimmed.iter().zip(&want).all(|(a, b)| *a == b);
+    let same =
+        got_trimmed.len() == want.len() && got_trimmed.iter().zip(&want).all(|(a, b)| *a == b);
     if !matches!(cs.query, Some(Ok(_))) {
         k.skip(
             "client-whole-answer",
@@ -1278,9 +1291,10 @@ fn transcript_text(
         t.push_str(&tf!(
             "\n-- {name}: {}\nstdout (first 20 lines):\n{}\nstderr:\n{}\n",
             "\n-- {name} : {}\nstdout (20 premières lignes) :\n{}\nstderr :\n{}\n",
-            o.main_status.map_or(tf!("did not end", "n'a pas fini"), |s| {
-                crate::process::describe(&s)
-            }),
+            o.main_status
+                .map_or(tf!("did not end", "n'a pas fini"), |s| {
+                    crate::process::describe(&s)
+                }),
             stdout.join("\n"),
             String::from_utf8_lossy(&o.stderr)
         ));

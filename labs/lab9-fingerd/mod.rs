@@ -75,7 +75,9 @@ impl crate::trace::Traceable for Lab9 {
                 &port.to_string(),
             ]))?;
             if code != 0 {
-                return Err(Error::runtime(format!("the traced fingercli exited {code}")));
+                return Err(Error::runtime(format!(
+                    "the traced fingercli exited {code}"
+                )));
             }
             let pid = std::fs::read_to_string(run.dir.join("fingerd.pid"))
                 .ok()

@@ -100,8 +100,8 @@ pub fn inspect(pid: i32, pidfile: &Path, launcher: &Outcome) -> Facts {
         })
         .cloned()
         .collect();
-    let pidfile_pid = crate::grade::checks::read_box_file(pidfile, 64)
-        .and_then(|s| s.trim().parse().ok());
+    let pidfile_pid =
+        crate::grade::checks::read_box_file(pidfile, 64).and_then(|s| s.trim().parse().ok());
     let pidfile_locked = matches!(
         crate::grade::checks::open_box_file(pidfile).map(crate::daemon::probe_file),
         Some(Ok(crate::daemon::PidState::Running(_)))
@@ -122,4 +122,3 @@ pub fn inspect(pid: i32, pidfile: &Path, launcher: &Outcome) -> Facts {
         pidfile_locked,
     }
 }
-

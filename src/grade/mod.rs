@@ -7,8 +7,8 @@
 pub mod batch;
 pub mod boxed;
 pub mod cgroup;
-pub mod daemonized;
 pub mod checks;
+pub mod daemonized;
 pub mod harness;
 pub mod net;
 pub mod report;
