@@ -841,7 +841,24 @@ fn judge(
                 s.map_or("?".into(), |s| s.to_string())
             ),
         ),
-        (None, _) => k.add("daemonized", false, no_daemon()),
+        (None, Some(n)) if n != 0 => k.add(
+            "daemonized",
+            false,
+            tf!(
+                "fingerd exited {n}: {}",
+                "fingerd a fini avec le statut {n} : {}",
+                checks::stderr_tail(daemon_out)
+            ),
+        ),
+        (None, Some(_)) => k.add(
+            "daemonized",
+            false,
+            tf!(
+                "the launcher exited 0, but no process of the run listened on the port given by --port",
+                "le lanceur a fini avec 0, mais aucun processus de l'exécution n'écoutait sur le port donné par --port"
+            ),
+        ),
+        (None, None) => k.add("daemonized", false, no_daemon()),
     }
 
     // pidfile
@@ -1182,35 +1199,46 @@ fn judge(
         .lines()
         .filter(|l| !l.trim().is_empty())
         .collect();
-    match refused.main_status.map(|s| crate::process::shell_status(&s)) {
-        _ if refused.timed_out => k.add(
+    let client_asked = matches!(cs.query, Some(Ok(_)));
+    if !client_asked {
+        k.skip(
             "client-refused",
-            false,
             tf!(
-                "did not end within {:.1} s with nobody on the port",
-                "n'a pas fini en {:.1} s sans personne sur le port",
-                c.bound_ms("refuse_ms", 5000) as f64 / 1000.0
+                "not judged: the client sent no query to a server that listened (any program that stops at once with one line would pass it)",
+                "non jugé : le client n'a envoyé aucune requête à un serveur qui écoutait (tout programme qui s'arrête aussitôt avec une ligne le passerait)"
             ),
-        ),
-        Some(s) if s != 0 && s < 128 && lines.len() == 1 => k.add(
-            "client-refused",
-            true,
-            tf!(
-                "nobody on the port: status {s}, one line: {}",
-                "personne sur le port : statut {s}, une ligne : {}",
-                lines[0]
+        );
+    } else {
+        match refused.main_status.map(|s| crate::process::shell_status(&s)) {
+            _ if refused.timed_out => k.add(
+                "client-refused",
+                false,
+                tf!(
+                    "did not end within {:.1} s with nobody on the port",
+                    "n'a pas fini en {:.1} s sans personne sur le port",
+                    c.bound_ms("refuse_ms", 5000) as f64 / 1000.0
+                ),
             ),
-        ),
-        s => k.add(
-            "client-refused",
-            false,
-            tf!(
-                "nobody on the port: status {}, {} lines on stderr (want a status other than 0 and one line saying the connection was refused)",
-                "personne sur le port : statut {}, {} lignes sur stderr (attendu : un statut autre que 0 et une ligne disant que la connexion est refusée)",
-                s.map_or("?".into(), |s| s.to_string()),
-                lines.len()
+            Some(s) if s != 0 && s < 128 && lines.len() == 1 => k.add(
+                "client-refused",
+                true,
+                tf!(
+                    "nobody on the port: status {s}, one line: {}",
+                    "personne sur le port : statut {s}, une ligne : {}",
+                    lines[0]
+                ),
             ),
-        ),
+            s => k.add(
+                "client-refused",
+                false,
+                tf!(
+                    "nobody on the port: status {}, {} lines on stderr (want a status other than 0 and one line saying the connection was refused)",
+                    "personne sur le port : statut {}, {} lignes sur stderr (attendu : un statut autre que 0 et une ligne disant que la connexion est refusée)",
+                    s.map_or("?".into(), |s| s.to_string()),
+                    lines.len()
+                ),
+            ),
+        }
     }
 
     // no-leftover-processes, timeout
@@ -1219,12 +1247,14 @@ fn judge(
         .iter()
         .map(|(p, c)| format!("{p} {c}"))
         .chain(
+            // A launch that timed out was killed for that: the timeout check says so.
             phases
                 .iter()
+                .filter(|(_, o)| !o.timed_out)
                 .flat_map(|(_, o)| o.killed.iter().map(|(p, c)| format!("{p} {c}"))),
         )
         .collect();
-    if d.pid.is_none() && k.idle() {
+    if d.pid.is_none() && !client_asked {
         k.skip("no-leftover-processes", checks::skip_idle());
     } else {
         k.add(
@@ -1243,6 +1273,10 @@ fn judge(
                 )
             },
         );
+    }
+    if d.pid.is_none() && !client_asked {
+        k.skip("timeout", checks::skip_idle());
+        return k.list;
     }
     let late: Vec<&str> = phases
         .iter()
