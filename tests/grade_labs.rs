@@ -388,8 +388,9 @@ fn grade_lab8_as_a_normal_user() {
 }
 
 /// Lab 9's faults, one check each (the daemon left in the foreground fails daemonized and
-/// timeout, and the checks that need a daemon are skipped).
-fn lab9_rows() -> Vec<(&'static str, &'static [&'static str])> {
+/// timeout, and the checks that need a daemon are skipped); the same in Python and in C but for
+/// the client that writes several lines when refused (`many_lines`).
+fn lab9_rows(many_lines: &'static str) -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("correct", &[]),
         ("no-setsid", &["daemonized"]),
@@ -405,14 +406,39 @@ fn lab9_rows() -> Vec<(&'static str, &'static [&'static str])> {
         // Its whole-answer check is skipped: no query line reached the server.
         ("client-no-newline", &["client-query"]),
         ("client-one-recv", &["client-whole-answer"]),
-        ("client-traceback", &["client-refused"]),
+        (many_lines, &["client-refused"]),
     ]
 }
 
 #[test]
 fn grade_lab9_fixtures_are_judged_exactly() {
     let _forks = common::fork_guard();
-    judge_table("9", "finger.py", &lab9_rows(), &["--timeout", "3"]);
+    judge_table(
+        "9",
+        "finger.py",
+        &lab9_rows("client-traceback"),
+        &["--timeout", "3"],
+    );
+}
+
+#[test]
+fn grade_lab9_c_fixtures_are_judged_exactly() {
+    let _forks = common::fork_guard();
+    let dir = world_dir("ipclab-cfix-");
+    let exe = dir.path().join("finger");
+    cc(&common::fixture(9, "finger.c"), &exe, &["-pthread"]);
+    let exe = exe.display().to_string();
+    // The daemon left in the foreground costs its 5 s start bound: once, in the Python table.
+    let rows: Vec<_> = lab9_rows("client-two-lines")
+        .into_iter()
+        .filter(|(v, _)| *v != "no-daemon")
+        .collect();
+    judge_variants(
+        "9",
+        &|variant| format!("{exe} {variant}"),
+        &rows,
+        &["--timeout", "3"],
+    );
 }
 
 /// Lab 9 graded by a normal user: the machine's loopback, no users of the grader's own (the

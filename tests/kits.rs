@@ -168,13 +168,13 @@ fn kits_bad_input_is_exit_2_and_writes_nothing() {
         (
             vec![
                 "new",
-                "9",
+                "99",
                 "--lang",
                 "python",
                 "--dir",
                 fresh.to_str().unwrap(),
             ],
-            "no lab 9",
+            "no lab 99",
         ),
         (
             vec![
