@@ -33,12 +33,35 @@ enum HostsCmd {
     Partition { a: String, b: String },
     /// Undo every partition.
     Heal,
+    /// Delay messages between hosts: TCP between them goes through a relay that holds each
+    /// piece back by its link's delay and can record every byte.
+    Relay {
+        #[command(subcommand)]
+        cmd: RelayCmd,
+    },
     /// Run CMD on HOST as its user, from its home (default: a shell), as if logged in there.
     Exec {
         host: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum RelayCmd {
+    /// Start it: --delay FROM:TO:MS[:JITTER] per link (h1:h2:50, *:h3:20:10; default none).
+    On {
+        #[arg(long)]
+        delay: Vec<String>,
+        /// Seed of the jitter (the same seed, the same delays).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// JSON lines of every piece relayed (a new file).
+        #[arg(long)]
+        record: Option<std::path::PathBuf>,
+    },
+    /// Stop it: the links are direct again.
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -394,6 +417,38 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
         }
         HostsCmd::Heal => {
             Cluster::current().ok_or_else(none)?.heal()?;
+            Ok(0)
+        }
+        HostsCmd::Relay {
+            cmd:
+                RelayCmd::On {
+                    delay,
+                    seed,
+                    record,
+                },
+        } => {
+            let c = Cluster::current().ok_or_else(none)?;
+            let links = delay
+                .iter()
+                .map(|d| ipclab::relay::Link::parse(d))
+                .collect::<Result<Vec<_>>>()?;
+            let pid = ipclab::relay::on(
+                &c,
+                ipclab::relay::Config {
+                    links,
+                    seed,
+                    record,
+                },
+            )?;
+            println!("relay {pid}: TCP between the hosts goes through it (ipclab hosts relay off)");
+            Ok(0)
+        }
+        HostsCmd::Relay { cmd: RelayCmd::Off } => {
+            if ipclab::relay::off()? {
+                println!("relay stopped: the links are direct");
+            } else {
+                println!("no relay was running");
+            }
             Ok(0)
         }
         HostsCmd::Exec { host, cmd } => {

@@ -82,6 +82,11 @@ fn state() -> PathBuf {
     Path::new(sandbox::STATE).join("hosts")
 }
 
+/// The hosts' state directory (root's, under /run): the relay keeps its pid there too.
+pub fn state_dir() -> PathBuf {
+    state()
+}
+
 impl Cluster {
     /// The hosts that are up, or None.
     pub fn current() -> Option<Cluster> {
@@ -640,6 +645,16 @@ fn teardown() -> Vec<String> {
                 .map(|m| m.ino())
         })
         .collect();
+    // The relay (src/relay.rs) holds sockets in the hosts' namespaces from the machine's own.
+    if let Some(pid) = std::fs::read_to_string(state().join("relay.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     kill_in(&inodes);
     for n in &names {
         if HostBox::destroy(n).is_ok() {
@@ -728,7 +743,11 @@ impl Cluster {
     }
 }
 
-/// Runs an nft script inside `h`'s network namespace.
+/// Runs an nft script inside `h`'s network namespace (the relay's redirect, a partition).
+pub fn nft_in(h: &Host, script: &str) -> Result<()> {
+    nft(h, script)
+}
+
 fn nft(h: &Host, script: &str) -> Result<()> {
     run(
         "/usr/sbin/ip",

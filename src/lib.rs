@@ -20,6 +20,7 @@ pub mod kit;
 pub mod labs;
 pub mod package;
 pub mod process;
+pub mod relay;
 pub mod sandbox;
 pub mod shm;
 pub mod signals;

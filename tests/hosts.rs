@@ -216,6 +216,8 @@ fn hosts_run_real_sshd_and_leave_nothing() {
         "the daemon left on h2 is not running"
     );
 
+    relay_delays_each_link(&c);
+
     // Down: no namespace, no live sshd, no box, lease or process of the hosts' users.
     let out = ipclab(&["hosts", "down"]);
     assert!(out.status.success(), "down: {}", text(&out.stderr));
@@ -274,5 +276,135 @@ fn hosts_as_a_normal_user_say_why_not() {
         text(&out.stderr).contains("needs root"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// An echo server on h2 (a thread in its namespace): each byte sent back.
+fn echo_on(h: &ipclab::hosts::Host) -> u16 {
+    let ns = std::fs::File::open(format!("/run/netns/{}", h.netns())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+        tx.send(l.local_addr().unwrap().port()).unwrap();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let peer = c.peer_addr().unwrap();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut b = [0u8; 64];
+                // The first byte back is the peer's last address byte: whom the server saw.
+                let _ = c.write_all(&[peer
+                    .ip()
+                    .to_string()
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .parse::<u8>()
+                    .unwrap()]);
+                while let Ok(n) = c.read(&mut b) {
+                    if n == 0 || c.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    rx.recv().unwrap()
+}
+
+/// Round trips of one byte from h1 to h2's echo: (who the server saw, each trip's time).
+fn round_trips(c: &ipclab::hosts::Cluster, port: u16, n: usize) -> (u8, Vec<std::time::Duration>) {
+    use std::io::Read;
+    let h2 = c.host("h2").unwrap().addr;
+    let mut s = ipclab::hosts::connect_in(c.host("h1").unwrap(), (h2, port).into()).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    let seen = b[0];
+    let trips = (0..n)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            s.write_all(b"x").unwrap();
+            s.read_exact(&mut b).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    (seen, trips)
+}
+
+/// The relay holds h1→h2 pieces 80 ms and h2→h1 ones 20 ms: a round trip takes at least 100
+/// ms (at most 400 more on a loaded machine); the records time every piece by its link's
+/// delay; the server still sees h1's address; off, the trips are direct again.
+fn relay_delays_each_link(c: &ipclab::hosts::Cluster) {
+    let port = echo_on(c.host("h2").unwrap());
+    let (seen, direct) = round_trips(c, port, 3);
+    assert_eq!(seen, 1, "the server saw 10.213.0.{seen}, not h1");
+    let dir = private_dir();
+    let rec = dir.path().join("wire.jsonl");
+    for bad in [&["--delay", "h1:h9:5"][..], &["--delay", "h1-h2"]] {
+        let out = ipclab(&[&["hosts", "relay", "on"][..], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
+    let out = ipclab(&[
+        "hosts",
+        "relay",
+        "on",
+        "--delay",
+        "h1:h2:80",
+        "--delay",
+        "h2:h1:20",
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "relay on: {}", text(&out.stderr));
+    let again = ipclab(&["hosts", "relay", "on"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    let (seen, trips) = round_trips(c, port, 3);
+    let off = ipclab(&["hosts", "relay", "off"]);
+    assert!(off.status.success(), "relay off: {}", text(&off.stderr));
+    assert_eq!(seen, 1, "through the relay the server saw 10.213.0.{seen}");
+    for t in &trips {
+        let ms = t.as_secs_f64() * 1000.0;
+        assert!(
+            (100.0..500.0).contains(&ms),
+            "a relayed trip took {ms:.1} ms: {trips:?}"
+        );
+    }
+    let records = std::fs::read_to_string(&rec).unwrap();
+    let mut held = std::collections::BTreeMap::<String, Vec<f64>>::new();
+    for l in records.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        if let (Some(t), Some(due), Some(from)) =
+            (v["t"].as_f64(), v["due"].as_f64(), v["from"].as_str())
+        {
+            if v["len"].as_u64().is_some() {
+                held.entry(from.split(' ').next().unwrap().to_string())
+                    .or_default()
+                    .push((due - t) * 1000.0);
+            }
+        }
+    }
+    for (host, want) in [("h1", 80.0), ("h2", 20.0)] {
+        let v = &held[host];
+        assert!(v.len() >= 3, "{host}: {records}");
+        assert!(
+            v.iter().all(|d| (d - want).abs() < 1.0),
+            "{host}: held {v:?} ms, want {want}"
+        );
+    }
+    let ruleset =
+        run(Command::new("ip").args(["netns", "exec", "ipclab-h1", "nft", "list", "ruleset"]));
+    assert!(
+        !text(&ruleset.stdout).contains("ipclab_relay"),
+        "the redirect stayed"
+    );
+    let (_, after) = round_trips(c, port, 3);
+    let slowest = direct.iter().chain(&after).max().unwrap();
+    assert!(
+        slowest.as_millis() < 50,
+        "direct trips: {direct:?} {after:?}"
     );
 }

@@ -1,0 +1,509 @@
+//! Message delay between namespace hosts (labs 8–15), in userspace: the kernel here has
+//! nftables but no netem qdisc. `ipclab hosts relay on` starts one relay process; nftables in
+//! each host's namespace redirects every TCP connection it opens to another host (ssh aside)
+//! to the relay's listener on that host (127.0.0.1, port 1: below 1024, so no host's user can
+//! take it). The relay reads the original destination (SO_ORIGINAL_DST), connects there from
+//! the same host (its own sockets carry a mark the rule lets through, so the server sees the
+//! client's host address), and copies both ways, holding each piece back by its link's delay
+//! (a seeded jitter on top, order kept), and records every piece: when it was read, when it is
+//! due, from and to which endpoint, its bytes. `relay off` removes the rules and stops it;
+//! `hosts down` stops it too.
+//!
+//! What differs from a direct connection: connect succeeds at once (the relay accepts), and a
+//! refused destination is then a reset (ECONNRESET) rather than ECONNREFUSED; the server sees
+//! the client's address but another source port. UDP is not relayed.
+
+use crate::error::{Error, Result};
+use crate::hosts::{Cluster, Host};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The relay's port on each host's loopback.
+pub const PORT: u16 = 1;
+/// The mark of the relay's own connections, which the redirect lets through.
+const MARK: u32 = 0x1a9;
+const TABLE: &str = "ipclab_relay";
+
+/// One link's delay: pieces sent from `from` to `to` wait `ms`, plus up to `jitter_ms`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub ms: u64,
+    pub jitter_ms: u64,
+}
+
+impl Link {
+    /// `FROM:TO:MS[:JITTER]` (`h1:h2:50`, `h1:h2:50:20`); `*` for every host.
+    pub fn parse(s: &str) -> Result<Link> {
+        let w: Vec<&str> = s.split(':').collect();
+        let ms = |x: &str| -> Result<u64> {
+            x.parse::<u64>()
+                .ok()
+                .filter(|v| *v <= 60_000)
+                .ok_or_else(|| Error::usage(format!("--delay {s}: {x:?} is not 0..=60000 ms")))
+        };
+        match w[..] {
+            [from, to, d] | [from, to, d, _] if !from.is_empty() && !to.is_empty() => Ok(Link {
+                from: from.into(),
+                to: to.into(),
+                ms: ms(d)?,
+                jitter_ms: w.get(3).map_or(Ok(0), |j| ms(j))?,
+            }),
+            _ => Err(Error::usage(format!(
+                "--delay {s}: want FROM:TO:MS[:JITTER] (h1:h2:50, *:h3:20:10)"
+            ))),
+        }
+    }
+
+    fn matches(&self, from: &str, to: &str) -> bool {
+        (self.from == "*" || self.from == from) && (self.to == "*" || self.to == to)
+    }
+}
+
+pub struct Config {
+    pub links: Vec<Link>,
+    pub seed: u64,
+    /// JSON lines of every piece and connection (created, mode 0600; never an existing file).
+    pub record: Option<PathBuf>,
+}
+
+fn pidfile() -> PathBuf {
+    crate::hosts::state_dir().join("relay.pid")
+}
+
+/// The relay's pid, if one runs for the hosts that are up.
+pub fn running() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    crate::inspect::info(pid)
+        .filter(|i| !i.is_zombie())
+        .map(|_| pid)
+}
+
+/// Starts the relay for `c` (single-threaded caller: it forks); its pid once it relays.
+pub fn on(c: &Cluster, cfg: Config) -> Result<i32> {
+    if let Some(pid) = running() {
+        return Err(Error::usage(format!(
+            "the relay runs already (pid {pid}): ipclab hosts relay off first"
+        )));
+    }
+    for l in &cfg.links {
+        for h in [&l.from, &l.to] {
+            if h != "*" {
+                c.host(h)?;
+            }
+        }
+    }
+    let record = match &cfg.record {
+        None => None,
+        Some(p) => Some(create_new(p)?),
+    };
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys(e, "pipe2", "relay"))?;
+    // Safety: the CLI is single-threaded here; the child serves and never returns.
+    match unsafe { nix::unistd::fork() }.map_err(|e| Error::sys(e, "fork", "relay"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            let mut keep = vec![w.as_raw_fd()];
+            keep.extend(record.as_ref().map(|f| f.as_raw_fd()));
+            crate::daemon::close_fds_except(&keep);
+            let _ = crate::daemon::stdio_to_dev_null();
+            let code = match serve(c, &cfg, record, w) {
+                Ok(()) => 0,
+                // serve has told the launcher (and closed the pipe) already.
+                Err(_) => 1,
+            };
+            // Safety: _exit from the forked relay.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut said = String::new();
+            let _ = std::fs::File::from(r).read_to_string(&mut said);
+            match said.strip_prefix("ok") {
+                Some(_) => Ok(child.as_raw()),
+                None => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(Error::runtime(if said.is_empty() {
+                        "the relay died while starting".to_string()
+                    } else {
+                        said
+                    }))
+                }
+            }
+        }
+    }
+}
+
+/// Stops the relay (its rules go with it); false if none ran.
+pub fn off() -> Result<bool> {
+    let Some(pid) = running() else {
+        return Ok(false);
+    };
+    let p = nix::unistd::Pid::from_raw(pid);
+    let fd = crate::process::pidfd_open(p).ok();
+    crate::process::signal(p, nix::sys::signal::Signal::SIGTERM)?;
+    if let Some(fd) = fd {
+        let _ = crate::signals::poll_fds(&[fd.as_fd()], Some(Duration::from_secs(5)));
+    }
+    Ok(true)
+}
+
+fn create_new(p: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(p)
+        .map_err(|e| Error::io(&e, "create", p.display()).into_usage())
+}
+
+fn tell(w: &OwnedFd, msg: &str) {
+    // Safety: write(2) of our own buffer, far below PIPE_BUF.
+    unsafe { libc::write(w.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Where pieces are recorded, and the clock they are timed by.
+struct Recorder {
+    file: Option<Mutex<std::fs::File>>,
+    t0: Instant,
+}
+
+impl Recorder {
+    fn line(&self, v: serde_json::Value) {
+        if let Some(f) = &self.file {
+            if let Ok(mut f) = f.lock() {
+                // One write per line: lines never tear.
+                let _ = f.write_all(format!("{v}\n").as_bytes());
+            }
+        }
+    }
+    fn t(&self, at: Instant) -> f64 {
+        (at - self.t0).as_secs_f64()
+    }
+}
+
+/// The relay's life: listeners, rules, "ok" to the launcher (its pipe then closed: it reads to
+/// the end), then until SIGTERM. A failure is told the same way.
+fn serve(c: &Cluster, cfg: &Config, record: Option<std::fs::File>, ready: OwnedFd) -> Result<()> {
+    match listen_all(c, cfg, record) {
+        Ok(sigs) => {
+            tell(&ready, "ok");
+            drop(ready);
+            wait_and_undo(c, sigs)
+        }
+        Err(e) => {
+            for h in &c.hosts {
+                let _ = crate::hosts::nft_in(h, &format!("delete table ip {TABLE}"));
+            }
+            tell(&ready, &e.to_string());
+            Err(e)
+        }
+    }
+}
+
+fn listen_all(
+    c: &Cluster,
+    cfg: &Config,
+    record: Option<std::fs::File>,
+) -> Result<crate::signals::SignalPipe> {
+    let sigs = crate::signals::SignalPipe::new(&[
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ])?;
+    let rec = Arc::new(Recorder {
+        file: record.map(Mutex::new),
+        t0: Instant::now(),
+    });
+    let cluster = Arc::new(c.clone());
+    let links = Arc::new(cfg.links.clone());
+    for h in &c.hosts {
+        let ns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))
+            .map_err(|e| Error::io(&e, "open", h.netns()))?;
+        let (tx, rx) = mpsc::channel();
+        let (host, cluster, links, rec) = (h.clone(), cluster.clone(), links.clone(), rec.clone());
+        let seed = cfg.seed;
+        // The thread lives in the host's namespace: its sockets, and its threads', are there.
+        std::thread::spawn(move || {
+            let bound = nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| format!("setns {}: {e}", host.name))
+                .and_then(|_| {
+                    TcpListener::bind((Ipv4Addr::LOCALHOST, PORT))
+                        .map_err(|e| format!("bind 127.0.0.1:{PORT} on {}: {e}", host.name))
+                });
+            let l = match bound {
+                Ok(l) => {
+                    let _ = tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            accept_loop(l, &host, &cluster, &links, seed, &rec);
+        });
+        rx.recv()
+            .map_err(|_| Error::runtime("a relay thread died"))?
+            .map_err(Error::runtime)?;
+    }
+    for h in &c.hosts {
+        crate::hosts::nft_in(h, &rules(h))?;
+    }
+    std::fs::write(pidfile(), format!("{}\n", std::process::id()))
+        .map_err(|e| Error::io(&e, "write", pidfile().display()))?;
+    Ok(sigs)
+}
+
+fn wait_and_undo(c: &Cluster, mut sigs: crate::signals::SignalPipe) -> Result<()> {
+    loop {
+        crate::signals::poll_fds(&[sigs.fd()], None)?;
+        if !sigs.take().is_empty() {
+            break;
+        }
+    }
+    for h in &c.hosts {
+        let _ = crate::hosts::nft_in(h, &format!("delete table ip {TABLE}"));
+    }
+    let _ = std::fs::remove_file(pidfile());
+    Ok(())
+}
+
+/// The redirect in `h`'s namespace: TCP to another host, ssh and the relay's own aside.
+fn rules(h: &Host) -> String {
+    let [a, b, c] = crate::hosts::SUBNET;
+    format!(
+        "add table ip {TABLE} ; \
+         add chain ip {TABLE} out {{ type nat hook output priority -100 ; }} ; \
+         add rule ip {TABLE} out meta mark {MARK:#x} return ; \
+         add rule ip {TABLE} out ip daddr {a}.{b}.{c}.0/24 ip daddr != {} tcp dport != 22 redirect to :{PORT}",
+        h.addr
+    )
+}
+
+fn accept_loop(
+    l: TcpListener,
+    host: &Host,
+    c: &Arc<Cluster>,
+    links: &Arc<Vec<Link>>,
+    seed: u64,
+    rec: &Arc<Recorder>,
+) {
+    for (id, conn) in (0u64..).zip(l.incoming()) {
+        let Ok(conn) = conn else { continue };
+        let (host, c, links, rec) = (host.clone(), c.clone(), links.clone(), rec.clone());
+        let id = id * 1000 + host.addr.octets()[3] as u64;
+        std::thread::spawn(move || relay_one(conn, &host, &c, &links, seed ^ id, id, &rec));
+    }
+}
+
+fn original_dst(s: &TcpStream) -> Option<SocketAddrV4> {
+    let a = nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::OriginalDst).ok()?;
+    let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+    Some(SocketAddrV4::new(ip, u16::from_be(a.sin_port)))
+}
+
+fn relay_one(
+    client: TcpStream,
+    from: &Host,
+    c: &Cluster,
+    links: &[Link],
+    seed: u64,
+    id: u64,
+    rec: &Recorder,
+) {
+    let Some(dst) = original_dst(&client) else {
+        return;
+    };
+    let Some(to) = c.hosts.iter().find(|h| h.addr == *dst.ip()) else {
+        return;
+    };
+    let peer = client.peer_addr().map_or("?".into(), |a| a.to_string());
+    let ends = (
+        format!("{} {peer}", from.name),
+        format!("{} {dst}", to.name),
+    );
+    let server = (|| -> std::io::Result<TcpStream> {
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Mark, &MARK)?;
+        nix::sys::socket::connect(fd.as_raw_fd(), &nix::sys::socket::SockaddrIn::from(dst))?;
+        Ok(TcpStream::from(fd))
+    })();
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            rec.line(
+                serde_json::json!({"t": rec.t(Instant::now()), "conn": id, "ev": "refused",
+                "from": ends.0, "to": ends.1, "error": e.to_string()}),
+            );
+            // A reset, the nearest a relay can come to the refusal the client would have had.
+            let _ = nix::sys::socket::setsockopt(
+                &client,
+                nix::sys::socket::sockopt::Linger,
+                &libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                },
+            );
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    rec.line(
+        serde_json::json!({"t": rec.t(Instant::now()), "conn": id, "ev": "open",
+        "from": ends.0, "to": ends.1}),
+    );
+    let delay = |a: &str, b: &str| links.iter().rev().find(|l| l.matches(a, b)).cloned();
+    let (there, back) = (delay(&from.name, &to.name), delay(&to.name, &from.name));
+    let (c2, s2) = match (client.try_clone(), server.try_clone()) {
+        (Ok(c2), Ok(s2)) => (c2, s2),
+        _ => return,
+    };
+    std::thread::scope(|sc| {
+        let e = &ends;
+        sc.spawn(|| pump(client, s2, there, seed, id, (&e.0, &e.1), rec));
+        pump(server, c2, back, seed.rotate_left(1), id, (&e.1, &e.0), rec);
+    });
+}
+
+/// Copies `src` to `dst`, each piece held back by `link`'s delay (order kept); the end of
+/// `src` is passed on as a shutdown of `dst`'s writing side, once the pieces before it are out.
+fn pump(
+    mut src: TcpStream,
+    mut dst: TcpStream,
+    link: Option<Link>,
+    seed: u64,
+    id: u64,
+    (from, to): (&str, &str),
+    rec: &Recorder,
+) {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (ms, jitter) = link.map_or((0, 0), |l| (l.ms, l.jitter_ms));
+    if ms == 0 && jitter == 0 {
+        // No delay on this link: copied as read, with no hand-over to a writer thread.
+        return copy(src, dst, id, (from, to), rec);
+    }
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            for (due, piece) in rx {
+                let now = Instant::now();
+                if due > now {
+                    // The fault itself: this piece is held until its due time.
+                    std::thread::sleep(due - now);
+                }
+                if piece.is_empty() || dst.write_all(&piece).is_err() {
+                    break;
+                }
+            }
+            let _ = dst.shutdown(std::net::Shutdown::Write);
+        });
+        let mut last = Instant::now();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = match src.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            let now = Instant::now();
+            let extra = if jitter > 0 {
+                rng.random_range(0..=jitter)
+            } else {
+                0
+            };
+            // FIFO: a piece is never due before the one read before it.
+            let due = (now + Duration::from_millis(ms + extra)).max(last);
+            last = due;
+            if n > 0 {
+                rec.line(
+                    serde_json::json!({"t": rec.t(now), "due": rec.t(due), "conn": id,
+                    "from": from, "to": to, "len": n, "hex": hex(&buf[..n])}),
+                );
+            } else {
+                rec.line(
+                    serde_json::json!({"t": rec.t(now), "due": rec.t(due), "conn": id,
+                    "from": from, "to": to, "ev": "eof"}),
+                );
+            }
+            if tx.send((due, buf[..n].to_vec())).is_err() || n == 0 {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.join();
+    });
+}
+
+/// `pump` for a link without delay.
+fn copy(mut src: TcpStream, mut dst: TcpStream, id: u64, (from, to): (&str, &str), rec: &Recorder) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => 0,
+        };
+        if rec.file.is_some() {
+            let t = rec.t(Instant::now());
+            rec.line(if n > 0 {
+                serde_json::json!({"t": t, "due": t, "conn": id, "from": from, "to": to,
+                    "len": n, "hex": hex(&buf[..n])})
+            } else {
+                serde_json::json!({"t": t, "due": t, "conn": id, "from": from, "to": to, "ev": "eof"})
+            });
+        }
+        if n == 0 || dst.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = dst.shutdown(std::net::Shutdown::Write);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The address a record names (`h2 10.213.0.2:7000`), for readers of the records.
+pub fn endpoint(s: &str) -> Option<(String, SocketAddr)> {
+    let (h, a) = s.split_once(' ')?;
+    Some((h.to_string(), a.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_parse_and_match() {
+        let l = Link::parse("h1:h2:50:20").unwrap();
+        assert_eq!((l.ms, l.jitter_ms), (50, 20));
+        assert!(l.matches("h1", "h2") && !l.matches("h2", "h1"));
+        assert!(Link::parse("*:h3:5").unwrap().matches("h9", "h3"));
+        for bad in ["h1:h2", "h1:h2:x", ":h2:5", "h1:h2:70000", "h1:h2:5:6:7"] {
+            assert_eq!(Link::parse(bad).err().map(|e| e.code()), Some(2), "{bad}");
+        }
+        assert_eq!(
+            endpoint("h2 10.213.0.2:7000"),
+            Some(("h2".into(), "10.213.0.2:7000".parse().unwrap()))
+        );
+    }
+}
