@@ -7,7 +7,7 @@ BIN := target/debug
 # lint checks it): their numbers, in order.
 LABS := $(shell ls -d labs/lab*-*/ | sed 's|labs/lab\([0-9]*\)-.*|\1|' | sort -n)
 
-.PHONY: all build test soak check fmt bench static package-gradescope package-classroom grade bench-grade bench-restart bench-lab4 clean doctor help
+.PHONY: all build test soak check fmt bench static package-gradescope package-classroom grade bench-grade bench-restart bench-lab4 bench-hosts clean doctor help
 
 all: build
 
@@ -79,6 +79,10 @@ bench-lab4:
 	$(CARGO) build --release --workspace
 	$(CARGO) bench --bench lab4_throughput
 
+# Root: hosts up/down for K = 2..16, and the relay's cost on a round trip as a ratio.
+bench-hosts:
+	$(CARGO) bench --bench hosts
+
 # Self-contained binaries for grading images without a Rust toolchain (static glibc).
 STATIC := target/x86_64-unknown-linux-gnu/release
 static:
@@ -106,6 +110,7 @@ help:
 	@echo "make grade                grade the reference programs (ipclab grade all)"
 	@echo "make bench                the IPC zoo, and the Rust/C ratios against bench/twins.c"
 	@echo "make bench-grade|bench-restart|bench-lab4   measurements (release build)"
+	@echo "make bench-hosts          hosts up/down K=2..16, the relay's round-trip ratio (root)"
 	@echo "make package-gradescope LAB=N   the autograder zip (static binaries; make package-classroom too)"
 	@echo "make doctor               what works on this machine"
 	@echo "make clean                remove stale ipclab objects and build output"

@@ -400,8 +400,18 @@ fn link(h: &Host, i: usize) -> Result<()> {
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     let _ = i;
+    if Path::new("/usr/sbin/nft").exists() {
+        // The relay's NAT chain, empty until `relay on`: with it conntrack follows every
+        // connection from its first packet, so a redirect added later applies to new ones
+        // only (added later, it would see an open connection mid-stream as new and cut it).
+        // A chain's hook alone does not start conntrack: a rule with a ct match does.
+        nft(h, &format!("add table ip {RELAY_TABLE} ; add chain ip {RELAY_TABLE} track {{ type filter hook output priority -200 ; }} ; add rule ip {RELAY_TABLE} track ct state new counter ; add chain ip {RELAY_TABLE} out {{ type nat hook output priority -100 ; }}"))?;
+    }
     Ok(())
 }
+
+/// The nftables table of the relay (src/relay.rs) in each host's namespace.
+pub const RELAY_TABLE: &str = "ipclab_relay";
 
 /// ~/.ssh/config of every host user: each host by name and address, with its user.
 fn client_config(hosts: &[Host]) -> String {

@@ -1,13 +1,14 @@
 //! Message delay between namespace hosts (labs 8–15), in userspace: the kernel here has
 //! nftables but no netem qdisc. `ipclab hosts relay on` starts one relay process; nftables in
-//! each host's namespace redirects every TCP connection it opens to another host (ssh aside)
-//! to the relay's listener on that host (127.0.0.1, port 1: below 1024, so no host's user can
+//! each host's namespace redirects every TCP connection it opens to another host over a link
+//! named by a delay (over every link when recording; ssh aside) to the relay's listener on that host (127.0.0.1, port 1: below 1024, so no host's user can
 //! take it). The relay reads the original destination (SO_ORIGINAL_DST), connects there from
 //! the same host (its own sockets carry a mark the rule lets through, so the server sees the
 //! client's host address), and copies both ways, holding each piece back by its link's delay
 //! (a seeded jitter on top, order kept), and records every piece: when it was read, when it is
 //! due, from and to which endpoint, its bytes. `relay off` removes the rules and stops it;
-//! `hosts down` stops it too.
+//! `hosts down` stops it too. Connections open before `relay on` stay direct (the NAT chain
+//! exists from `hosts up`, so conntrack knows them), as do sockets marked with `MARK`.
 //!
 //! What differs from a direct connection: connect succeeds at once (the relay accepts), and a
 //! refused destination is then a reset (ECONNRESET) rather than ECONNREFUSED; the server sees
@@ -25,8 +26,8 @@ use std::time::{Duration, Instant};
 /// The relay's port on each host's loopback.
 pub const PORT: u16 = 1;
 /// The mark of the relay's own connections, which the redirect lets through.
-const MARK: u32 = 0x1a9;
-const TABLE: &str = "ipclab_relay";
+pub const MARK: u32 = 0x1a9;
+use crate::hosts::RELAY_TABLE as TABLE;
 
 /// One link's delay: pieces sent from `from` to `to` wait `ms`, plus up to `jitter_ms`.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,7 +206,7 @@ fn serve(c: &Cluster, cfg: &Config, record: Option<std::fs::File>, ready: OwnedF
         }
         Err(e) => {
             for h in &c.hosts {
-                let _ = crate::hosts::nft_in(h, &format!("delete table ip {TABLE}"));
+                let _ = crate::hosts::nft_in(h, &format!("flush chain ip {TABLE} out"));
             }
             tell(&ready, &e.to_string());
             Err(e)
@@ -259,7 +260,9 @@ fn listen_all(
             .map_err(Error::runtime)?;
     }
     for h in &c.hosts {
-        crate::hosts::nft_in(h, &rules(h))?;
+        if let Some(r) = rules(h, c, &cfg.links, rec.file.is_some()) {
+            crate::hosts::nft_in(h, &r)?;
+        }
     }
     std::fs::write(pidfile(), format!("{}\n", std::process::id()))
         .map_err(|e| Error::io(&e, "write", pidfile().display()))?;
@@ -274,22 +277,33 @@ fn wait_and_undo(c: &Cluster, mut sigs: crate::signals::SignalPipe) -> Result<()
         }
     }
     for h in &c.hosts {
-        let _ = crate::hosts::nft_in(h, &format!("delete table ip {TABLE}"));
+        let _ = crate::hosts::nft_in(h, &format!("flush chain ip {TABLE} out"));
     }
     let _ = std::fs::remove_file(pidfile());
     Ok(())
 }
 
-/// The redirect in `h`'s namespace: TCP to another host, ssh and the relay's own aside.
-fn rules(h: &Host) -> String {
-    let [a, b, c] = crate::hosts::SUBNET;
-    format!(
-        "add table ip {TABLE} ; \
-         add chain ip {TABLE} out {{ type nat hook output priority -100 ; }} ; \
-         add rule ip {TABLE} out meta mark {MARK:#x} return ; \
-         add rule ip {TABLE} out ip daddr {a}.{b}.{c}.0/24 ip daddr != {} tcp dport != 22 redirect to :{PORT}",
-        h.addr
-    )
+/// The redirect in `h`'s namespace (its chain made by `hosts up`): TCP to another host, ssh
+/// and the relay's own connections aside. Only to hosts whose link either way is named by a
+/// `--delay` (0 ms included), unless every piece is recorded: a link not named stays direct,
+/// since a relayed round trip costs two more wake-ups of a process (`make bench-hosts`).
+fn rules(h: &Host, c: &Cluster, links: &[Link], all: bool) -> Option<String> {
+    let delayed = |a: &str, b: &str| links.iter().any(|l| l.matches(a, b));
+    let to: Vec<String> = c
+        .hosts
+        .iter()
+        .filter(|d| d.name != h.name)
+        .filter(|d| all || delayed(&h.name, &d.name) || delayed(&d.name, &h.name))
+        .map(|d| d.addr.to_string())
+        .collect();
+    if to.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "add rule ip {TABLE} out meta mark {MARK:#x} return ; \
+         add rule ip {TABLE} out ip daddr {{ {} }} tcp dport != 22 redirect to :{PORT}",
+        to.join(", ")
+    ))
 }
 
 fn accept_loop(

@@ -342,6 +342,19 @@ fn relay_delays_each_link(c: &ipclab::hosts::Cluster) {
     let port = echo_on(c.host("h2").unwrap());
     let (seen, direct) = round_trips(c, port, 3);
     assert_eq!(seen, 1, "the server saw 10.213.0.{seen}, not h1");
+    let mut early = ipclab::hosts::connect_in(
+        c.host("h1").unwrap(),
+        (c.host("h2").unwrap().addr, port).into(),
+    )
+    .unwrap();
+    early
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut who = [0u8; 1];
+        early.read_exact(&mut who).unwrap();
+    }
     let dir = private_dir();
     let rec = dir.path().join("wire.jsonl");
     for bad in [&["--delay", "h1:h9:5"][..], &["--delay", "h1-h2"]] {
@@ -360,6 +373,16 @@ fn relay_delays_each_link(c: &ipclab::hosts::Cluster) {
         rec.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "relay on: {}", text(&out.stderr));
+    // A connection open before the relay stays direct, and open (not cut as new mid-stream).
+    {
+        use std::io::Read;
+        let mut b = [0u8; 1];
+        early.write_all(b"y").unwrap();
+        let t = std::time::Instant::now();
+        early.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"y");
+        assert!(t.elapsed().as_millis() < 50, "{:?}", t.elapsed());
+    }
     let again = ipclab(&["hosts", "relay", "on"]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
     let (seen, trips) = round_trips(c, port, 3);
@@ -398,7 +421,7 @@ fn relay_delays_each_link(c: &ipclab::hosts::Cluster) {
     let ruleset =
         run(Command::new("ip").args(["netns", "exec", "ipclab-h1", "nft", "list", "ruleset"]));
     assert!(
-        !text(&ruleset.stdout).contains("ipclab_relay"),
+        !text(&ruleset.stdout).contains("redirect"),
         "the redirect stayed"
     );
     let (_, after) = round_trips(c, port, 3);
