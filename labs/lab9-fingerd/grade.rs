@@ -205,8 +205,9 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
             .collect();
         seen.pidfile_pid =
             checks::read_box_file(&dir.join("fingerd.pid"), 64).and_then(|s| s.trim().parse().ok());
-        seen.log = checks::read_box_file(&dir.join("fingerd.log"), 1 << 20);
         seen.term_status = stop(pid, b.term);
+        // Read once the daemon has ended: a log it buffers and flushes at exit still counts.
+        seen.log = checks::read_box_file(&dir.join("fingerd.log"), 1 << 20);
         seen.pidfile_left = dir.join("fingerd.pid").symlink_metadata().is_ok();
         seen.port_held_after = net
             .run(|| TcpListener::bind(("127.0.0.1", port)).is_err())
@@ -469,7 +470,7 @@ const HOSTILE: &[&str] = &[
     "{L}|touch {M}\r\n",
     "{L}&&touch {M}\r\n",
     "{L}\r\ntouch {M}\r\n",
-    "{L} ../../{M}\r\n",
+    "{L} > {M}\r\n",
     "OVERLONG",
     "{L}\0;touch {M}\r\n",
 ];
@@ -658,10 +659,20 @@ fn serve_client(l: TcpListener, text: &str, start: Duration, answer: Duration) -
         seen.query = Some(Err("accept failed".into()));
         return seen;
     };
-    let _ = s.set_read_timeout(Some(answer));
+    // One deadline for the whole line: a client trickling bytes cannot hold the grader.
+    let deadline = Instant::now() + answer;
     let mut line = Vec::new();
     let mut buf = [0u8; 1024];
     let q = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = s.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        if left.is_zero() {
+            break Err(tf!(
+                "no query line (ending LF) within {:.1} s",
+                "pas de ligne de requête (finie par LF) en {:.1} s",
+                answer.as_secs_f64()
+            ));
+        }
         match s.read(&mut buf) {
             Ok(0) => {
                 break Err(tf!(
@@ -708,8 +719,9 @@ fn serve_client(l: TcpListener, text: &str, start: Duration, answer: Duration) -
     }
     let _ = s.shutdown(std::net::Shutdown::Write);
     // Until the client's close, so that our close sends no reset over unread data.
+    let deadline = Instant::now() + answer;
     let _ = s.set_read_timeout(Some(answer));
-    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+    while Instant::now() < deadline && matches!(s.read(&mut buf), Ok(n) if n > 0) {}
     seen
 }
 
@@ -1181,6 +1193,13 @@ fn judge(
                     "the answer was printed whole, but the client ended with {}",
                     "la réponse a été affichée entière, mais le client a fini avec {}",
                     cli_status.map_or("?".into(), |s| s.to_string())
+                )
+            } else if got_trimmed.len() > want.len() {
+                tf!(
+                    "printed {} lines for the answer's {}: line breaks were added (write each piece as received, without a newline of your own: print(..., end=\"\") or sys.stdout.buffer.write)",
+                    "{} lignes affichées pour les {} de la réponse : des sauts de ligne ont été ajoutés (écrivez chaque morceau tel que reçu, sans saut de ligne à vous : print(..., end=\"\") ou sys.stdout.buffer.write)",
+                    got_trimmed.len(),
+                    want.len()
                 )
             } else {
                 tf!(
