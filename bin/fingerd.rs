@@ -118,6 +118,8 @@ fn start(a: &Args) -> Result<i32> {
     // Bound before leaving the shell: a port in use is said here, with exit status 1.
     let addr = inet::resolve(&a.host, a.port)?;
     let listener = TcpListener::bind(addr).map_err(|e| inet::bind_error(&e, addr))?;
+    // --port 0: the kernel's choice, said below.
+    let addr = listener.local_addr().unwrap_or(addr);
     if a.foreground {
         return serve(&p, listener, None);
     }

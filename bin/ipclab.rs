@@ -80,6 +80,10 @@ enum Cmd {
         /// Language of the text: en or fr (default: fr when LANG starts with fr).
         #[arg(long, value_enum)]
         lang: Option<ipclab::lang::Lang>,
+        /// A machine file (one hostname a line): the steps on other machines run there over
+        /// ssh (lab 9), the programs at the same path (a shared home, as in the TP room).
+        #[arg(long, value_name = "FILE")]
+        hosts: Option<std::path::PathBuf>,
     },
     /// What works on this machine: /dev/shm, FIFOs, subreaper, pidfd, strace. Exit 3 if a lab cannot run.
     Doctor,
@@ -259,12 +263,14 @@ fn main() {
             step,
             text,
             lang,
+            hosts,
         } => {
             let lang = ipclab::lang::Lang::choose(lang);
             if text {
                 ipclab::labs::find(n).and_then(|_| lab_text(n, lang))
             } else {
-                ipclab::labs::find(n).and_then(|l| ipclab::walkthrough::run(l, step, lang))
+                ipclab::labs::find(n)
+                    .and_then(|l| ipclab::walkthrough::run(l, step, lang, hosts.as_deref()))
             }
         }
         Cmd::Doctor => Ok(doctor()),

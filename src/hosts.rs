@@ -31,6 +31,41 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// Safety net for an sshd to listen (it usually takes a few ms).
 const READY: Duration = Duration::from_secs(10);
 
+/// A machine file as the course's launchers read it (`--hosts FILE`): one hostname a line;
+/// blank lines and `#` comments skipped. A name is letters, digits, `.` and `-`, not starting
+/// with `-` (it becomes an ssh argument: `-oProxyCommand=...` must never be one).
+pub fn read_machine_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(&e, "read", path.display()).into_usage())?;
+    let mut names = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let name = line.split('#').next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        let ok = name.len() <= 253
+            && !name.starts_with(['-', '.'])
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !ok {
+            return Err(Error::usage(format!(
+                "{}:{}: not a host name: {name:?}",
+                path.display(),
+                n + 1
+            )));
+        }
+        names.push(name.to_string());
+    }
+    if names.is_empty() {
+        return Err(Error::usage(format!(
+            "{}: no host in it (one hostname a line)",
+            path.display()
+        )));
+    }
+    Ok(names)
+}
+
 /// One host: name (h1), address, the box user its sessions run as.
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -173,8 +208,8 @@ impl Cluster {
     }
 
     /// A command that runs `argv` on `host`: in its namespaces (network, hostname, mounts: its
-    /// /etc/hosts and /proc), as its user, from its home, with a login's environment. Not in its
-    /// PID namespace (joining one applies to children only): what it starts over ssh is.
+    /// /etc/hosts and /proc, and its PID namespace, through a child), as its user, from its
+    /// home, with a login's environment.
     pub fn exec(&self, host: &str, argv: &[String]) -> Result<Command> {
         use std::os::unix::process::CommandExt;
         let h = self.host(host)?;
@@ -192,12 +227,13 @@ impl Cluster {
                 .map(OwnedFd::from)
                 .map_err(|e| Error::io(&e, "open", p).with_code(3))
         };
-        let fds = [open("net")?, open("uts")?, open("mnt")?];
+        let fds = [open("net")?, open("uts")?, open("mnt")?, open("pid")?];
         let uid = h.uid;
         let home = h.home.clone();
         let mut c = Command::new(prog);
         c.args(args).env_clear().envs(login_env(h)).current_dir("/");
-        // Safety: setns, chdir and the uid drop are plain syscalls in the forked child.
+        // Safety: setns, chdir, the uid drop, fork, waitpid, prctl and _exit are plain
+        // syscalls in the forked child.
         unsafe {
             c.pre_exec(move || {
                 for fd in &fds {
@@ -207,7 +243,27 @@ impl Cluster {
                 }
                 sandbox::become_uid(uid).map_err(|(_, e)| std::io::Error::from(e))?;
                 std::env::set_current_dir(&home)?;
-                Ok(())
+                // Joining a PID namespace applies to children only: the command runs in a
+                // child, in the host's PID namespace (its /proc, its init reaping it), and this
+                // process waits for it and exits as it did. The child dies with it.
+                match libc::fork() {
+                    -1 => Err(std::io::Error::last_os_error()),
+                    0 => {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    }
+                    child => {
+                        libc::signal(libc::SIGINT, libc::SIG_IGN);
+                        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                        let mut st = 0;
+                        while libc::waitpid(child, &mut st, 0) < 0 {}
+                        libc::_exit(if libc::WIFEXITED(st) {
+                            libc::WEXITSTATUS(st)
+                        } else {
+                            128 + libc::WTERMSIG(st)
+                        })
+                    }
+                }
             });
         }
         Ok(c)

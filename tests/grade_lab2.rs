@@ -386,7 +386,7 @@ fn grade_lab2_bad_usage_and_unrunnable_implementations() {
     let _forks = common::fork_guard();
     for args in [
         vec!["grade", "all", "--impl", "/bin/true"],
-        vec!["grade", "9"],
+        vec!["grade", "99"],
         vec!["grade", "2", "--impl", "/nonexistent/prog"],
         vec!["grade", "2", "--runs", "0"],
         vec!["grade", "2", "--timeout", "-1"],

@@ -217,6 +217,7 @@ fn hosts_run_real_sshd_and_leave_nothing() {
     );
 
     relay_delays_each_link(&c);
+    walkthrough_on_two_hosts(&c);
 
     // Down: no namespace, no live sshd, no box, lease or process of the hosts' users.
     let out = ipclab(&["hosts", "down"]);
@@ -430,4 +431,39 @@ fn relay_delays_each_link(c: &ipclab::hosts::Cluster) {
         slowest.as_millis() < 50,
         "direct trips: {direct:?} {after:?}"
     );
+}
+
+/// `ipclab lab 9 --hosts FILE` run on h1 as its user (the file lists h2): the daemon started on
+/// h2 over ssh, asked from h1, its log naming h1's address, stopped over ssh. A bad machine
+/// file is exit 2 before anything runs.
+fn walkthrough_on_two_hosts(c: &ipclab::hosts::Cluster) {
+    let h1 = c.host("h1").unwrap();
+    let file = h1.home.join("machines");
+    std::fs::write(&file, "# the other machine\nh2\n").unwrap();
+    nix::unistd::chown(&file, Some(h1.uid.into()), Some(h1.uid.into())).unwrap();
+    let ipclab_bin = bin("ipclab").display().to_string();
+    let on_h1 = |args: &[&str]| {
+        let out = ipclab(
+            &[
+                &["hosts", "exec", "h1", "--", ipclab_bin.as_str()][..],
+                args,
+            ]
+            .concat(),
+        );
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = on_h1(&["lab", "9", "--hosts", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("fingerd on h2, asked from h1"), "{out}");
+    assert!(
+        out.contains("✓ h2's log names the login and this machine's address"),
+        "{out}"
+    );
+    assert!(!out.contains('✗'), "{out}");
+    std::fs::write(&file, "h2\n-oProxyCommand=id\n").unwrap();
+    let (code, _, err) = on_h1(&["lab", "9", "--hosts", file.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("machines:2: not a host name"), "{err}");
+    let (code, _, err) = on_h1(&["lab", "2", "--hosts", file.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
 }

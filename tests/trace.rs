@@ -191,7 +191,7 @@ fn trace_bad_input_and_no_strace_are_exit_2() {
         (vec!["2", "--set", "X=1"], "no parameter X"),
         (vec!["2", "--set", "N=0"], "out of the contract's range"),
         (vec!["2", "--set", "N"], "NAME=NUMBER"),
-        (vec!["9"], "no lab 9"),
+        (vec!["99"], "no lab 99"),
     ] {
         let (code, _, err) = trace(&args);
         assert_eq!(code, 2, "{args:?}: {err}");

@@ -283,6 +283,125 @@ pub fn walk(w: &mut Walk) -> Result<()> {
         ),
     );
     let _ = w.shell(&["tail", "-n", "1", &log])?;
+    if let Some(hosts) = w.hosts.clone() {
+        remote(w, &hosts, &me)?;
+    }
+    Ok(())
+}
+
+/// With `--hosts FILE`: the daemon on another machine of the file, started over ssh as the
+/// sheet's launcher does, asked from here; its log names this machine's address.
+fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
+    let here = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let server = hosts
+        .iter()
+        .find(|h| **h != here)
+        .unwrap_or(&hosts[0])
+        .clone();
+    w.step(&tr!(
+        w,
+        format!("On another machine: fingerd on {server}, asked from {here}"),
+        format!("Sur une autre machine : fingerd sur {server}, interrogé depuis {here}")
+    ));
+    w.say(tr!(
+        w,
+        "ssh starts the daemon there, in a private directory of that user's home, on a port the
+         kernel picks (--port 0: another student may hold 7979). The programs are at the same
+         path there, as on the room's shared home. If you stop this walkthrough before the end,
+         stop that daemon yourself: ssh HOST 'kill $(cat DIR/fingerd.pid)'.",
+        "ssh y lance le démon, dans un répertoire privé du home de cet utilisateur, sur un port
+         que le noyau choisit (--port 0 : un autre étudiant peut tenir 7979). Les programmes sont
+         au même chemin là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce
+         déroulé avant la fin, arrêtez ce démon vous-même : ssh HÔTE 'kill $(cat DIR/fingerd.pid)'."
+    ));
+    let q = |s: &str| {
+        shlex::try_quote(s)
+            .map(|c| c.into_owned())
+            .unwrap_or_default()
+    };
+    let fingerd = q(&w.bin("fingerd"));
+    let ssh = |cmd: String| -> Vec<String> {
+        ["ssh", "-o", "BatchMode=yes", server.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([cmd])
+            .collect()
+    };
+    let run = |w: &mut Walk, argv: Vec<String>| {
+        let v: Vec<&str> = argv.iter().map(String::as_str).collect();
+        w.shell(&v)
+    };
+    let (code, out) = run(
+        w,
+        ssh(format!(
+            "d=$(mktemp -d \"$HOME/ipclab-fingerd.XXXXXX\") && {fingerd} --dir \"$d\" --port 0"
+        )),
+    )?;
+    let pid = number_after(&out, "fingerd ");
+    let port = out
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let dir = out
+        .split("pidfile ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|p| p.strip_suffix("/fingerd.pid"))
+        .map(str::to_string);
+    let (Some(pid), Some(port), Some(dir), 0) = (pid, port, dir, code) else {
+        w.expect(
+            false,
+            &tr!(
+                w,
+                format!("fingerd started on {server} over ssh"),
+                format!("fingerd lancé sur {server} par ssh")
+            ),
+        );
+        return Ok(());
+    };
+    let (_, user) = run(w, ssh("id -un".into()))?;
+    let user = user.lines().next().unwrap_or(me).trim().to_string();
+    let (_, there) = run(w, ssh(format!("finger -l -m -- {}", q(&user))))?;
+    let cli = w.bin("fingercli");
+    let p = port.to_string();
+    let (code, answer) = w.shell(&[&cli, "--login", &user, "--host", &server, "--port", &p])?;
+    let norm = |s: &str| s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    w.expect(
+        code == 0 && norm(&answer).trim_end() == norm(&there).trim_end(),
+        &tr!(
+            w,
+            format!("the answer is what finger says on {server}"),
+            format!("la réponse est ce que dit finger sur {server}")
+        ),
+    );
+    let (_, line) = run(w, ssh(format!("tail -n 1 {}/fingerd.log", q(&dir))))?;
+    w.expect(
+        line.contains(&format!("{user:?}")) && !line.contains("127.0.0.1"),
+        &tr!(
+            w,
+            format!("{server}'s log names the login and this machine's address"),
+            format!("le journal de {server} donne le login et l'adresse de cette machine")
+        ),
+    );
+    let (code, _) = run(
+        w,
+        ssh(format!(
+            "kill {pid} && timeout 5 tail --pid={pid} -f /dev/null; test ! -e {d}/fingerd.pid && rm -r {d}",
+            d = q(&dir)
+        )),
+    )?;
+    w.expect(
+        code == 0,
+        &tr!(
+            w,
+            format!("SIGTERM over ssh: the daemon on {server} ended, its directory removed"),
+            format!("SIGTERM par ssh : le démon sur {server} a fini, son répertoire supprimé")
+        ),
+    );
     Ok(())
 }
 

@@ -21,6 +21,10 @@ const STUCK: Duration = Duration::from_secs(30);
 /// A lab as `ipclab lab N` sees it: its narrated steps (and its trace, for the closing chart).
 pub trait Walkable: crate::trace::Traceable {
     fn walk(&self, w: &mut Walk) -> Result<()>;
+    /// The walkthrough has steps on other machines, run with `--hosts FILE` (ssh to them).
+    fn uses_hosts(&self) -> bool {
+        false
+    }
 }
 
 /// English or French by the walkthrough's language: `tr!(w, "en", "fr")`. Every string a
@@ -62,12 +66,29 @@ pub struct Walk {
     problems: Vec<String>,
     /// What the last `shell` reaped of its adopted descendants: (pid, status).
     pub adopted: Vec<(i32, i32)>,
+    /// The machines of `--hosts FILE`, for the steps on other machines (over ssh).
+    pub hosts: Option<Vec<String>>,
 }
 
 /// Runs `lab`'s walkthrough. Exit status: 0 when every expectation held and the run left
 /// nothing behind, 1 otherwise.
-pub fn run(lab: &'static dyn Walkable, step_mode: bool, lang: crate::lang::Lang) -> Result<i32> {
+pub fn run(
+    lab: &'static dyn Walkable,
+    step_mode: bool,
+    lang: crate::lang::Lang,
+    hosts: Option<&Path>,
+) -> Result<i32> {
     let spec = lab.spec()?;
+    let hosts = match hosts {
+        None => None,
+        Some(_) if !lab.uses_hosts() => {
+            return Err(Error::usage(format!(
+                "lab {} has no steps on other machines: run it without --hosts",
+                spec.lab.number
+            )))
+        }
+        Some(f) => Some(crate::hosts::read_machine_file(f)?),
+    };
     let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
     let bins = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for b in &spec.lab.binaries {
@@ -93,6 +114,7 @@ pub fn run(lab: &'static dyn Walkable, step_mode: bool, lang: crate::lang::Lang)
         step_no: 0,
         problems: Vec::new(),
         adopted: Vec::new(),
+        hosts,
     };
     if walk.fr() {
         // The French title is the French text's own heading.
