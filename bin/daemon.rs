@@ -28,8 +28,7 @@ use ipclab::error::{exit_with, Error, Result};
 use ipclab::process::{self, tag};
 use ipclab::signals::{self, SignalPipe};
 use nix::sys::signal::Signal;
-use nix::sys::stat::Mode;
-use nix::unistd::{fork, setsid, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -154,34 +153,10 @@ fn start(p: &Paths, foreground: bool) -> Result<i32> {
 
 /// Middle process: new session, second fork, exit. The grandchild becomes the daemon.
 fn detach(p: &Paths, ready: OwnedFd) -> ! {
-    if let Err(e) = setsid() {
-        process::die_in_child(&Error::sys(e, "setsid", ""), 1);
-    }
-    // Safety: single-threaded; the grandchild runs `serve`, the middle process _exits.
-    match unsafe { fork() } {
-        Err(e) => process::die_in_child(&Error::sys(e, "fork", "second"), 1),
-        // Safety: _exit: the launcher reaps the middle process.
-        Ok(ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
-        Ok(ForkResult::Child) => {}
-    }
-    // umask 0: files get exactly the modes we ask for (always 0600 here), whatever the shell had.
-    nix::sys::stat::umask(Mode::empty());
-    if let Err(e) = nix::unistd::chdir("/") {
-        report_and_exit(&ready, &Error::sys(e, "chdir", "/"));
-    }
-    daemon::close_fds_except(&[ready.as_raw_fd()]);
-    if let Err(e) = daemon::stdio_to_dev_null() {
-        report_and_exit(&ready, &e);
-    }
+    daemon::become_daemon(&ready, &[]);
     let code = serve(p, Some(ready)).unwrap_or(1);
     // Safety: _exit from a forked process.
     unsafe { libc::_exit(code) }
-}
-
-fn report_and_exit(ready: &OwnedFd, err: &Error) -> ! {
-    tell(Some(ready), &err.to_string());
-    // Safety: _exit from a forked process.
-    unsafe { libc::_exit(1) }
 }
 
 /// One message to the launcher through the readiness pipe (stderr is /dev/null by now).

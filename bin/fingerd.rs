@@ -32,8 +32,7 @@ use ipclab::inet;
 use ipclab::process;
 use ipclab::signals::{poll_fds, SignalPipe};
 use nix::sys::signal::Signal;
-use nix::sys::stat::Mode;
-use nix::unistd::{fork, setsid, ForkResult};
+use nix::unistd::{fork, ForkResult};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -158,29 +157,7 @@ fn start(a: &Args) -> Result<i32> {
 
 /// Middle process: new session, second fork, exit. The grandchild becomes the daemon.
 fn detach(p: &Paths, listener: TcpListener, ready: OwnedFd) -> ! {
-    if let Err(e) = setsid() {
-        process::die_in_child(&Error::sys(e, "setsid", ""), 1);
-    }
-    // Safety: single-threaded; the grandchild serves, the middle process _exits.
-    match unsafe { fork() } {
-        Err(e) => process::die_in_child(&Error::sys(e, "fork", "second"), 1),
-        // Safety: _exit: the launcher reaps the middle process.
-        Ok(ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
-        Ok(ForkResult::Child) => {}
-    }
-    nix::sys::stat::umask(Mode::empty());
-    let fail = |e: &Error| -> ! {
-        tell(&ready, &e.to_string());
-        // Safety: _exit from a forked process.
-        unsafe { libc::_exit(1) }
-    };
-    if let Err(e) = nix::unistd::chdir("/") {
-        fail(&Error::sys(e, "chdir", "/"));
-    }
-    daemon::close_fds_except(&[ready.as_raw_fd(), listener.as_raw_fd()]);
-    if let Err(e) = daemon::stdio_to_dev_null() {
-        fail(&e);
-    }
+    daemon::become_daemon(&ready, &[listener.as_raw_fd()]);
     let code = serve(p, listener, Some(ready)).unwrap_or(1);
     // Safety: _exit from a forked process.
     unsafe { libc::_exit(code) }

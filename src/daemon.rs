@@ -95,6 +95,44 @@ fn read_pid(file: &mut File) -> Option<i32> {
     s.trim().parse().ok().filter(|&p: &i32| p > 0)
 }
 
+/// The middle process of a daemon's start (lab 6's discipline; lab 9's fingerd too): setsid, a
+/// second fork whose parent `_exit`s (the grandchild, no session leader, can never acquire a
+/// terminal), umask 0 (files get exactly the modes asked for), chdir / (no mounted file system
+/// pinned), every descriptor above 2 closed but `ready` and `keep`, 0-2 on /dev/null. Returns
+/// in the grandchild, the daemon; a failure there is told through `ready` (the launcher's
+/// readiness pipe: stderr is gone) and ends it with status 1. Single-threaded callers only.
+pub fn become_daemon(ready: &std::os::fd::OwnedFd, keep: &[RawFd]) {
+    use nix::unistd::{fork, setsid, ForkResult};
+    if let Err(e) = setsid() {
+        crate::process::die_in_child(&Error::sys(e, "setsid", ""), 1);
+    }
+    // Safety: single-threaded (the caller's promise); the middle process only _exits.
+    match unsafe { fork() } {
+        Err(e) => crate::process::die_in_child(&Error::sys(e, "fork", "second"), 1),
+        // Safety: _exit: the launcher reaps the middle process.
+        Ok(ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(ForkResult::Child) => {}
+    }
+    nix::sys::stat::umask(Mode::empty());
+    let fail = |e: &Error| -> ! {
+        let msg = e.to_string();
+        // Safety: write(2) of our own buffer (far below PIPE_BUF: it arrives whole), _exit.
+        unsafe {
+            libc::write(ready.as_raw_fd(), msg.as_ptr().cast(), msg.len());
+            libc::_exit(1)
+        }
+    };
+    if let Err(e) = nix::unistd::chdir("/") {
+        fail(&Error::sys(e, "chdir", "/"));
+    }
+    let mut kept = vec![ready.as_raw_fd()];
+    kept.extend_from_slice(keep);
+    close_fds_except(&kept);
+    if let Err(e) = stdio_to_dev_null() {
+        fail(&e);
+    }
+}
+
 /// Closes every descriptor above 2 except `keep`: a daemon must not hold its launcher's files
 /// (a terminal, a pipe someone waits on for EOF, a mounted filesystem).
 pub fn close_fds_except(keep: &[RawFd]) {

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::grade::checks::{self, Checks};
 use crate::grade::harness::{self, Launch, Outcome};
 use crate::grade::net::RunNet;
-use crate::grade::report::{self, Check};
+use crate::grade::report::Check;
 use crate::grade::{daemonized, interrupted_error, RunEnv, RunResult};
 use crate::sandbox::BoxDir;
 use nix::sys::signal::Signal;
@@ -134,16 +134,7 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
     let net = RunNet::new()?;
     let users = make_users(&root, env.seed)?;
     let launch = |role: &str, args: &[String]| -> Result<Launch> {
-        let (program, mut argv) = if env.reference {
-            let p = env.program.with_file_name(role);
-            (p.clone(), vec![p.display().to_string()])
-        } else {
-            let mut a = env.args.to_vec();
-            a.push(role.to_string());
-            (env.program.to_path_buf(), a)
-        };
-        argv.extend(args.iter().cloned());
-        let mut l = env.launch_program(&program, argv, &root)?;
+        let mut l = env.launch_role(role, args, &root)?;
         net.apply(&mut l);
         Ok(l)
     };
@@ -268,32 +259,16 @@ pub fn run(env: &RunEnv) -> Result<RunResult> {
     } else {
         None
     };
-    let mut protections = env.protections(&root);
-    protections.push(net.protection());
-    let environment = launch("fingerd", &[])?
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let mut shown = serde_json::Map::new();
-    shown.insert("K".into(), (k as u64).into());
-    Ok(RunResult {
-        run: report::Run {
-            seed: env.seed,
-            params: shown,
-            checks,
-            wall_ms: phases.iter().map(|(_, o)| o.wall.as_millis() as u64).sum(),
-            tracking: phases
-                .first()
-                .map(|(_, o)| o.tracking.clone())
-                .unwrap_or_default(),
-            transcript,
-            left_in_cwd: BoxDir::entries(&root.cwd()),
-            left_in_box: env.left_in_box(&root),
-        },
-        protections,
-        environment,
-    })
+    let mut r = env.result(
+        &root,
+        &phases,
+        checks,
+        transcript,
+        vec![net.protection()],
+        &launch("fingerd", &[])?,
+    );
+    r.run.params.insert("K".into(), (k as u64).into());
+    Ok(r)
 }
 
 /// One launch to its end; an interrupted grader stops here.

@@ -128,6 +128,55 @@ impl RunEnv<'_> {
         Ok(l)
     }
 
+    /// A launch of role `role` (labs with several programs, 8 and 9): the reference's program
+    /// of that name beside main, or the implementation given `role` as its first argument;
+    /// then `args`.
+    pub fn launch_role(&self, role: &str, args: &[String], root: &BoxDir) -> Result<Launch> {
+        let (program, mut argv) = if self.reference {
+            let p = self.program.with_file_name(role);
+            (p.clone(), vec![p.display().to_string()])
+        } else {
+            let mut a = self.args.to_vec();
+            a.push(role.to_string());
+            (self.program.to_path_buf(), a)
+        };
+        argv.extend(args.iter().cloned());
+        self.launch_program(&program, argv, root)
+    }
+
+    /// The result of a run made of named launches (`phases`): the report's run (its params
+    /// left to the caller) and what it says of the box (`extra` lines after the box's own), the
+    /// environment as `shown` had it.
+    pub fn result(
+        &self,
+        root: &BoxDir,
+        phases: &[(&str, super::harness::Outcome)],
+        checks: Vec<Check>,
+        transcript: Option<String>,
+        extra: Vec<String>,
+        shown: &Launch,
+    ) -> RunResult {
+        let mut protections = self.protections(root);
+        protections.extend(extra);
+        RunResult {
+            run: report::Run {
+                seed: self.seed,
+                params: serde_json::Map::new(),
+                checks,
+                wall_ms: phases.iter().map(|(_, o)| o.wall.as_millis() as u64).sum(),
+                tracking: phases
+                    .first()
+                    .map(|(_, o)| o.tracking.clone())
+                    .unwrap_or_default(),
+                transcript,
+                left_in_cwd: BoxDir::entries(&root.cwd()),
+                left_in_box: self.left_in_box(root),
+            },
+            protections,
+            environment: shown.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        }
+    }
+
     /// What the box promised, for the report.
     pub fn protections(&self, root: &BoxDir) -> Vec<String> {
         self.ctx
