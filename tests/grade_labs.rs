@@ -351,29 +351,8 @@ fn grade_lab8_c_fixtures_are_judged_exactly() {
 #[test]
 fn grade_lab8_as_a_normal_user() {
     let _forks = common::fork_guard();
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to become a normal user");
+    let Some(as_nobody) = grade_as_nobody("8", "ipclab-lab8-nobody-") else {
         return;
-    }
-    // Its transcripts go to its cwd's target/grade: a directory of the test's own.
-    let cwd = world_dir("ipclab-lab8-nobody-");
-    std::fs::set_permissions(
-        cwd.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin("ipclab"))
-            .args(["grade", "8", "--format", "json"])
-            .args(args)
-            .env("HOME", cwd.path())
-            .current_dir(cwd.path());
-        let out = run(&mut cmd);
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
-        v
     };
     let v = as_nobody(&[]);
     assert_eq!(v["passed"], true, "{}", v["checks"]);
@@ -447,28 +426,8 @@ fn grade_lab9_c_fixtures_are_judged_exactly() {
 #[test]
 fn grade_lab9_as_a_normal_user() {
     let _forks = common::fork_guard();
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to become a normal user");
+    let Some(as_nobody) = grade_as_nobody("9", "ipclab-lab9-nobody-") else {
         return;
-    }
-    let cwd = world_dir("ipclab-lab9-nobody-");
-    std::fs::set_permissions(
-        cwd.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let as_nobody = |args: &[&str]| {
-        let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(bin("ipclab"))
-            .args(["grade", "9", "--format", "json"])
-            .args(args)
-            .env("HOME", cwd.path())
-            .current_dir(cwd.path());
-        let out = run(&mut cmd);
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
-        v
     };
     let v = as_nobody(&[]);
     // Not "passed": a skipped check is not a pass, and the report says why it was skipped.
@@ -495,4 +454,32 @@ fn grade_lab9_as_a_normal_user() {
         "{}",
         v["checks"]
     );
+}
+
+/// `ipclab grade LAB --format json ARGS` as uid 65534, from a world-writable cwd of its own
+/// (its transcripts go to its cwd's target/grade); None when the test is not root.
+fn grade_as_nobody(lab: &str, prefix: &str) -> Option<impl Fn(&[&str]) -> Value> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to become a normal user");
+        return None;
+    }
+    let cwd = world_dir(prefix);
+    std::fs::set_permissions(
+        cwd.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let lab = lab.to_string();
+    Some(move |args: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin("ipclab"))
+            .args(["grade", &lab, "--format", "json"])
+            .args(args)
+            .env("HOME", cwd.path())
+            .current_dir(cwd.path());
+        let out = run(&mut cmd);
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)))
+    })
 }
