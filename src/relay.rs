@@ -134,6 +134,10 @@ pub fn on(c: &Cluster, cfg: Config) -> Result<i32> {
                 Some(_) => Ok(child.as_raw()),
                 None => {
                     let _ = nix::sys::wait::waitpid(child, None);
+                    // Nothing half-made stays: the record file we created goes too.
+                    if let Some(p) = &cfg.record {
+                        let _ = std::fs::remove_file(p);
+                    }
                     Err(Error::runtime(if said.is_empty() {
                         "the relay died while starting".to_string()
                     } else {
