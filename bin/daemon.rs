@@ -28,9 +28,7 @@ use ipclab::error::{exit_with, Error, Result};
 use ipclab::process::{self, tag};
 use ipclab::signals::{self, SignalPipe};
 use nix::sys::signal::Signal;
-use nix::unistd::{fork, ForkResult, Pid};
-use std::fs::File;
-use std::io::{Read, Write};
+use nix::unistd::Pid;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,24 +107,11 @@ fn start(p: &Paths, foreground: bool) -> Result<i32> {
     if foreground {
         return serve(p, None);
     }
-    // The daemon writes "ok" or its error here once it holds the pidfile: the launcher's exit
-    // status then tells the truth, without guessing with a sleep.
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys(e, "pipe2", "readiness pipe"))?;
-    std::io::stdout().flush().ok();
-    // Safety: single-threaded; the child runs `detach` and never returns.
-    let middle = match unsafe { fork() } {
-        Err(e) => return Err(Error::sys(e, "fork", "")),
-        Ok(ForkResult::Child) => {
-            drop(ready_r);
-            detach(p, ready_w)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-    };
-    drop(ready_w);
-    process::wait_for(middle)?;
-    let mut answer = String::new();
-    let _ = File::from(ready_r).read_to_string(&mut answer);
+    // The daemon writes "ok" or its error on the readiness pipe once it holds the pidfile: the
+    // launcher's exit status then tells the truth, without guessing with a sleep.
+    let answer = daemon::launch(|ready| {
+        detach(p, ready);
+    })?;
     match answer.strip_prefix("ok ") {
         Some(pid) => {
             println!(

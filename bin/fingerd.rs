@@ -29,10 +29,8 @@ use clap::Parser;
 use ipclab::daemon::{self, PidState, Pidfile};
 use ipclab::error::{exit_with, Error, Result};
 use ipclab::inet;
-use ipclab::process;
 use ipclab::signals::{poll_fds, SignalPipe};
 use nix::sys::signal::Signal;
-use nix::unistd::{fork, ForkResult};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -122,24 +120,10 @@ fn start(a: &Args) -> Result<i32> {
     if a.foreground {
         return serve(&p, listener, None);
     }
-    // The daemon writes "ok PID" or its error here once it holds the pidfile.
-    let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys(e, "pipe2", "readiness pipe"))?;
-    std::io::stdout().flush().ok();
-    // Safety: single-threaded; the child runs `detach` and never returns.
-    let middle = match unsafe { fork() } {
-        Err(e) => return Err(Error::sys(e, "fork", "")),
-        Ok(ForkResult::Child) => {
-            drop(ready_r);
-            detach(&p, listener, ready_w)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-    };
-    drop(ready_w);
-    drop(listener);
-    process::wait_for(middle)?;
-    let mut answer = String::new();
-    let _ = File::from(ready_r).read_to_string(&mut answer);
+    // The daemon writes "ok PID" or its error on the readiness pipe once it holds the pidfile.
+    let answer = daemon::launch(|ready| {
+        detach(&p, listener, ready);
+    })?;
     match answer.strip_prefix("ok ") {
         Some(pid) => {
             println!(

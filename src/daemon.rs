@@ -95,6 +95,36 @@ fn read_pid(file: &mut File) -> Option<i32> {
     s.trim().parse().ok().filter(|&p: &i32| p > 0)
 }
 
+/// The launcher's side of a daemon's start: a readiness pipe, a fork whose child runs
+/// `detach` (the middle process: `become_daemon`, then the daemon's work), the middle process
+/// reaped, and what the daemon wrote on the pipe ("ok PID" or its error; empty if it died
+/// first). `detach` ends the child itself (`_exit`); were it to return, the child exits 1. In
+/// the launcher, `detach` and what it owns (a listening socket) are dropped. Single-threaded
+/// callers only.
+pub fn launch(detach: impl FnOnce(std::os::fd::OwnedFd)) -> Result<String> {
+    use nix::unistd::{fork, ForkResult};
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys(e, "pipe2", "readiness pipe"))?;
+    std::io::stdout().flush().ok();
+    // Safety: single-threaded (the caller's promise); the child runs `detach`, never returns.
+    let middle = match unsafe { fork() } {
+        Err(e) => return Err(Error::sys(e, "fork", "")),
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            detach(ready_w);
+            // Safety: _exit from the forked child.
+            unsafe { libc::_exit(1) }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
+    drop(ready_w);
+    drop(detach);
+    crate::process::wait_for(middle)?;
+    let mut answer = String::new();
+    let _ = File::from(ready_r).read_to_string(&mut answer);
+    Ok(answer)
+}
+
 /// The middle process of a daemon's start (lab 6's discipline; lab 9's fingerd too): setsid, a
 /// second fork whose parent `_exit`s (the grandchild, no session leader, can never acquire a
 /// terminal), umask 0 (files get exactly the modes asked for), chdir / (no mounted file system
