@@ -16,6 +16,8 @@ const CASES: &[(u32, &str, &str, &[&str])] = &[
     (4, "servers.py", "keep-open", &[]),
     (5, "reaper.py", "wrong-status", &[]),
     (6, "daemon.py", "no-setsid", &[]),
+    (8, "sockets.py", "tcp-never-closes", &["--timeout", "3"]),
+    (9, "finger.py", "shell", &["--timeout", "3"]),
 ];
 
 /// English words no French message should hold once quoted program output is set aside.
