@@ -232,6 +232,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: HostsCmd,
     },
+    /// The TCP segments of PORT crossing this network namespace, one line each (needs
+    /// CAP_NET_RAW: root, or inside a namespace of your own); what lab 8 draws.
+    Capture {
+        #[arg(long)]
+        port: u16,
+        /// Stop once a connection has ended (a FIN each way and the last ACK, or a reset).
+        #[arg(long)]
+        until_closed: bool,
+    },
     /// The live process tree under PID (default: the whole machine, from PID 1), with each
     /// process's state; zombies say who has not reaped them (in red on a terminal).
     Ps { pid: Option<i32> },
@@ -276,6 +285,7 @@ fn main() {
         Cmd::Doctor => Ok(doctor()),
         Cmd::Clean => Ok(clean()),
         Cmd::Ps { pid } => ps(pid.unwrap_or(1)),
+        Cmd::Capture { port, until_closed } => ipclab::wire::capture(port, until_closed),
         Cmd::BuildC { uid, dir, hide } => ipclab::grade::batch::build_c(&dir, uid, &hide),
         Cmd::Hosts { cmd } => hosts(cmd),
         Cmd::New { n, lang, dir } => ipclab::kit::new(n, lang, dir),

@@ -27,6 +27,7 @@ pub mod signals;
 pub mod spec;
 pub mod trace;
 pub mod walkthrough;
+pub mod wire;
 pub mod zoo;
 
 pub use error::{Error, Result};

@@ -214,3 +214,73 @@ fn lab8_bad_arguments_are_exit_2() {
         assert_eq!(text(&out.stderr).lines().count(), 1, "{prog} {args:?}");
     }
 }
+
+/// The walkthrough's wire step as a normal user: two hosts made of namespaces in a user
+/// namespace of the student's own, one connection captured on h1 and drawn — no root needed.
+#[test]
+fn lab8_walkthrough_draws_the_wire_as_a_normal_user() {
+    let _forks = fork_guard();
+    let bins = world_readable_bins(&[
+        "ipclab",
+        "udp-server",
+        "udp-client",
+        "tcp-server",
+        "tcp-client",
+    ]);
+    let Some(mut cmd) = as_nobody(&bins.path().join("ipclab")) else {
+        return;
+    };
+    let home = nobody_dir();
+    let nobodys = || -> Vec<i32> {
+        ipclab::inspect::all()
+            .into_iter()
+            .filter(|p| {
+                std::fs::metadata(format!("/proc/{}", p.pid))
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == NOBODY)
+            })
+            .map(|p| p.pid)
+            .collect()
+    };
+    let before = nobodys();
+    let out = run(cmd
+        .args(["lab", "8", "--lang", "en"])
+        .current_dir(home.path())
+        .env("HOME", home.path()));
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}\n{}", text(&out.stderr));
+    for want in [
+        "h1 is 10.255.0.1, h2 is 10.255.0.2",
+        "✓ SYN, SYN-ACK, ACK first",
+        "✓ a FIN each way, h2's (the client's) first",
+        "✓ TIME-WAIT on h2, which closed first, not on h1",
+        "h2 tcp-client 10.255.0.2:",
+    ] {
+        assert!(said.contains(want), "{want:?} missing:\n{said}");
+    }
+    let svg = std::fs::read_to_string(home.path().join("target/lab8-wire.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let flags: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("segment"))
+        .map(|n| n.attribute("data-flags").unwrap())
+        .collect();
+    assert_eq!(flags[..3], ["S", "S.", "."], "{flags:?}");
+    assert_eq!(
+        flags.iter().filter(|f| f.contains('F')).count(),
+        2,
+        "{flags:?}"
+    );
+    // The hosts went with their processes: no process of nobody's new since the run and in
+    // a user namespace other than ours (the hosts'), or running one of our binaries, is left.
+    let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let left: Vec<_> = nobodys()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/ns/user")).is_ok_and(|ns| ns != ours)
+                || std::fs::read_link(format!("/proc/{p}/exe"))
+                    .is_ok_and(|e| e.starts_with(bins.path()))
+        })
+        .collect();
+    assert!(left.is_empty(), "left running as nobody: {left:?}");
+}

@@ -199,3 +199,63 @@ fn trace_bad_input_and_no_strace_are_exit_2() {
         assert!(err.contains(what), "{args:?}: {err}");
     }
 }
+
+/// The wire chart of a whole connection (handshake, data each way, FIN each way): one arrow
+/// group per segment, from the right lifeline, no label over another, and it renders.
+#[test]
+fn wire_chart_of_a_connection() {
+    let (c, s) = ("10.255.0.2:45086", "10.255.0.1:9875");
+    let lines = [
+        (c, s, "S", 0, 0, 0),
+        (s, c, "S.", 0, 1, 0),
+        (c, s, ".", 1, 1, 0),
+        (c, s, "P.", 1, 1, 6),
+        (s, c, ".", 1, 7, 0),
+        (s, c, "P.", 1, 7, 3),
+        (c, s, ".", 7, 4, 0),
+        (c, s, "F.", 7, 4, 0),
+        (s, c, "F.", 4, 8, 0),
+        (c, s, ".", 8, 5, 0),
+    ];
+    let segments: Vec<ipclab::wire::Segment> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b, f, seq, ack, len))| {
+            format!("0.{i:06} {a} > {b} [{f}] seq {seq} ack {ack} len {len}")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let names = vec![
+        (s.parse().unwrap(), "h1 tcp-server".to_string()),
+        (c.parse().unwrap(), "h2 tcp-client".to_string()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("wire.svg");
+    std::fs::write(&svg, ipclab::trace::wire::svg(&segments, &names, "wire")).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let flags: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("segment"))
+        .map(|n| n.attribute("data-flags").unwrap())
+        .collect();
+    assert_eq!(
+        flags,
+        ["S", "S.", ".", "P.", ".", "P.", ".", "F.", "F.", "."]
+    );
+    let boxes = label_boxes(&svg);
+    // Two lifelines, and a label and a time per segment.
+    assert_eq!(boxes.len(), 2 + 2 * lines.len(), "{boxes:?}");
+    assert!(
+        boxes.iter().all(|b| b.1 >= 0.0),
+        "a label starts off the page: {boxes:?}"
+    );
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let apart = a.3 <= b.1 || b.3 <= a.1 || a.4 <= b.2 || b.4 <= a.2;
+            assert!(apart, "{:?} overlaps {:?}", a.0, b.0);
+        }
+    }
+    renders(&svg);
+}

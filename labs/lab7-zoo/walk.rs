@@ -7,27 +7,7 @@ use crate::walkthrough::Walk;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
     let ipclab = w.bin("ipclab");
-    // Where the student looks: target/ of the checkout they run it in, else the current
-    // directory, else their home; never a temporary directory that outlives nothing.
-    let writable = |d: &std::path::Path| {
-        std::fs::create_dir_all(d).is_ok() && tempfile::tempfile_in(d).is_ok()
-    };
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let dir = [
-        Some(std::path::PathBuf::from("target")),
-        Some(".".into()),
-        home,
-    ]
-    .into_iter()
-    .flatten()
-    .find(|d| writable(d))
-    .ok_or_else(|| {
-        crate::error::Error::runtime(
-            tr!(w, "nowhere to write lab7.svg: target/, the current directory and HOME are read-only", "nulle part où écrire lab7.svg : target/, le répertoire courant et HOME sont en lecture seule"),
-        )
-    })?;
-    let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-    let svg_path = dir.join("lab7.svg");
+    let svg_path = w.chart_path("lab7.svg")?;
     let svg = svg_path.to_str().unwrap_or("target/lab7.svg");
     w.step(tr!(
         w,

@@ -1,7 +1,7 @@
 //! Lab 8 walkthrough: a privileged port, a UDP server and its datagrams (source, truncation,
 //! nobody listening, port in use), then a TCP server: listen and its backlog, accept's new socket
 //! on the same port, OK per line, the client closing first, TIME_WAIT, and the segments on the
-//! wire (tcpdump, as root).
+//! wire between two hosts made of namespaces, drawn as a sequence chart.
 
 use crate::error::Result;
 use crate::inet;
@@ -348,85 +348,239 @@ fn tcp(w: &mut Walk, port: u16) -> Result<()> {
         ),
     );
 
-    wire(w, port)?;
-    stop(w, server, "signal: closing the listening socket")
+    stop(w, server, "signal: closing the listening socket")?;
+    wire(w)
 }
 
-/// The segments of one more connection, as tcpdump sees them on the loopback (root only).
-fn wire(w: &mut Walk, port: u16) -> Result<()> {
+/// The segments of one connection between two hosts — two network namespaces joined by a
+/// virtual cable, in a user namespace of the student's own, so no root is needed — captured on
+/// the server's host and drawn as a sequence chart.
+fn wire(w: &mut Walk) -> Result<()> {
     w.step(tr!(
         w,
-        "On the wire: handshake, data and ACKs, FIN and ACK",
-        "Sur le fil : poignée de main, données et ACK, FIN et ACK"
+        "On the wire between two hosts: handshake, data and ACKs, FIN and ACK",
+        "Sur le fil entre deux machines : poignée de main, données et ACK, FIN et ACK"
     ));
-    let root = nix::unistd::geteuid().is_root();
-    let tcpdump = std::path::Path::new("/usr/bin/tcpdump").exists()
-        || std::path::Path::new("/usr/sbin/tcpdump").exists();
-    if !root || !tcpdump {
+    w.say(tr!(
+        w,
+        "Two hosts made by hand, as ipclab hosts up does: h1 and h2 are network namespaces (each
+         its own interfaces, addresses and ports), inside a user namespace where you are root, so
+         no sudo is needed; a veth pair is the cable between them. Each namespace lives as long as
+         a process in it (a cat, holding it): nothing is left when they end.",
+        "Deux machines faites à la main, comme le fait ipclab hosts up : h1 et h2 sont des espaces
+         de noms réseau (chacun ses interfaces, ses adresses et ses ports), dans un espace de noms
+         utilisateur où vous êtes root, donc sans sudo ; une paire veth est le câble entre elles.
+         Chaque espace vit tant qu'un processus y vit (cat, qui le tient) : rien ne reste après."
+    ));
+    // Each prints its interfaces (only lo, down: a new namespace is empty) once inside, then
+    // holds it: that line says the namespace exists before anything enters it.
+    let hold = "ip -brief link; exec cat";
+    let mut h1 = w.spawn(&[
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--net",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ])?;
+    if h1.wait_for("LOOPBACK").is_err() {
+        h1.finish()?;
         w.say(tr!(
             w,
-            "Skipped: capturing packets needs tcpdump and CAP_NET_RAW (root, or inside the hosts
-             of ipclab hosts). Run make lab8 as root to see this step.",
-            "Sautée : capturer les paquets demande tcpdump et CAP_NET_RAW (root, ou dans les
-             machines d'ipclab hosts). Lancez make lab8 en root pour voir cette étape."
+            "Skipped: unshare cannot make a user namespace here (see ipclab doctor).",
+            "Sautée : unshare ne peut pas créer d'espace de noms utilisateur ici (voir ipclab doctor)."
         ));
         return Ok(());
     }
+    let p1 = h1.pid().to_string();
+    // nsenter -U: into h1's user namespace, where we are root (our uid is its 0: nothing to
+    // change, hence --preserve-credentials); -n: into a host's network.
+    let mut h2 = w.spawn(&[
+        "nsenter",
+        "-t",
+        &p1,
+        "-U",
+        "--preserve-credentials",
+        "--",
+        "unshare",
+        "--net",
+        "--",
+        "sh",
+        "-c",
+        hold,
+    ])?;
+    let p2 = h2.pid().to_string();
+    let made = h2.wait_for("LOOPBACK").is_ok();
+    w.expect(
+        made,
+        tr!(
+            w,
+            "h2 made in h1's user namespace",
+            "h2 faite dans l'espace de noms utilisateur de h1"
+        ),
+    );
+    if !made {
+        return end_hosts(h1, h2);
+    }
+    let on = |pid: &str, argv: &[&str]| -> Vec<String> {
+        [
+            "nsenter",
+            "-t",
+            pid,
+            "-U",
+            "--preserve-credentials",
+            "-n",
+            "--",
+        ]
+        .iter()
+        .chain(argv)
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |w: &mut Walk, argv: Vec<String>| -> Result<i32> {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        Ok(w.shell(&argv)?.0)
+    };
+    let mut ok = run(
+        w,
+        on(
+            &p1,
+            &[
+                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &p2,
+            ],
+        ),
+    )? == 0;
+    for (pid, addr) in [(&p1, "10.255.0.1/24"), (&p2, "10.255.0.2/24")] {
+        ok &= run(w, on(pid, &["ip", "address", "add", addr, "dev", "eth0"]))? == 0;
+        ok &= run(w, on(pid, &["ip", "link", "set", "eth0", "up"]))? == 0;
+    }
+    w.expect(
+        ok,
+        tr!(
+            w,
+            "h1 is 10.255.0.1, h2 is 10.255.0.2",
+            "h1 est 10.255.0.1, h2 est 10.255.0.2"
+        ),
+    );
+    if !ok {
+        return end_hosts(h1, h2);
+    }
+    // Ports are per namespace: the sheet's 9875 is free on h1 whatever this machine runs.
+    let server_argv = on(&p1, &[&w.bin("tcp-server"), "--port", "9875"]);
+    let argv: Vec<&str> = server_argv.iter().map(String::as_str).collect();
+    let mut server = w.spawn(&argv)?;
+    server.wait_for("listening on")?;
+    let ipclab = w.bin("ipclab");
+    let cap_argv = on(
+        &p1,
+        &[&ipclab, "capture", "--port", "9875", "--until-closed"],
+    );
+    let argv: Vec<&str> = cap_argv.iter().map(String::as_str).collect();
+    let mut cap = w.spawn(&argv)?;
+    cap.echo = false;
+    // The capture says so once its packet socket is open: only then does the client start.
+    cap.wait_for("listening on every interface")?;
+    let client = on(
+        &p2,
+        &[
+            &w.bin("tcp-client"),
+            "--host",
+            "10.255.0.1",
+            "--port",
+            "9875",
+            "--message",
+            "hello",
+        ],
+    );
+    let code = run(w, client)?;
+    server.wait_for("closing mine")?;
+    let (_, captured) = cap.finish()?;
+    let segments: Vec<crate::wire::Segment> =
+        captured.lines().filter_map(|l| l.parse().ok()).collect();
+    let segments = crate::wire::relative(&segments);
+    let client_addr = segments.first().map(|s| s.src);
+    let mut names = vec![(
+        "10.255.0.1:9875".parse().expect("an address"),
+        "h1 tcp-server".to_string(),
+    )];
+    if let Some(a) = client_addr {
+        names.push((a, "h2 tcp-client".to_string()));
+    }
     w.say(tr!(
         w,
-        "tcpdump on the loopback, one more client. [S] is SYN, [S.] SYN-ACK, [.] an ACK alone,
-         [P.] data (with an ACK), [F.] FIN: three segments open the connection, each piece of
-         data is acknowledged, and each side's FIN is acknowledged by the other.",
-        "tcpdump sur la boucle locale, un client de plus. [S] est SYN, [S.] SYN-ACK, [.] un ACK
-         seul, [P.] des données (avec un ACK), [F.] FIN : trois segments ouvrent la connexion,
-         chaque donnée est acquittée, et le FIN de chaque côté est acquitté par l'autre."
+        "ipclab capture on h1 (a packet socket, as tcpdump uses), numbers relative to each side's
+         SYN as tcpdump prints them: three segments open the connection, each piece of data is
+         acknowledged, and each side's FIN is acknowledged by the other.",
+        "ipclab capture sur h1 (une socket paquet, comme tcpdump), numéros relatifs au SYN de
+         chaque côté comme tcpdump les affiche : trois segments ouvrent la connexion, chaque
+         donnée est acquittée, et le FIN de chaque côté est acquitté par l'autre."
     ));
-    let p = port.to_string();
-    let mut dump = w.spawn(&[
-        "tcpdump",
-        "-i",
-        "lo",
-        "-n",
-        "-l",
-        "-S",
-        "--immediate-mode",
-        "tcp",
-        "port",
-        &p,
-    ])?;
-    // tcpdump says so once its capture is open: only then does the client start.
-    dump.wait_for("listening on")?;
-    let (code, _) = w.shell(&[&w.bin("tcp-client"), "--port", &p, "--message", "hello"])?;
-    let mut flags: Vec<String> = Vec::new();
-    // Until the ACK of the second FIN: the connection's last segment.
-    let fins = |f: &[String]| f.iter().filter(|x| x.contains('F')).count();
-    while !(fins(&flags) >= 2 && flags.last().is_some_and(|f| f == ".")) {
-        let Some(line) = dump.next_line()? else {
-            break;
-        };
-        if let Some(f) = line
-            .split("Flags [")
-            .nth(1)
-            .and_then(|r| r.split(']').next())
-        {
-            flags.push(f.to_string());
-        }
+    for line in crate::trace::wire::text(&segments, &names).lines() {
+        println!("   {line}");
     }
-    crate::process::signal(nix::unistd::Pid::from_raw(dump.pid()), Signal::SIGINT)?;
-    dump.finish()?;
+    let flags: Vec<String> = segments.iter().map(|s| s.flags()).collect();
     let handshake = flags.len() >= 3 && flags[0] == "S" && flags[1] == "S." && flags[2] == ".";
     w.expect(
         code == 0 && handshake,
         tr!(w, "SYN, SYN-ACK, ACK first", "SYN, SYN-ACK, ACK d'abord"),
     );
+    let fin_from =
+        |a: Option<std::net::SocketAddrV4>| segments.iter().any(|s| s.fin && Some(s.src) == a);
+    let first_fin = segments.iter().find(|s| s.fin).map(|s| s.src);
     w.expect(
-        fins(&flags) == 2,
-        &tr!(
+        fin_from(client_addr) && fin_from(Some(names[0].0)) && first_fin == client_addr,
+        tr!(
             w,
-            format!("a FIN each way: {}", flags.join(" ")),
-            format!("un FIN dans chaque sens : {}", flags.join(" "))
+            "a FIN each way, h2's (the client's) first",
+            "un FIN dans chaque sens, celui de h2 (le client) d'abord"
         ),
     );
+    let time_wait = |w: &mut Walk, pid: &str| -> Result<bool> {
+        let argv = on(pid, &["ss", "-tan", "state", "time-wait"]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        Ok(w.shell(&argv)?.1.contains(":9875"))
+    };
+    let (tw2, tw1) = (time_wait(w, &p2)?, time_wait(w, &p1)?);
+    w.expect(
+        tw2 && !tw1,
+        tr!(
+            w,
+            "TIME-WAIT on h2, which closed first, not on h1",
+            "TIME-WAIT sur h2, qui a fermé le premier, pas sur h1"
+        ),
+    );
+    let title = tr!(
+        w,
+        "lab 8: one TCP connection between h2 and h1, captured on h1",
+        "lab 8 : une connexion TCP entre h2 et h1, capturée sur h1"
+    );
+    let chart = crate::trace::wire::svg(&segments, &names, title);
+    // Where nothing can be written, the text above is the evidence: said, not failed.
+    match w.chart_path("lab8-wire.svg") {
+        Ok(svg) => {
+            let wrote = std::fs::write(&svg, chart).is_ok();
+            w.expect(
+                wrote,
+                &tr!(
+                    w,
+                    format!("the sequence chart is in {}", svg.display()),
+                    format!("le diagramme de séquence est dans {}", svg.display())
+                ),
+            );
+        }
+        Err(e) => w.say(&e.to_string()),
+    }
+    crate::process::signal(nix::unistd::Pid::from_raw(server.pid()), Signal::SIGTERM)?;
+    server.finish()?;
+    end_hosts(h1, h2)
+}
+
+/// Ends the two hosts: their last processes exit, the namespaces and the cable go with them.
+fn end_hosts(h1: Live, h2: Live) -> Result<()> {
+    h2.finish()?;
+    h1.finish()?;
     Ok(())
 }
 

@@ -672,26 +672,31 @@ impl<'a> Chart<'a> {
             let _ = writeln!(groups, r##"<g class="legend">{t}</g>"##);
         }
         let height = (top + row * (times.len() as f64 + 2.0)).max(labels.bottom() + row);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r##"<?xml version="1.0" encoding="UTF-8"?>
+        document(width, height, title, &wires, &groups)
+    }
+}
+
+/// The SVG document around a chart's lines (drawn first) and labels (drawn over them).
+pub(super) fn document(width: f64, height: f64, title: &str, wires: &str, labels: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r##"<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="monospace" font-size="12">
 <defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#1f4e9c"/></marker>
 <marker id="thin" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>
 <rect width="100%" height="100%" fill="white"/>
 <text x="10" y="20" font-size="14" font-weight="bold">{}</text>"##,
-            esc(title)
-        );
-        s.push_str(&wires);
-        s.push_str(&groups);
-        s.push_str("</svg>\n");
-        s
-    }
+        esc(title)
+    );
+    s.push_str(wires);
+    s.push_str(labels);
+    s.push_str("</svg>\n");
+    s
 }
 
 #[derive(Clone, Copy)]
-enum Anchor {
+pub(super) enum Anchor {
     Start,
     Middle,
     End,
@@ -704,17 +709,25 @@ pub const TEXT_H: f64 = 13.0;
 /// Labels placed so far; each new one goes where it was asked, or the nearest spot below
 /// (then further right) where its box meets no other.
 #[derive(Default)]
-struct Labels {
+pub(super) struct Labels {
     boxes: Vec<(f64, f64, f64, f64)>,
 }
 
 impl Labels {
-    fn bottom(&self) -> f64 {
+    pub(super) fn bottom(&self) -> f64 {
         self.boxes.iter().map(|b| b.3).fold(0.0, f64::max)
     }
 
     /// A `<text>` at (x, y) (y the baseline), moved until free, with a white halo.
-    fn text(&mut self, x: f64, y: f64, a: Anchor, text: &str, color: &str, bold: bool) -> String {
+    pub(super) fn text(
+        &mut self,
+        x: f64,
+        y: f64,
+        a: Anchor,
+        text: &str,
+        color: &str,
+        bold: bool,
+    ) -> String {
         let w = text.chars().count() as f64 * CHAR_W;
         let x0 = |x: f64| match a {
             Anchor::Start => x,
@@ -775,7 +788,7 @@ fn mark_t(m: &Mark) -> f64 {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

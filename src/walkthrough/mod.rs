@@ -167,6 +167,26 @@ impl Walk {
         Lang(self.fr())
     }
 
+    /// Where a chart the student opens goes: target/ of the checkout they run it in, else the
+    /// current directory, else their home; never a temporary directory that outlives nothing.
+    pub fn chart_path(&self, name: &str) -> Result<PathBuf> {
+        let writable =
+            |d: &Path| std::fs::create_dir_all(d).is_ok() && tempfile::tempfile_in(d).is_ok();
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let dir = [Some(PathBuf::from("target")), Some(".".into()), home]
+            .into_iter()
+            .flatten()
+            .find(|d| writable(d))
+            .ok_or_else(|| {
+                Error::runtime(tr!(
+                    self,
+                    format!("nowhere to write {name}: target/, the current directory and HOME are read-only"),
+                    format!("nulle part où écrire {name} : target/, le répertoire courant et HOME sont en lecture seule")
+                ))
+            })?;
+        Ok(std::fs::canonicalize(&dir).unwrap_or(dir).join(name))
+    }
+
     /// Path of a reference binary.
     pub fn bin(&self, name: &str) -> String {
         self.bins.join(name).display().to_string()
@@ -246,6 +266,9 @@ impl Walk {
         // The Command's copies of the write end must go, or we would never read end of file.
         drop(cmd);
         let stdin = child.stdin.take();
+        if let Ok(mut h) = HELD.lock() {
+            h.push(child.id() as i32);
+        }
         Ok(Live {
             child,
             stdin,
@@ -288,8 +311,20 @@ impl Walk {
     }
 
     /// Reaps whatever was re-parented to us and has exited, saying so: (pid, shell-style status).
+    /// Commands still held as `Live` are left alone: their status is for their `finish`.
     pub fn reap_adopted(&self) -> Vec<(i32, i32)> {
-        let reaped = process::reap_all_nohang();
+        let held = HELD.lock().map(|h| h.clone()).unwrap_or_default();
+        let reaped: Vec<_> = inspect::children(std::process::id() as i32)
+            .into_iter()
+            .filter(|c| c.state == 'Z' && !held.contains(&c.pid))
+            .filter_map(|c| {
+                let pid = nix::unistd::Pid::from_raw(c.pid);
+                match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(st) if st.pid().is_some() => Some((pid, st)),
+                    _ => None,
+                }
+            })
+            .collect();
         for (pid, st) in &reaped {
             println!(
                 "   {} {pid} : {})",
@@ -677,6 +712,9 @@ fn display_cmd(argv: &[&str]) -> String {
 }
 
 /// A running command: its merged output is read line by line, echoed as it arrives.
+/// Pids of the commands started by `spawn` and not yet finished.
+static HELD: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
 pub struct Live {
     pub child: Child,
     stdin: Option<ChildStdin>,
@@ -768,10 +806,11 @@ impl Live {
     pub fn finish(mut self) -> Result<(i32, String)> {
         self.close_stdin();
         while self.next_line()?.is_some() {}
-        let st = self
-            .child
-            .wait()
-            .map_err(|e| Error::io(&e, "waitpid", self.child.id()))?;
+        let st = self.child.wait();
+        if let Ok(mut h) = HELD.lock() {
+            h.retain(|p| *p != self.child.id() as i32);
+        }
+        let st = st.map_err(|e| Error::io(&e, "waitpid", self.child.id()))?;
         let code = st.code().unwrap_or_else(|| {
             128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)
         });
