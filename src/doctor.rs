@@ -240,6 +240,30 @@ fn hosts_findings(root: bool) -> Vec<Finding> {
                 .into(),
         );
     }
+    // What a student without root can still make: namespaces of a user namespace of their own.
+    let userns = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--net", "--", "true"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match userns {
+        Ok(o) if o.status.success() => push(
+            "ok",
+            "user namespaces: unshare --user --net works for you: lab 8's wire step makes its \
+             two hosts without root"
+                .into(),
+        ),
+        Ok(o) => push(
+            "warn",
+            format!(
+                "user namespaces: refused here ({}): lab 8's wire step is skipped without them",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+        ),
+        Err(e) => push(
+            "warn",
+            format!("user namespaces: cannot run unshare ({e}): lab 8's wire step is skipped"),
+        ),
+    }
     push(
         "ok",
         "faults on a host's processes: pause (SIGSTOP, then SIGCONT), crash (SIGKILL), restart"
