@@ -39,6 +39,30 @@ enum HostsCmd {
         #[command(subcommand)]
         cmd: RelayCmd,
     },
+    /// A seeded fault schedule on the hosts: pauses, crashes, partitions, one JSON line each as
+    /// it starts and as it ends (the same seed, the same plan; --replay a printed plan).
+    Faults {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Faults in the plan.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Mean time between two faults, in ms.
+        #[arg(long, default_value_t = 2000)]
+        gap_ms: u64,
+        /// Kinds to draw from (default: all three).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        kinds: Vec<ipclab::faults::Kind>,
+        /// Hosts to hit (default: every host).
+        #[arg(long, value_delimiter = ',')]
+        on: Vec<String>,
+        /// Print the plan and do nothing.
+        #[arg(long)]
+        plan_only: bool,
+        /// Apply this plan (JSON lines, as --plan-only prints them) instead of drawing one.
+        #[arg(long, value_name = "FILE")]
+        replay: Option<std::path::PathBuf>,
+    },
     /// Run CMD on HOST as its user, from its home (default: a shell), as if logged in there.
     Exec {
         host: String,
@@ -423,6 +447,47 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
         HostsCmd::List => {
             let c = Cluster::current().ok_or_else(none)?;
             print!("{}", c.machine_file());
+            Ok(0)
+        }
+        HostsCmd::Faults {
+            seed,
+            count,
+            gap_ms,
+            kinds,
+            on,
+            plan_only,
+            replay,
+        } => {
+            let c = Cluster::current().ok_or_else(none)?;
+            let hosts = if on.is_empty() { c.names() } else { on };
+            for h in &hosts {
+                c.host(h)?;
+            }
+            let plan = match replay {
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .map_err(|e| Error::usage(format!("--replay {}: {e}", f.display())))?;
+                    ipclab::faults::read_plan(&text)?
+                }
+                None => {
+                    use ipclab::faults::Kind;
+                    let kinds = if kinds.is_empty() {
+                        vec![Kind::Pause, Kind::Crash, Kind::Partition]
+                    } else {
+                        kinds
+                    };
+                    ipclab::faults::plan(seed, &hosts, &kinds, count, gap_ms)
+                }
+            };
+            if plan_only {
+                for f in &plan {
+                    println!("{}", serde_json::to_string(f).unwrap_or_default());
+                }
+                return Ok(0);
+            }
+            ipclab::faults::run(&c, &plan, &mut |a| {
+                println!("{}", serde_json::to_string(a).unwrap_or_default())
+            })?;
             Ok(0)
         }
         HostsCmd::Partition { a, b } => {

@@ -264,11 +264,15 @@ fn hosts_findings(root: bool) -> Vec<Finding> {
             format!("user namespaces: cannot run unshare ({e}): lab 8's wire step is skipped"),
         ),
     }
-    push(
-        "ok",
-        "faults on a host's processes: pause (SIGSTOP, then SIGCONT), crash (SIGKILL), restart"
-            .into(),
-    );
+    if root {
+        push(
+            "ok",
+            "faults on a host's processes, on a seeded plan (ipclab hosts faults --seed S; \
+             --plan-only prints it, --replay FILE applies it again): pause (SIGSTOP, then \
+             SIGCONT), crash (SIGKILL), partition; a restart is the launcher run again"
+                .into(),
+        );
+    }
     if root && have("/usr/sbin/nft") {
         push(
             "ok",

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod error;
 pub mod evlog;
+pub mod faults;
 pub mod fifo;
 pub mod frame;
 pub mod grade;

@@ -190,7 +190,7 @@ fn course_strace_lines_come_from_strace_expected() {
 /// The layers of the crate, by top-level module (src/NAME.rs or src/NAME/).
 const PRIMITIVES: &[&str] = &[
     "error", "args", "fifo", "shm", "signals", "process", "daemon", "inspect", "sandbox", "evlog",
-    "lang", "hosts", "inet", "relay", "wire",
+    "lang", "hosts", "inet", "relay", "wire", "faults",
 ];
 /// Code of particular labs shared by their reference programs and their lab folder.
 const LAB_LIBRARIES: &[&str] = &["frame", "heartbeat", "zoo"];

@@ -218,6 +218,7 @@ fn hosts_run_real_sshd_and_leave_nothing() {
 
     relay_delays_each_link(&c);
     walkthrough_on_two_hosts(&c);
+    faults_follow_their_plan(&c);
 
     // Down: no namespace, no live sshd, no box, lease or process of the hosts' users.
     let out = ipclab(&["hosts", "down"]);
@@ -472,4 +473,134 @@ fn walkthrough_on_two_hosts(c: &ipclab::hosts::Cluster) {
     assert!(err.contains("machines:2: not a host name"), "{err}");
     let (code, _, err) = on_h1(&["lab", "2", "--hosts", file.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// A process's state letter (T stopped, Z zombie...), or None once it is gone.
+fn state_of(pid: i32) -> Option<char> {
+    ipclab::inspect::info(pid).map(|i| i.state)
+}
+
+/// Waits (5 s at most: the kernel acts on a signal at once, a loaded machine may lag) until
+/// `pid`'s state satisfies `ok`.
+fn until_state(pid: i32, ok: impl Fn(Option<char>) -> bool) -> Option<char> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let s = state_of(pid);
+        if ok(s) || std::time::Instant::now() > end {
+            return s;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// The seeded plan is the same for the same seed; a replayed plan pauses a program started
+/// over ssh on h2 (stopped while the pause lasts, running after), then crashes it; bad plans
+/// and unknown hosts are exit 2.
+fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
+    let plan = |seed: &str| {
+        let out = ipclab(&[
+            "hosts",
+            "faults",
+            "--seed",
+            seed,
+            "--count",
+            "6",
+            "--plan-only",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let a = plan("11");
+    assert_eq!(a, plan("11"));
+    assert_ne!(a, plan("12"));
+    assert_eq!(a.lines().count(), 6, "{a}");
+    let h2 = c.host("h2").unwrap();
+    // Earlier steps left programs of their own on h2: the victim is the new one.
+    let before = ipclab::faults::processes(h2);
+    // ssh returns once the shell has started the program in the background.
+    let out = ipclab(&[
+        "hosts",
+        "exec",
+        "h1",
+        "--",
+        "ssh",
+        "h2",
+        "nohup sleep 300 >/dev/null 2>&1 &",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let victims: Vec<i32> = ipclab::faults::processes(h2)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(victims.len(), 1, "{victims:?}");
+    let v = victims[0];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plan.jsonl");
+    std::fs::write(
+        &file,
+        "{\"at_ms\":0,\"host\":\"h2\",\"kind\":\"pause\",\"ms\":1500}\n\
+         {\"at_ms\":1600,\"host\":\"h2\",\"kind\":\"crash\"}\n",
+    )
+    .unwrap();
+    let mut child = Command::new(bin("ipclab"))
+        .args(["hosts", "faults", "--replay"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next =
+        || -> serde_json::Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let start = next();
+    assert_eq!(
+        (start["phase"].as_str(), start["fault"]["kind"].as_str()),
+        (Some("start"), Some("pause"))
+    );
+    let hit: Vec<i64> = start["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_i64())
+        .collect();
+    assert!(hit.contains(&(v as i64)), "{start}");
+    assert_eq!(
+        until_state(v, |s| s == Some('T')),
+        Some('T'),
+        "not stopped by the pause"
+    );
+    let end = next();
+    assert_eq!(end["phase"], "end");
+    assert!(end["t_ms"].as_f64().unwrap() >= 1500.0, "{end}");
+    let s = until_state(v, |s| s != Some('T'));
+    assert!(s.is_some() && s != Some('T'), "not continued: {s:?}");
+    let crash = next();
+    assert_eq!(
+        (crash["phase"].as_str(), crash["fault"]["kind"].as_str()),
+        (Some("done"), Some("crash"))
+    );
+    assert!(crash["t_ms"].as_f64().unwrap() >= 1600.0, "{crash}");
+    // Killed, then reaped by h2's init (its sshd).
+    assert_eq!(until_state(v, |s| s.is_none()), None, "the crash left it");
+    assert!(child.wait().unwrap().success());
+    for bad in [
+        &["hosts", "faults", "--on", "h9"][..],
+        &["hosts", "faults", "--replay", "/nonexistent/plan"][..],
+    ] {
+        let out = ipclab(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr).lines().count(),
+            1,
+            "{bad:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    std::fs::write(&file, "{\"at_ms\":0,\"host\":\"h2\",\"kind\":\"melt\"}\n").unwrap();
+    let out = ipclab(&["hosts", "faults", "--replay", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("plan line 1"),
+        "{}",
+        text(&out.stderr)
+    );
 }
