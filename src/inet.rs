@@ -235,13 +235,23 @@ mod tests {
         assert_eq!(e.state, "UNCONN");
     }
 
-    /// A real listener is seen in the table, then gone once closed.
+    /// A real listener is seen in the table, then gone once closed (judged by its socket's
+    /// inode: another program may take the same port number at once).
     #[test]
     fn a_listener_is_in_the_table() {
+        use std::os::fd::AsRawFd;
         let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = l.local_addr().unwrap().port();
         assert!(tcp_listening(port));
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", l.as_raw_fd())).unwrap();
+        let inode: u64 = link.to_string_lossy()[8..]
+            .trim_end_matches(']')
+            .parse()
+            .unwrap();
+        assert!(sockets("tcp")
+            .iter()
+            .any(|s| s.inode == inode && s.state == "LISTEN"));
         drop(l);
-        assert!(!tcp_listening(port));
+        assert!(!sockets("tcp").iter().any(|s| s.inode == inode));
     }
 }

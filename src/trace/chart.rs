@@ -584,18 +584,7 @@ impl<'a> Chart<'a> {
                 continue;
             };
             let (y1, y2) = (y(m.sent), y(m.received).max(y(m.sent)));
-            let _ = writeln!(
-                wires,
-                r##"<line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/>"##
-            );
-            // Above the start of the arrow, on the sender's side: a slanted arrow does not run
-            // through it there.
-            let (lx, anchor) = if x2 > x1 {
-                (x1 + 8.0, Anchor::Start)
-            } else {
-                (x1 - 8.0, Anchor::End)
-            };
-            let t = labels.text(lx, y1 - 4.0, anchor, &m.label, "#1f4e9c", false);
+            let t = arrow(&mut wires, &mut labels, (*x1, y1), (*x2, y2), &m.label);
             let _ = writeln!(
                 groups,
                 r##"<g class="message" data-from="{}" data-to="{}">{t}</g>"##,
@@ -674,6 +663,27 @@ impl<'a> Chart<'a> {
         let height = (top + row * (times.len() as f64 + 2.0)).max(labels.bottom() + row);
         document(width, height, title, &wires, &groups)
     }
+}
+
+/// A message's arrow from (x1, y1) to (x2, y2) into `wires`, and its label: above the start
+/// of the arrow, on the sender's side, where a slanted arrow does not run through it.
+pub(super) fn arrow(
+    wires: &mut String,
+    labels: &mut Labels,
+    (x1, y1): (f64, f64),
+    (x2, y2): (f64, f64),
+    label: &str,
+) -> String {
+    let _ = writeln!(
+        wires,
+        r##"<line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/>"##
+    );
+    let (lx, anchor) = if x2 > x1 {
+        (x1 + 8.0, Anchor::Start)
+    } else {
+        (x1 - 8.0, Anchor::End)
+    };
+    labels.text(lx, y1 - 4.0, anchor, label, "#1f4e9c", false)
 }
 
 /// The SVG document around a chart's lines (drawn first) and labels (drawn over them).

@@ -2,7 +2,7 @@
 //! segment from sender to receiver, named as the course names it (SYN, SYN-ACK, ACK, PSH-ACK
 //! with its bytes, FIN-ACK), time running down by rank with the capture's milliseconds beside.
 
-use super::chart::{document, esc, Anchor, Labels};
+use super::chart::{arrow, document, esc, Anchor, Labels};
 use crate::wire::Segment;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
@@ -90,16 +90,7 @@ pub fn svg(segments: &[Segment], names: &[(SocketAddrV4, String)], title: &str) 
         // Sent on one row, received lower: the slant is the segment's transit.
         let y1 = top + row * (i as f64 + 0.5);
         let y2 = y1 + row * 0.6;
-        let _ = writeln!(
-            wires,
-            r##"<line x1="{x1:.0}" y1="{y1:.0}" x2="{x2:.0}" y2="{y2:.0}" stroke="#1f4e9c" stroke-width="1.5" marker-end="url(#arrow)"/>"##
-        );
-        let (lx, anchor) = if x2 > x1 {
-            (x1 + 8.0, Anchor::Start)
-        } else {
-            (x1 - 8.0, Anchor::End)
-        };
-        let t = labels.text(lx, y1 - 3.0, anchor, &label(s), "#1f4e9c", false);
+        let t = arrow(&mut wires, &mut labels, (x1, y1), (x2, y2), &label(s));
         let ms = labels.text(
             8.0,
             y1 + 4.0,
