@@ -39,8 +39,8 @@ enum HostsCmd {
         #[command(subcommand)]
         cmd: RelayCmd,
     },
-    /// A seeded fault schedule on the hosts: pauses, crashes, partitions, one JSON line each as
-    /// it starts and as it ends (the same seed, the same plan; --replay a printed plan).
+    /// A seeded fault schedule on the hosts: pauses, crashes, restarts, partitions, a JSON line
+    /// at each edge (the same seed, the same plan; --replay a printed plan).
     Faults {
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -50,7 +50,7 @@ enum HostsCmd {
         /// Mean time between two faults, in ms.
         #[arg(long, default_value_t = 2000)]
         gap_ms: u64,
-        /// Kinds to draw from (default: all three).
+        /// Kinds to draw from (default: all four).
         #[arg(long, value_enum, value_delimiter = ',')]
         kinds: Vec<ipclab::faults::Kind>,
         /// Hosts to hit (default: every host).
@@ -158,6 +158,10 @@ enum Cmd {
         /// Check names, OK/FAIL/SKIP and the Score line stay as they are, for scripts.
         #[arg(long, value_enum)]
         lang: Option<ipclab::lang::Lang>,
+        /// Refused, with the reason: grading runs on this machine (local processes, or
+        /// namespace hosts); `ipclab lab N --hosts FILE` runs the steps on real machines.
+        #[arg(long, value_name = "FILE")]
+        hosts: Option<std::path::PathBuf>,
     },
     /// Run lab N's reference (or --impl) under strace, as its contract runs it; print the trace
     /// normalised (roles, DIR, masked addresses, times in ms) and save it under target/trace/.
@@ -389,29 +393,46 @@ fn main() {
             uid,
             hide,
             lang,
-        } => pair_outputs(format, output).and_then(|outputs| {
-            ipclab::lang::set(ipclab::lang::Lang::choose(lang));
-            let o = ipclab::grade::Options {
-                lab,
-                impl_cmd,
-                runs,
-                seed,
-                timeout,
-                race,
-                outputs,
-                no_ptrace,
-                uid,
-                submissions,
-                jobs,
-                results,
-                hide,
-            };
-            ipclab::grade::grade(&o, &ipclab::labs::gradable())
-        }),
+            hosts,
+        } => refuse_hosts(&lab, hosts.as_deref())
+            .and_then(|()| pair_outputs(format, output))
+            .and_then(|outputs| {
+                ipclab::lang::set(ipclab::lang::Lang::choose(lang));
+                let o = ipclab::grade::Options {
+                    lab,
+                    impl_cmd,
+                    runs,
+                    seed,
+                    timeout,
+                    race,
+                    outputs,
+                    no_ptrace,
+                    uid,
+                    submissions,
+                    jobs,
+                    results,
+                    hide,
+                };
+                ipclab::grade::grade(&o, &ipclab::labs::gradable())
+            }),
     };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => exit_with(&e),
+    }
+}
+
+/// `grade --hosts FILE`: the grader boxes what it judges, which it can do only here.
+fn refuse_hosts(lab: &str, hosts: Option<&std::path::Path>) -> Result<()> {
+    match hosts {
+        None => Ok(()),
+        Some(f) => Err(Error::usage(format!(
+            "grade --hosts {}: a program is judged in a box of this machine (its process tree, \
+             uids, sockets, files), which ssh to other machines cannot give: grade here or on \
+             namespace hosts (ipclab hosts up); ipclab lab {lab} --hosts {} runs the steps there",
+            f.display(),
+            f.display()
+        ))),
     }
 }
 
@@ -472,7 +493,7 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
                 None => {
                     use ipclab::faults::Kind;
                     let kinds = if kinds.is_empty() {
-                        vec![Kind::Pause, Kind::Crash, Kind::Partition]
+                        vec![Kind::Pause, Kind::Crash, Kind::Partition, Kind::Restart]
                     } else {
                         kinds
                     };

@@ -48,8 +48,10 @@ fn run(a: &Args) -> Result<()> {
     let addr = inet::resolve(&a.host, a.port)?;
     let mut signals = SignalPipe::new(&[Signal::SIGTERM, Signal::SIGINT])?;
     let listener = listen(addr, a.backlog)?;
+    // The port bound, not the one asked: with --port 0 the kernel picks it.
+    let local = listener.local_addr().unwrap_or(addr);
     println!(
-        "listening on {addr} (TCP, backlog {}, socket fd {})",
+        "listening on {local} (TCP, backlog {}, socket fd {})",
         a.backlog,
         listener.as_raw_fd()
     );

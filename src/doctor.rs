@@ -269,7 +269,8 @@ fn hosts_findings(root: bool) -> Vec<Finding> {
             "ok",
             "faults on a host's processes, on a seeded plan (ipclab hosts faults --seed S; \
              --plan-only prints it, --replay FILE applies it again): pause (SIGSTOP, then \
-             SIGCONT), crash (SIGKILL), partition; a restart is the launcher run again"
+             SIGCONT), crash (SIGKILL), restart (a crash, then each program started again over \
+             ssh in its directory), partition"
                 .into(),
         );
     }

@@ -1,5 +1,7 @@
 //! Seeded fault schedules on namespace hosts: a plan of pauses (SIGSTOP, then SIGCONT), crashes
-//! (SIGKILL) and partitions (a host cut off from the others, then healed), drawn from a seed so
+//! (SIGKILL), restarts (a crash, then each program started again as the course's launcher does,
+//! `ssh HOST "cd DIR; PROG ARGS"`) and partitions (a host cut off from the others, then healed),
+//! drawn from a seed so
 //! the same seed gives the same plan, written as JSON lines so a plan can be replayed exactly
 //! (`--replay FILE`), and each fault applied recorded with when it happened and whom it hit.
 //!
@@ -18,6 +20,7 @@ pub enum Kind {
     Pause,
     Crash,
     Partition,
+    Restart,
 }
 
 /// One fault of a plan: at `at_ms` after the start, on `host`, for `ms` (pause, partition).
@@ -48,7 +51,9 @@ pub fn plan(seed: u64, hosts: &[String], kinds: &[Kind], count: usize, gap_ms: u
         let kind = kinds[rng.random_range(0..kinds.len())];
         let ms = match kind {
             Kind::Crash => 0,
-            Kind::Pause | Kind::Partition => rng.random_range(gap / 4..=gap / 2 - 1),
+            Kind::Pause | Kind::Partition | Kind::Restart => {
+                rng.random_range(gap / 4..=gap / 2 - 1)
+            }
         };
         out.push(Fault {
             at_ms: at,
@@ -82,14 +87,71 @@ pub fn read_plan(text: &str) -> Result<Vec<Fault>> {
 }
 
 /// What happened: the fault, which edge of it (`start` and `end` for a pause or a partition,
-/// `done` for a crash), when (ms after the plan's start, to 0.1 ms), the pids it hit (as the
-/// machine numbers them).
+/// `done` for a crash, `killed` then `started` for a restart), when (ms after the plan's start,
+/// to 0.1 ms), the pids it hit or started (as the machine numbers them).
 #[derive(Debug, Serialize)]
 pub struct Applied<'a> {
     pub fault: &'a Fault,
     pub phase: &'static str,
     pub t_ms: f64,
     pub pids: Vec<i32>,
+}
+
+/// A program started on a host: the argv and directory to start it again with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Program {
+    pub argv: Vec<String>,
+    pub cwd: std::path::PathBuf,
+}
+
+/// The programs of `pids` that the others did not start (their parent is sshd, or the host's
+/// init): what a restart starts again; their children are theirs to start.
+pub fn leaders(pids: &[i32]) -> Vec<Program> {
+    pids.iter()
+        .filter_map(|p| {
+            let info = crate::inspect::info(*p)?;
+            if pids.contains(&info.ppid) {
+                return None;
+            }
+            let raw = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+            let argv: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).ok()?;
+            (!argv.is_empty()).then_some(Program { argv, cwd })
+        })
+        .collect()
+}
+
+/// Starts `prog` on `host` again the way the course does, over ssh from the host itself, in
+/// the background (its output to /dev/null: the first run's redirections are not known).
+fn relaunch(c: &Cluster, host: &str, prog: &Program) -> Result<()> {
+    let q = |s: &str| {
+        shlex::try_quote(s)
+            .map(|c| c.into_owned())
+            .map_err(|_| Error::runtime(format!("restart on {host}: {s:?} cannot be quoted")))
+    };
+    let argv = prog.argv.iter().map(|a| q(a)).collect::<Result<Vec<_>>>()?;
+    let line = format!(
+        "cd {} && {} </dev/null >/dev/null 2>&1 &",
+        q(&prog.cwd.to_string_lossy())?,
+        argv.join(" ")
+    );
+    let ssh = ["ssh", "-o", "BatchMode=yes", host, &line].map(String::from);
+    let out = c
+        .exec(host, &ssh)?
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::io(&e, "exec", "ssh"))?;
+    if !out.status.success() {
+        return Err(Error::runtime(format!(
+            "restart on {host}: ssh said {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The student's processes on `h`: every process in its PID namespace but sshd's own.
@@ -153,6 +215,21 @@ pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Res
                 signal_all(&pids, Signal::SIGCONT);
                 edge(f, "end", &pids);
             }
+            Kind::Restart => {
+                let pids = processes(h);
+                let progs = leaders(&pids);
+                signal_all(&pids, Signal::SIGKILL);
+                edge(f, "killed", &pids);
+                std::thread::sleep(hold);
+                for p in &progs {
+                    relaunch(c, &f.host, p)?;
+                }
+                let now: Vec<i32> = processes(h)
+                    .into_iter()
+                    .filter(|p| !pids.contains(p))
+                    .collect();
+                edge(f, "started", &now);
+            }
             Kind::Partition => {
                 let others: Vec<String> = c.names().into_iter().filter(|n| *n != f.host).collect();
                 if let Err(e) = c.partition(std::slice::from_ref(&f.host), &others) {
@@ -179,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_plan() {
-        let all = [Kind::Pause, Kind::Crash, Kind::Partition];
+        let all = [Kind::Pause, Kind::Crash, Kind::Partition, Kind::Restart];
         let a = plan(7, &hosts(), &all, 20, 1000);
         assert_eq!(a, plan(7, &hosts(), &all, 20, 1000));
         assert_ne!(a, plan(8, &hosts(), &all, 20, 1000));

@@ -462,10 +462,29 @@ fn walkthrough_on_two_hosts(c: &ipclab::hosts::Cluster) {
     let (code, out, err) = on_h1(&["lab", "9", "--hosts", file.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("fingerd on h2, asked from h1"), "{out}");
+    // What the steps there could not judge is named: every check of the contract.
+    assert!(out.contains("Not checked on the other machines"), "{out}");
+    assert!(
+        out.contains("daemonized, hostile-queries, logs-queries"),
+        "{out}"
+    );
     assert!(
         out.contains("✓ h2's log names the login and this machine's address"),
         "{out}"
     );
+    assert!(!out.contains('✗'), "{out}");
+    // Lab 8: each server on h2 over ssh, its client on h1; h2 sees h1's address.
+    let (code, out, err) = on_h1(&["lab", "8", "--hosts", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    for server in ["udp-server", "tcp-server"] {
+        let want = format!(
+            "✓ {server} on h2 answered, and saw h1's address ({})",
+            h1.addr
+        );
+        assert!(out.contains(&want), "{want:?} missing:\n{out}");
+        let stopped = format!("✓ SIGTERM over ssh: {server} closed its socket and exited 0");
+        assert!(out.contains(&stopped), "{out}");
+    }
     assert!(!out.contains('✗'), "{out}");
     std::fs::write(&file, "h2\n-oProxyCommand=id\n").unwrap();
     let (code, _, err) = on_h1(&["lab", "9", "--hosts", file.to_str().unwrap()]);
@@ -494,8 +513,8 @@ fn until_state(pid: i32, ok: impl Fn(Option<char>) -> bool) -> Option<char> {
 }
 
 /// The seeded plan is the same for the same seed; a replayed plan pauses a program started
-/// over ssh on h2 (stopped while the pause lasts, running after), then crashes it; bad plans
-/// and unknown hosts are exit 2.
+/// over ssh on h2 (stopped while the pause lasts, running after), restarts it (killed, then
+/// the same argv in the same directory), then crashes it; bad plans and unknown hosts are exit 2.
 fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
     let plan = |seed: &str| {
         let out = ipclab(&[
@@ -539,7 +558,8 @@ fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
     std::fs::write(
         &file,
         "{\"at_ms\":0,\"host\":\"h2\",\"kind\":\"pause\",\"ms\":1500}\n\
-         {\"at_ms\":1600,\"host\":\"h2\",\"kind\":\"crash\"}\n",
+         {\"at_ms\":1600,\"host\":\"h2\",\"kind\":\"restart\",\"ms\":100}\n\
+         {\"at_ms\":2000,\"host\":\"h2\",\"kind\":\"crash\"}\n",
     )
     .unwrap();
     let mut child = Command::new(bin("ipclab"))
@@ -563,6 +583,18 @@ fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
         .filter_map(|p| p.as_i64())
         .collect();
     assert!(hit.contains(&(v as i64)), "{start}");
+    // What a restart must bring back: h2's programs, read while they are alive (stopped).
+    let argvs = |progs: &[ipclab::faults::Program]| {
+        let mut v: Vec<(Vec<String>, std::path::PathBuf)> = progs
+            .iter()
+            .map(|p| (p.argv.clone(), p.cwd.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let want = argvs(&ipclab::faults::leaders(
+        &hit.iter().map(|p| *p as i32).collect::<Vec<_>>(),
+    ));
     assert_eq!(
         until_state(v, |s| s == Some('T')),
         Some('T'),
@@ -573,12 +605,51 @@ fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
     assert!(end["t_ms"].as_f64().unwrap() >= 1500.0, "{end}");
     let s = until_state(v, |s| s != Some('T'));
     assert!(s.is_some() && s != Some('T'), "not continued: {s:?}");
+    // The restart kills it, then starts it again over ssh in the same directory.
+    let killed = next();
+    assert_eq!(killed["phase"], "killed", "{killed}");
+    assert_eq!(
+        until_state(v, |s| s.is_none()),
+        None,
+        "the restart did not kill it"
+    );
+    let started = next();
+    assert_eq!(started["phase"], "started", "{started}");
+    // Every program h2 ran comes back (an earlier step's too), each its argv in its
+    // directory, under new pids. The shell there forks, then execs the program: wait (5 s at
+    // most) for the execs.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let now = loop {
+        let now = ipclab::faults::processes(h2);
+        if argvs(&ipclab::faults::leaders(&now)) == want || std::time::Instant::now() > end {
+            break now;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(argvs(&ipclab::faults::leaders(&now)), want, "{now:?}");
+    assert!(
+        want.iter()
+            .any(|(a, cwd)| *a == ["sleep", "300"] && *cwd == h2.home),
+        "{want:?}"
+    );
+    assert!(
+        now.iter().all(|p| !hit.contains(&(*p as i64))),
+        "{now:?} {hit:?}"
+    );
+    let v = *now
+        .iter()
+        .find(|p| {
+            ipclab::faults::leaders(&[**p])
+                .first()
+                .is_some_and(|l| l.argv == ["sleep", "300"])
+        })
+        .unwrap();
     let crash = next();
     assert_eq!(
         (crash["phase"].as_str(), crash["fault"]["kind"].as_str()),
         (Some("done"), Some("crash"))
     );
-    assert!(crash["t_ms"].as_f64().unwrap() >= 1600.0, "{crash}");
+    assert!(crash["t_ms"].as_f64().unwrap() >= 2000.0, "{crash}");
     // Killed, then reaped by h2's init (its sshd).
     assert_eq!(until_state(v, |s| s.is_none()), None, "the crash left it");
     assert!(child.wait().unwrap().success());

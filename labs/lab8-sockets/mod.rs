@@ -122,6 +122,9 @@ impl crate::walkthrough::Walkable for Lab8 {
     fn walk(&self, w: &mut crate::walkthrough::Walk) -> crate::Result<()> {
         walk::walk(w)
     }
+    fn uses_hosts(&self) -> bool {
+        true
+    }
 }
 
 impl crate::grade::Gradable for Lab8 {

@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::inet;
 use crate::tr;
-use crate::walkthrough::{Live, Walk};
+use crate::walkthrough::{number_after, Live, Walk};
 use nix::sys::signal::Signal;
 
 pub fn walk(w: &mut Walk) -> Result<()> {
@@ -15,7 +15,143 @@ pub fn walk(w: &mut Walk) -> Result<()> {
     let server = udp(w, port)?;
     stop(w, server, "signal: closing the socket")?;
     let port = preferred_port(9876)?;
-    tcp(w, port)
+    tcp(w, port)?;
+    if let Some(hosts) = w.hosts.clone() {
+        remote(w, &hosts)?;
+    }
+    Ok(())
+}
+
+/// With `--hosts FILE`: each server on another machine of the file, started over ssh as the
+/// sheet's launcher does, its client here; the server sees this machine's address.
+fn remote(w: &mut Walk, hosts: &[String]) -> Result<()> {
+    let here = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let there = hosts
+        .iter()
+        .find(|h| **h != here)
+        .unwrap_or(&hosts[0])
+        .clone();
+    w.step(&tr!(
+        w,
+        format!("On another machine: the servers on {there}, their clients on {here}"),
+        format!("Sur une autre machine : les serveurs sur {there}, leurs clients sur {here}")
+    ));
+    w.say(tr!(
+        w,
+        "ssh starts each server there on a port the kernel picks (--port 0: another student may
+         hold 9875) and prints its pid; the programs are at the same path there, as on the
+         room's shared home. If you stop this walkthrough before the end, stop them yourself:
+         ssh HOST pkill -u $USER -x udp-server (or tcp-server).",
+        "ssh y lance chaque serveur sur un port que le noyau choisit (--port 0 : un autre
+         étudiant peut tenir 9875) et affiche son pid ; les programmes sont au même chemin
+         là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce déroulé avant la fin,
+         arrêtez-les vous-même : ssh HÔTE pkill -u $USER -x udp-server (ou tcp-server)."
+    ));
+    let q = |s: &str| {
+        shlex::try_quote(s)
+            .map(|c| c.into_owned())
+            .unwrap_or_default()
+    };
+    let ssh = |cmd: String| -> Vec<String> {
+        ["ssh", "-o", "BatchMode=yes", there.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([cmd])
+            .collect()
+    };
+    for (server, client, extra) in [
+        ("udp-server", "udp-client", &["--message", "hello"][..]),
+        ("tcp-server", "tcp-client", &["--message", "hello"][..]),
+    ] {
+        // The shell there says the server's pid, then waits for it: its lines come back here.
+        let argv = ssh(format!(
+            "{} --port 0 & echo \"pid $!\"; wait",
+            q(&w.bin(server))
+        ));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut live = w.spawn(&argv)?;
+        // The pid and the listening line, in whichever order they come.
+        let (mut pid, mut port) = (None, None);
+        while pid.is_none() || port.is_none() {
+            let Ok(Some(line)) = live.next_line() else {
+                break;
+            };
+            if line.starts_with("pid ") {
+                pid = number_after(&line, "pid ");
+            } else if let Some(rest) = line.strip_prefix("listening on ") {
+                port = rest
+                    .split(' ')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+            }
+        }
+        let (Some(pid), Some(port)) = (pid, port) else {
+            w.expect(
+                false,
+                &tr!(
+                    w,
+                    format!("{server} started on {there} over ssh"),
+                    format!("{server} lancé sur {there} par ssh")
+                ),
+            );
+            drop(live.finish());
+            return Ok(());
+        };
+        let p = port.to_string();
+        let cli = w.bin(client);
+        let args = [
+            &[cli.as_str(), "--host", there.as_str(), "--port", &p][..],
+            extra,
+        ]
+        .concat();
+        let (code, out) = w.shell(&args)?;
+        // The client's own address, as it says it ("connected from A" / the server's "from A").
+        let mine = out
+            .lines()
+            .find_map(|l| l.strip_prefix("connected from "))
+            .and_then(|r| r.split(' ').next())
+            .map(str::to_string);
+        let seen = if server == "udp-server" {
+            live.wait_for("from ")?
+        } else {
+            live.wait_for("accepted ")?
+        };
+        let from = seen
+            .split_whitespace()
+            .nth(1)
+            .map(|a| a.trim_end_matches(':').to_string())
+            .unwrap_or_default();
+        let ok = code == 0 && !from.starts_with("127.") && mine.as_ref().is_none_or(|m| *m == from);
+        let from = from
+            .rsplit_once(':')
+            .map_or(from.clone(), |(ip, _)| ip.to_string());
+        w.expect(
+            ok,
+            &tr!(
+                w,
+                format!("{server} on {there} answered, and saw {here}'s address ({from})"),
+                format!("{server} sur {there} a répondu, et a vu l'adresse de {here} ({from})")
+            ),
+        );
+        let (code, _) = {
+            let kill = ssh(format!("kill {pid}"));
+            let kill: Vec<&str> = kill.iter().map(String::as_str).collect();
+            w.shell(&kill)?
+        };
+        let (status, said) = live.finish()?;
+        w.expect(
+            code == 0 && status == 0 && said.contains("signal: closing"),
+            &tr!(
+                w,
+                format!("SIGTERM over ssh: {server} closed its socket and exited 0"),
+                format!("SIGTERM par ssh : {server} a fermé sa socket et fini avec 0")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// The sheet's port if no socket uses it here (a TIME-WAIT left by an interrupted run holds it

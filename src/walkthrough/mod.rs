@@ -134,6 +134,9 @@ pub fn run(
     if let Err(e) = outcome {
         walk.problems.push(e.to_string());
     }
+    if walk.hosts.is_some() {
+        walk.not_made_there();
+    }
     walk.finish()
 }
 
@@ -507,6 +510,44 @@ impl Walk {
                 format!("l'exécution tracée a échoué : {e}")
             ));
         }
+    }
+
+    /// After steps on other machines: which of the grading contract's checks were not made
+    /// there, and why (the grader judges a program in a box of this machine).
+    fn not_made_there(&self) {
+        let Some(c) = &self.spec.contract else {
+            return;
+        };
+        let names: Vec<&str> = c.points.keys().map(String::as_str).collect();
+        println!(
+            "\n== {} ==",
+            tr!(
+                self,
+                "Not checked on the other machines",
+                "Non vérifié sur les autres machines"
+            )
+        );
+        let n = self.spec.lab.number;
+        self.say(&tr!(
+            self,
+            format!(
+                "The grading contract's {} checks ({}) judge a program by its process tree, uids,
+                 sockets and files in a box of the grading machine, which ssh to another machine
+                 cannot give: none was made there. Grade with ipclab grade {n} on this machine
+                 (local processes) or on namespace hosts (ipclab hosts up, as root).",
+                names.len(),
+                names.join(", ")
+            ),
+            format!(
+                "Les {} vérifications du contrat de notation ({}) jugent un programme par son
+                 arbre de processus, ses uid, ses sockets et ses fichiers, dans une boîte de la
+                 machine qui note, ce que ssh vers une autre machine ne peut donner : aucune n'a
+                 été faite là-bas. Notez avec ipclab grade {n} sur cette machine (processus
+                 locaux) ou sur des machines d'espaces de noms (ipclab hosts up, en root).",
+                names.len(),
+                names.join(", ")
+            )
+        ));
     }
 
     fn finish(mut self) -> Result<i32> {
