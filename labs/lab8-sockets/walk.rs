@@ -25,14 +25,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
 /// With `--hosts FILE`: each server on another machine of the file, started over ssh as the
 /// sheet's launcher does, its client here; the server sees this machine's address.
 fn remote(w: &mut Walk, hosts: &[String]) -> Result<()> {
-    let here = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let there = hosts
-        .iter()
-        .find(|h| **h != here)
-        .unwrap_or(&hosts[0])
-        .clone();
+    let (here, there) = crate::walkthrough::here_and_there(hosts);
     w.step(&tr!(
         w,
         format!("On another machine: the servers on {there}, their clients on {here}"),
@@ -49,18 +42,8 @@ fn remote(w: &mut Walk, hosts: &[String]) -> Result<()> {
          là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce déroulé avant la fin,
          arrêtez-les vous-même : ssh HÔTE pkill -u $USER -x udp-server (ou tcp-server)."
     ));
-    let q = |s: &str| {
-        shlex::try_quote(s)
-            .map(|c| c.into_owned())
-            .unwrap_or_default()
-    };
-    let ssh = |cmd: String| -> Vec<String> {
-        ["ssh", "-o", "BatchMode=yes", there.as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([cmd])
-            .collect()
-    };
+    let q = crate::walkthrough::sh_quote;
+    let ssh = |cmd: String| crate::walkthrough::ssh_argv(&there, cmd);
     for (server, client, extra) in [
         ("udp-server", "udp-client", &["--message", "hello"][..]),
         ("tcp-server", "tcp-client", &["--message", "hello"][..]),

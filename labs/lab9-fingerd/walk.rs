@@ -292,14 +292,7 @@ pub fn walk(w: &mut Walk) -> Result<()> {
 /// With `--hosts FILE`: the daemon on another machine of the file, started over ssh as the
 /// sheet's launcher does, asked from here; its log names this machine's address.
 fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
-    let here = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let server = hosts
-        .iter()
-        .find(|h| **h != here)
-        .unwrap_or(&hosts[0])
-        .clone();
+    let (here, server) = crate::walkthrough::here_and_there(hosts);
     w.step(&tr!(
         w,
         format!("On another machine: fingerd on {server}, asked from {here}"),
@@ -316,19 +309,9 @@ fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
          au même chemin là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce
          déroulé avant la fin, arrêtez ce démon vous-même : ssh HÔTE 'kill $(cat DIR/fingerd.pid)'."
     ));
-    let q = |s: &str| {
-        shlex::try_quote(s)
-            .map(|c| c.into_owned())
-            .unwrap_or_default()
-    };
+    let q = crate::walkthrough::sh_quote;
     let fingerd = q(&w.bin("fingerd"));
-    let ssh = |cmd: String| -> Vec<String> {
-        ["ssh", "-o", "BatchMode=yes", server.as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([cmd])
-            .collect()
-    };
+    let ssh = |cmd: String| crate::walkthrough::ssh_argv(&server, cmd);
     let run = |w: &mut Walk, argv: Vec<String>| {
         let v: Vec<&str> = argv.iter().map(String::as_str).collect();
         w.shell(&v)

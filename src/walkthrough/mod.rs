@@ -867,6 +867,37 @@ impl Live {
     }
 }
 
+/// For steps on other machines: this machine's name, and the first machine of the file that
+/// is not this one (the first of all when every name is this one).
+pub fn here_and_there(hosts: &[String]) -> (String, String) {
+    let here = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let there = hosts
+        .iter()
+        .find(|h| **h != here)
+        .or(hosts.first())
+        .cloned()
+        .unwrap_or_default();
+    (here, there)
+}
+
+/// `ssh -o BatchMode=yes HOST CMD` (no prompt can hang a walkthrough), as an argv.
+pub fn ssh_argv(host: &str, cmd: String) -> Vec<String> {
+    ["ssh", "-o", "BatchMode=yes", host]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([cmd])
+        .collect()
+}
+
+/// A word quoted for the remote shell (empty if it cannot be: a NUL byte).
+pub fn sh_quote(s: &str) -> String {
+    shlex::try_quote(s)
+        .map(|c| c.into_owned())
+        .unwrap_or_default()
+}
+
 /// First number following `prefix` in `text` (e.g. a pid after "started secondary ").
 pub fn number_after(text: &str, prefix: &str) -> Option<i32> {
     let rest = &text[text.find(prefix)? + prefix.len()..];
