@@ -108,12 +108,26 @@ impl PidsCgroup {
     }
 }
 
+/// Removes an empty cgroup. rmdir is EBUSY while a member is still listed: a killed orphan
+/// that left our tree stays listed, a zombie, until its new parent (PID 1 here, which reaps
+/// late) reaps it, and cgroup v1 says nothing when that happens. So EBUSY is retried, 5 s at
+/// most; whatever still stands then is for the next grader's sweep.
+fn remove_when_empty(dir: &Path) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Err(e) = fs::remove_dir(dir) {
+        if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > end {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 impl Drop for PidsCgroup {
     fn drop(&mut self) {
-        // rmdir succeeds once the cgroup is empty; the harness has reaped everything by now.
-        let _ = fs::remove_dir(&self.dir);
+        // The harness has reaped everything of its own by now.
+        remove_when_empty(&self.dir);
         if let Some(f) = &self.freezer {
-            let _ = fs::remove_dir(f);
+            remove_when_empty(f);
         }
     }
 }
