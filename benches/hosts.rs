@@ -74,7 +74,13 @@ fn main() {
         std::process::exit(2);
     }
     println!("hosts up / down, median of 3 (s):");
-    for k in [2usize, 4, 8, 16] {
+    // IPCLAB_BENCH_RELAY_ONLY=1: the relay's ratios alone.
+    let ks: &[usize] = if std::env::var_os("IPCLAB_BENCH_RELAY_ONLY").is_some() {
+        &[]
+    } else {
+        &[2, 4, 8, 16]
+    };
+    for &k in ks {
         let (mut up, mut down) = (Vec::new(), Vec::new());
         for _ in 0..3 {
             up.push(ipclab(&["hosts", "up", &k.to_string()]).as_secs_f64());
@@ -93,34 +99,41 @@ fn main() {
     let port = echo_on(h2);
     let to = std::net::SocketAddr::from((h2.addr, port));
     let mut direct = ipclab::hosts::connect_in(h1, to).expect("direct");
-    // Recording: every link is relayed (without it a link with no delay stays direct).
+    direct.set_nodelay(true).expect("nodelay");
+    trips(&mut direct, 200);
     let rec = ipclab::fifo::private_dir().expect("dir");
     let file = rec.path().join("wire.jsonl");
-    ipclab(&[
-        "hosts",
-        "relay",
-        "on",
-        "--record",
-        file.to_str().expect("path"),
-    ]);
-    let mut relayed = ipclab::hosts::connect_in(h1, to).expect("relayed");
-    for s in [&direct, &relayed] {
-        s.set_nodelay(true).expect("nodelay");
-    }
+    // The link named with no delay, then every link recorded (each piece a JSON line): each
+    // relayed connection is opened while the relay is on, the direct one before it.
+    let ways: [(&str, Vec<&str>); 2] = [
+        ("no delay", vec!["--delay", "h1:h2:0"]),
+        (
+            "no delay, recording",
+            vec!["--record", file.to_str().expect("path")],
+        ),
+    ];
     let (n, rounds) = (2000, 15);
-    trips(&mut direct, 200);
-    trips(&mut relayed, 200);
-    let (mut d, mut r) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        d.push(trips(&mut direct, n));
-        r.push(trips(&mut relayed, n));
+    println!("TCP round trip h1 -> h2 (1 byte, median of {rounds} batches of {n}, side by side):");
+    for (what, args) in ways {
+        let mut on = vec!["hosts", "relay", "on"];
+        on.extend(args);
+        ipclab(&on);
+        let mut relayed = ipclab::hosts::connect_in(h1, to).expect("relayed");
+        relayed.set_nodelay(true).expect("nodelay");
+        trips(&mut relayed, 200);
+        let (mut d, mut r) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            d.push(trips(&mut direct, n));
+            r.push(trips(&mut relayed, n));
+        }
+        let (md, mr) = (median(&mut d), median(&mut r));
+        println!(
+            "  direct {md:.1} µs, through the relay ({what}) {mr:.1} µs: ratio {:.2} (goal <= 1.5)",
+            mr / md
+        );
+        drop(relayed);
+        ipclab(&["hosts", "relay", "off"]);
     }
-    let (md, mr) = (median(&mut d), median(&mut r));
-    println!(
-        "TCP round trip h1 -> h2 (1 byte, median of {rounds} batches of {n}, side by side):\n  direct {md:.1} µs, through the relay (no delay) {mr:.1} µs: ratio {:.2} (goal <= 1.5)",
-        mr / md
-    );
-    drop((direct, relayed));
-    ipclab(&["hosts", "relay", "off"]);
+    drop(direct);
     ipclab(&["hosts", "down"]);
 }
