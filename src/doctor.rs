@@ -218,76 +218,88 @@ fn hosts_findings(root: bool) -> Vec<Finding> {
             ),
         );
     }
-    if !root {
-        push(
-            "warn",
-            "hosts: namespace hosts (ipclab hosts up) need root here (a bridge between network \
-             namespaces, a root sshd in each); labs 8-15 run as local processes on 127.0.0.0/8"
-                .into(),
-        );
-    } else if !have("/usr/sbin/sshd") || !have("/usr/sbin/ip") {
+    // What a normal user's hosts stand on: a user namespace of their own with the others in it.
+    let userns = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-current-user",
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--",
+            "true",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))
+        .and_then(|o| {
+            if o.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "refused here: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ))
+            }
+        });
+    let tools = have("/usr/sbin/sshd") && have("/usr/sbin/ip");
+    let hosts_ok = tools && (root || userns.is_ok());
+    if !tools {
         push(
             "warn",
             "hosts: apt-get install openssh-server iproute2 for namespace hosts (ipclab hosts \
              up); labs 8-15 run as local processes on 127.0.0.0/8 meanwhile"
                 .into(),
         );
-    } else {
+    } else if root {
         push(
             "ok",
             "hosts: ipclab hosts up K makes h1..hK (network namespaces on a bridge, each with \
-             its user and sshd)"
+             its user and a root sshd on port 22)"
+                .into(),
+        );
+    } else if userns.is_ok() {
+        push(
+            "ok",
+            "hosts: ipclab hosts up K makes h1..hK in a user namespace of yours (you are \
+             yourself there, never root): each its network, hostname and PID namespaces, an \
+             sshd as you on port 2222, your files shared as over NFS"
                 .into(),
         );
     }
-    // What a student without root can still make: namespaces of a user namespace of their own.
-    let userns = std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "--net", "--", "true"])
-        .stdin(std::process::Stdio::null())
-        .output();
-    match userns {
-        Ok(o) if o.status.success() => push(
+    match &userns {
+        Ok(()) => push(
             "ok",
             "user namespaces: unshare --user --net works for you: lab 8's wire step makes its \
              two hosts without root"
                 .into(),
         ),
-        Ok(o) => push(
-            "warn",
-            format!(
-                "user namespaces: refused here ({}): lab 8's wire step is skipped without them",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-        ),
         Err(e) => push(
             "warn",
-            format!("user namespaces: cannot run unshare ({e}): lab 8's wire step is skipped"),
+            format!(
+                "user namespaces: {e}: no hosts without root, and lab 8's wire step is skipped; \
+                 labs 8-15 run as local processes on 127.0.0.0/8"
+            ),
         ),
     }
-    if root {
+    if hosts_ok {
         push(
             "ok",
             "faults on a host's processes, on a seeded plan (ipclab hosts faults --seed S; \
              --plan-only prints it, --replay FILE applies it again): pause (SIGSTOP, then \
              SIGCONT), crash (SIGKILL), restart (a crash, then each program started again over \
-             ssh in its directory), partition"
+             ssh in its directory)"
                 .into(),
         );
     }
-    if root && have("/usr/sbin/nft") {
+    if hosts_ok && have("/usr/sbin/nft") {
         push(
             "ok",
             "faults: partition (ipclab hosts partition A B: nftables drops in the hosts' \
              namespaces; hosts heal)"
                 .into(),
         );
-    } else {
-        push(
-            "warn",
-            "faults: no partition (needs root and nft: apt-get install nftables)".into(),
-        );
-    }
-    if root && have("/usr/sbin/nft") {
         push(
             "ok",
             "faults: message delay between hosts (ipclab hosts relay on --delay h1:h2:50[:JITTER] \
@@ -298,8 +310,8 @@ fn hosts_findings(root: bool) -> Vec<Finding> {
     } else {
         push(
             "warn",
-            "faults: no message delay (the relay needs root and nft for its redirect: apt-get \
-             install nftables)"
+            "faults: no partition and no message delay (they need namespace hosts and nft: \
+             apt-get install nftables)"
                 .into(),
         );
     }

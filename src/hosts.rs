@@ -11,8 +11,11 @@
 //! nothing else, and the machine's own network and routes are never touched. `ipclab hosts exec
 //! hN -- CMD` runs a command on hN (its namespaces, its user), the way a student sits at hN.
 //!
-//! Root only: a bridge between namespaces and a root sshd in each need CAP_NET_ADMIN and
-//! CAP_SYS_ADMIN of the machine. `doctor` says so to a normal user.
+//! As root, each host is a box with its own uid and a root sshd on port 22. A normal user gets
+//! the same hosts inside a user namespace of their own (src/hosts/user.rs): every host runs as
+//! them, its sshd on port 2222; `doctor` says whether this kernel allows it.
+
+pub mod user;
 
 use crate::error::{Error, Result};
 use crate::sandbox::{self, HostBox};
@@ -82,8 +85,13 @@ impl Host {
         format!("ipclab-{}", self.name)
     }
 
+    /// Its keys, configs and logs: root's host box, or a normal user's state directory.
     fn root(&self) -> PathBuf {
-        Path::new(sandbox::STATE).join(format!("host-{}", self.name))
+        if is_root() {
+            Path::new(sandbox::STATE).join(format!("host-{}", self.name))
+        } else {
+            state().join(&self.name)
+        }
     }
 
     /// The sshd's pid, from its pidfile, if it is alive.
@@ -96,6 +104,19 @@ impl Host {
         crate::inspect::info(pid)
             .filter(|i| !i.is_zombie())
             .map(|_| pid)
+    }
+
+    /// The host's network namespace: root's by its name in /run/netns, a normal user's
+    /// through its sshd (the init of its namespaces). Entering it takes CAP_SYS_ADMIN in the
+    /// user namespace that owns it: a normal user's process joins the keeper's first.
+    pub fn net_ns(&self) -> std::io::Result<std::fs::File> {
+        if is_root() {
+            return std::fs::File::open(Path::new("/run/netns").join(self.netns()));
+        }
+        let pid = self.sshd_pid().ok_or_else(|| {
+            std::io::Error::other(format!("{}: its sshd is not running", self.name))
+        })?;
+        std::fs::File::open(format!("/proc/{pid}/ns/net"))
     }
 
     /// The inode of the host's network namespace (what /proc/PID/ns/net links to).
@@ -113,8 +134,26 @@ pub struct Cluster {
     pub hosts: Vec<Host>,
 }
 
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The port the hosts' sshds listen on: 22 for root's, 2222 for a normal user's.
+pub fn ssh_port() -> u16 {
+    if is_root() {
+        22
+    } else {
+        crate::hosts::user::SSH_PORT
+    }
+}
+
+/// The hosts' state: root's under /run, a normal user's in a directory of theirs.
 fn state() -> PathBuf {
-    Path::new(sandbox::STATE).join("hosts")
+    if is_root() {
+        Path::new(sandbox::STATE).join("hosts")
+    } else {
+        crate::hosts::user::state_dir()
+    }
 }
 
 /// The hosts' state directory (root's, under /run): the relay keeps its pid there too.
@@ -168,12 +207,9 @@ impl Cluster {
         if !(1..=MAX_HOSTS).contains(&k) {
             return Err(Error::usage(format!("bad host count {k}: 1..={MAX_HOSTS}")));
         }
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::runtime(
-                "ipclab hosts needs root: a bridge between network namespaces and a root sshd in \
-                 each (see ipclab doctor); the labs run as local processes without it",
-            )
-            .with_code(3));
+        if !is_root() {
+            // In a user namespace of the caller's (src/hosts/user.rs).
+            return crate::hosts::user::up(k).map(|hosts| Cluster { hosts });
         }
         for tool in ["/usr/sbin/ip", SSHD, "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
             if !Path::new(tool).exists() {
@@ -200,8 +236,8 @@ impl Cluster {
     /// Removes every host: what runs in their namespaces or as their users, the namespaces, the
     /// boxes, the keys. What it removed, by name (empty: nothing was up).
     pub fn down() -> Result<Vec<String>> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::runtime("ipclab hosts down needs root, as up did").with_code(3));
+        if !is_root() {
+            return crate::hosts::user::down();
         }
         let _lock = lock()?;
         Ok(teardown())
@@ -227,8 +263,15 @@ impl Cluster {
                 .map(OwnedFd::from)
                 .map_err(|e| Error::io(&e, "open", p).with_code(3))
         };
+        // A normal user's hosts: the keeper's user namespace first, which owns the others.
+        let userns = if is_root() {
+            None
+        } else {
+            Some(crate::hosts::user::userns()?)
+        };
         let fds = [open("net")?, open("uts")?, open("mnt")?, open("pid")?];
         let uid = h.uid;
+        let drop_to = (uid != nix::unistd::getuid().as_raw()).then_some(uid);
         let home = h.home.clone();
         let mut c = Command::new(prog);
         c.args(args).env_clear().envs(login_env(h)).current_dir("/");
@@ -236,12 +279,14 @@ impl Cluster {
         // syscalls in the forked child.
         unsafe {
             c.pre_exec(move || {
-                for fd in &fds {
+                for fd in userns.iter().chain(&fds) {
                     if libc::setns(fd.as_raw_fd(), 0) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                sandbox::become_uid(uid).map_err(|(_, e)| std::io::Error::from(e))?;
+                if let Some(uid) = drop_to {
+                    sandbox::become_uid(uid).map_err(|(_, e)| std::io::Error::from(e))?;
+                }
                 std::env::set_current_dir(&home)?;
                 // Joining a PID namespace applies to children only: the command runs in a
                 // child, in the host's PID namespace (its /proc, its init reaping it), and this
@@ -327,7 +372,7 @@ fn run(prog: &str, args: &[&str]) -> Result<()> {
     .with_code(3))
 }
 
-fn write(path: &Path, text: &str, mode: u32, owner: Option<u32>) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str, mode: u32, owner: Option<u32>) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(&e, "write", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(&e, "chmod", path.display()))?;
@@ -338,7 +383,7 @@ fn write(path: &Path, text: &str, mode: u32, owner: Option<u32>) -> Result<()> {
     Ok(())
 }
 
-fn mkdir(path: &Path, mode: u32, owner: Option<u32>) -> Result<()> {
+pub(crate) fn mkdir(path: &Path, mode: u32, owner: Option<u32>) -> Result<()> {
     std::fs::create_dir(path).map_err(|e| Error::io(&e, "mkdir", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(&e, "chmod", path.display()))?;
@@ -349,7 +394,7 @@ fn mkdir(path: &Path, mode: u32, owner: Option<u32>) -> Result<()> {
     Ok(())
 }
 
-fn keygen(path: &Path, comment: &str) -> Result<String> {
+pub(crate) fn keygen(path: &Path, comment: &str) -> Result<String> {
     let p = path.display().to_string();
     run(
         "/usr/bin/ssh-keygen",
@@ -410,7 +455,7 @@ fn build(k: usize) -> Result<Cluster> {
     let etc_hosts: String = std::iter::once("127.0.0.1\tlocalhost\n".to_string())
         .chain(hosts.iter().map(|h| format!("{}\t{}\n", h.addr, h.name)))
         .collect();
-    let ssh_config = client_config(&hosts);
+    let ssh_config = client_config(&hosts, None);
     write(&dir.join("known_hosts"), &known, 0o644, None)?;
     write(&dir.join("ssh_config"), &ssh_config, 0o644, None)?;
     write(&dir.join("machines"), &machine_lines(&hosts), 0o644, None)?;
@@ -461,22 +506,31 @@ fn link(h: &Host, i: usize) -> Result<()> {
         // connection from its first packet, so a redirect added later applies to new ones
         // only (added later, it would see an open connection mid-stream as new and cut it).
         // A chain's hook alone does not start conntrack: a rule with a ct match does.
-        nft(h, &format!("add table ip {RELAY_TABLE} ; add chain ip {RELAY_TABLE} track {{ type filter hook output priority -200 ; }} ; add rule ip {RELAY_TABLE} track ct state new counter ; add chain ip {RELAY_TABLE} out {{ type nat hook output priority -100 ; }}"))?;
+        nft(h, &relay_chains())?;
     }
     Ok(())
+}
+
+/// The relay's chains, made by `hosts up` in each host (see `link`).
+pub(crate) fn relay_chains() -> String {
+    format!("add table ip {RELAY_TABLE} ; add chain ip {RELAY_TABLE} track {{ type filter hook output priority -200 ; }} ; add rule ip {RELAY_TABLE} track ct state new counter ; add chain ip {RELAY_TABLE} out {{ type nat hook output priority -100 ; }}")
 }
 
 /// The nftables table of the relay (src/relay.rs) in each host's namespace.
 pub const RELAY_TABLE: &str = "ipclab_relay";
 
-/// ~/.ssh/config of every host user: each host by name and address, with its user.
-fn client_config(hosts: &[Host]) -> String {
+/// ~/.ssh/config of every host user: each host by name and address, with its user (and the
+/// sshd's port when it is not 22: a normal user's hosts).
+pub(crate) fn client_config(hosts: &[Host], port: Option<u16>) -> String {
     let mut s = String::from("# Written by ipclab hosts up: the run's hosts, keys and users.\n");
     for h in hosts {
         s.push_str(&format!(
             "Host {} {}\n    HostName {}\n    User {}\n",
             h.name, h.addr, h.addr, h.user
         ));
+        if let Some(p) = port {
+            s.push_str(&format!("    Port {p}\n"));
+        }
     }
     s.push_str(
         "Host *\n    IdentityFile ~/.ssh/id_ed25519\n    UserKnownHostsFile ~/.ssh/known_hosts\n    \
@@ -661,7 +715,7 @@ fn wait_listening(h: &Host) -> Result<()> {
 /// A TCP connection made from inside `h`'s network namespace (a thread enters it: a socket
 /// belongs to the namespace it was made in, so the caller can use it afterwards).
 pub fn connect_in(h: &Host, addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
-    let ns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))?;
+    let ns = h.net_ns()?;
     std::thread::scope(|s| {
         s.spawn(|| {
             nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
@@ -815,6 +869,9 @@ pub fn nft_in(h: &Host, script: &str) -> Result<()> {
 }
 
 fn nft(h: &Host, script: &str) -> Result<()> {
+    if !is_root() {
+        return crate::hosts::user::nft(h, script);
+    }
     run(
         "/usr/sbin/ip",
         &["netns", "exec", &h.netns(), "/usr/sbin/nft", script],

@@ -120,6 +120,13 @@ pub fn on(c: &Cluster, cfg: Config) -> Result<i32> {
         nix::unistd::ForkResult::Child => {
             drop(r);
             let _ = nix::unistd::setsid();
+            // A normal user's hosts: the keeper's user namespace, joined while this process is
+            // single-threaded, gives it the capabilities there that the listeners need.
+            if let Err(e) = crate::hosts::user::join_if_user() {
+                tell(&w, &e.to_string());
+                // Safety: _exit from the forked relay.
+                unsafe { libc::_exit(1) }
+            }
             let mut keep = vec![w.as_raw_fd()];
             keep.extend(record.as_ref().map(|f| f.as_raw_fd()));
             crate::daemon::close_fds_except(&keep);
@@ -270,8 +277,9 @@ fn listen_all(
     let cluster = Arc::new(c.clone());
     let links = Arc::new(cfg.links.clone());
     for h in &c.hosts {
-        let ns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))
-            .map_err(|e| Error::io(&e, "open", h.netns()))?;
+        let ns = h
+            .net_ns()
+            .map_err(|e| Error::io(&e, "open the network namespace of", &h.name))?;
         let (tx, rx) = mpsc::channel();
         let (host, cluster, links, rec) = (h.clone(), cluster.clone(), links.clone(), rec.clone());
         let seed = cfg.seed;
@@ -341,8 +349,9 @@ fn rules(h: &Host, c: &Cluster, links: &[Link], all: bool) -> Option<String> {
     }
     Some(format!(
         "add rule ip {TABLE} out meta mark {MARK:#x} return ; \
-         add rule ip {TABLE} out ip daddr {{ {} }} tcp dport != 22 redirect to :{PORT}",
-        to.join(", ")
+         add rule ip {TABLE} out ip daddr {{ {} }} tcp dport != {} redirect to :{PORT}",
+        to.join(", "),
+        crate::hosts::ssh_port()
     ))
 }
 

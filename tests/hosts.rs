@@ -257,29 +257,206 @@ fn hosts_run_real_sshd_and_leave_nothing() {
     }
 }
 
-/// A normal user is told plainly that hosts need root, and nothing is made.
+/// `ipclab hosts ARGS` as NOBODY (a normal user: no capability, its own state directory).
+fn as_user(args: &[&str]) -> std::process::Output {
+    let mut c = as_nobody(&bin("ipclab")).expect("root");
+    run(c.args(args).env_remove("XDG_RUNTIME_DIR"))
+}
+
+/// A normal user's hosts: up in a user namespace of their own; `ssh h2` from h1 reaches h2's
+/// sshd (a program it starts descends from that sshd, in h2's network namespace, as the
+/// user); names resolve; a partition and the relay work from their nftables; a crash fault
+/// kills what runs on h2; down leaves no process and no state directory.
 #[test]
-fn hosts_as_a_normal_user_say_why_not() {
+fn hosts_as_a_normal_user_run_in_a_user_namespace() {
     let _forks = fork_guard();
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to become a normal user");
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/usr/sbin/sshd").exists() {
+        eprintln!("skipped: needs root (to become a normal user) and openssh-server");
         return;
     }
-    let out = run(Command::new("setpriv").args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        bin("ipclab").to_str().unwrap(),
+    let state = std::path::PathBuf::from(format!("/tmp/ipclab-hosts-{NOBODY}"));
+    struct UserDown;
+    impl Drop for UserDown {
+        fn drop(&mut self) {
+            let _ = as_user(&["hosts", "down"]);
+        }
+    }
+    let _down = UserDown;
+    let out = as_user(&["hosts", "up", "2"]);
+    assert!(out.status.success(), "up: {}", text(&out.stderr));
+    let again = as_user(&["hosts", "up", "2"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    let keeper: i32 = std::fs::read_to_string(state.join("keeper.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let sshd = |h: &str| -> i32 {
+        std::fs::read_to_string(state.join(h).join("sshd.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (s1, s2) = (sshd("h1"), sshd("h2"));
+    for p in [keeper, s1, s2] {
+        assert_eq!(uid_of(p), NOBODY, "pid {p} is not the user's");
+    }
+    assert_ne!(netns_of(s1), netns_of(s2));
+    assert_ne!(netns_of(s2), netns_of(std::process::id() as i32));
+    // The launcher's way: ssh h2 "cd DIR; prog &", from h1, by name.
+    let tag = 300 + std::process::id() % 600;
+    let out = as_user(&[
         "hosts",
-        "up",
-        "2",
-    ]));
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        "exec",
+        "h1",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "hostname; getent hosts h2; ssh h2 \"hostname; cd /tmp && nohup sleep {tag} >/dev/null 2>&1 &\""
+        ),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.first(), Some(&"h1"), "{said}");
     assert!(
-        text(&out.stderr).contains("needs root"),
-        "{}",
-        text(&out.stderr)
+        lines.get(1).is_some_and(|l| l.starts_with("10.213.0.2 ")),
+        "{said}"
     );
+    assert_eq!(lines.get(2), Some(&"h2"), "{said}");
+    let sleeper = ipclab::inspect::all()
+        .into_iter()
+        .find(|p| {
+            p.comm == "sleep"
+                && std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                    .is_ok_and(|c| c == format!("sleep\0{tag}\0").as_bytes())
+        })
+        .expect("the program started over ssh on h2");
+    // Orphaned when its session ended: adopted by h2's init, the sshd itself.
+    assert_eq!(sleeper.ppid, s2, "not a descendant of h2's sshd");
+    assert_eq!(netns_of(sleeper.pid), netns_of(s2));
+    assert_eq!(uid_of(sleeper.pid), NOBODY);
+    // A partition between h1 and h2 from the user's nftables, then healed.
+    let ssh_h2 = |timeout: &str| {
+        as_user(&[
+            "hosts",
+            "exec",
+            "h1",
+            "--",
+            "ssh",
+            "-o",
+            &format!("ConnectTimeout={timeout}"),
+            "h2",
+            "true",
+        ])
+    };
+    let cut = as_user(&["hosts", "partition", "h1", "h2"]);
+    assert!(cut.status.success(), "{}", text(&cut.stderr));
+    assert_eq!(ssh_h2("1").status.code(), Some(255), "ssh crossed the cut");
+    let heal = as_user(&["hosts", "heal"]);
+    assert!(heal.status.success(), "{}", text(&heal.stderr));
+    let back = ssh_h2("30");
+    assert!(back.status.success(), "{}", text(&back.stderr));
+    // The relay: 150 ms on h1 -> h2, the server still seeing h1, every piece recorded.
+    let rec_dir = nobody_dir();
+    let rec = rec_dir.path().join("wire.jsonl");
+    let on = as_user(&[
+        "hosts",
+        "relay",
+        "on",
+        "--delay",
+        "h1:h2:150",
+        "--record",
+        rec.to_str().unwrap(),
+    ]);
+    assert!(on.status.success(), "relay on: {}", text(&on.stderr));
+    let at = |pid: i32| std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    let (ns1, ns2) = (at(s1), at(s2));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        use std::io::Read;
+        nix::sched::setns(&ns2, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = std::net::TcpListener::bind(("0.0.0.0", 0)).unwrap();
+        tx.send(l.local_addr().unwrap().port()).unwrap();
+        let (mut c, peer) = l.accept().unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        c.write_all(&b).unwrap();
+        peer
+    });
+    let port = rx.recv().unwrap();
+    let took = std::thread::spawn(move || {
+        use std::io::Read;
+        nix::sched::setns(&ns1, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let t = std::time::Instant::now();
+        let mut s = std::net::TcpStream::connect(("10.213.0.2", port)).unwrap();
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        t.elapsed()
+    })
+    .join()
+    .unwrap();
+    let peer = server.join().unwrap();
+    let off = as_user(&["hosts", "relay", "off"]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    assert!(took >= std::time::Duration::from_millis(150), "{took:?}");
+    assert_eq!(peer.ip().to_string(), "10.213.0.1");
+    let held = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["len"] == 1)
+        .any(|v| v["due"].as_f64().unwrap() - v["t"].as_f64().unwrap() >= 0.149);
+    assert!(held, "no piece held 150 ms in the record");
+    // Lab 9's steps on another machine, as a student without root runs them: fingerd started
+    // on h2 over ssh (as them, in their home), asked from h1, its log naming h1.
+    let machines = rec_dir.path().join("machines");
+    std::fs::write(&machines, "h2\n").unwrap();
+    nix::unistd::chown(&machines, Some(NOBODY.into()), None).unwrap();
+    let ipclab_bin = bin("ipclab").display().to_string();
+    let lab9 = as_user(&[
+        "hosts",
+        "exec",
+        "h1",
+        "--",
+        &ipclab_bin,
+        "lab",
+        "9",
+        "--hosts",
+        machines.to_str().unwrap(),
+    ]);
+    let said = text(&lab9.stdout);
+    assert_eq!(lab9.status.code(), Some(0), "{said}{}", text(&lab9.stderr));
+    assert!(
+        said.contains("✓ h2's log names the login and this machine's address"),
+        "{said}"
+    );
+    assert!(!said.contains('✗'), "{said}");
+    // A crash fault on h2 kills its program.
+    let plan = rec_dir.path().join("plan.jsonl");
+    std::fs::write(&plan, "{\"at_ms\":0,\"host\":\"h2\",\"kind\":\"crash\"}\n").unwrap();
+    nix::unistd::chown(&plan, Some(NOBODY.into()), None).unwrap();
+    let crash = as_user(&["hosts", "faults", "--replay", plan.to_str().unwrap()]);
+    assert!(crash.status.success(), "{}", text(&crash.stderr));
+    assert!(
+        text(&crash.stdout).contains(&sleeper.pid.to_string()),
+        "{}",
+        text(&crash.stdout)
+    );
+    assert_eq!(until_state(sleeper.pid, |s| s.is_none()), None);
+    // Down: every host's process gone (the keeper may wait, a zombie, for PID 1), no state.
+    let down = as_user(&["hosts", "down"]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    for p in [keeper, s1, s2] {
+        assert!(
+            state_of(p).is_none_or(|s| s == 'Z'),
+            "pid {p} still runs after down"
+        );
+    }
+    assert!(!state.exists(), "{} left", state.display());
 }
 
 /// An echo server on h2 (a thread in its namespace): each byte sent back.
