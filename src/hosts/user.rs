@@ -328,13 +328,13 @@ fn start_keeper(dir: &Path, hosts: &[Host]) -> Result<()> {
             drop(r);
             let code = match namespaces(uid, gid) {
                 Err(e) => {
-                    tell(&w, &format!("error {e}\n"));
+                    let _ = tell(&w, &format!("error {e}\n"));
                     1
                 }
                 // Safety: single-threaded; the keeper never returns.
                 Ok(()) => match unsafe { nix::unistd::fork() } {
                     Err(e) => {
-                        tell(&w, &format!("error fork keeper: {e}\n"));
+                        let _ = tell(&w, &format!("error fork keeper: {e}\n"));
                         1
                     }
                     Ok(ForkResult::Child) => {
@@ -343,7 +343,7 @@ fn start_keeper(dir: &Path, hosts: &[Host]) -> Result<()> {
                         unsafe { libc::_exit(code) }
                     }
                     Ok(ForkResult::Parent { child }) => {
-                        tell(&w, &format!("pid {child}\n"));
+                        let _ = tell(&w, &format!("pid {child}\n"));
                         0
                     }
                 },
@@ -413,9 +413,10 @@ fn outer_pid(keeper: i32, local: i32) -> Option<i32> {
     })
 }
 
-fn tell(w: &OwnedFd, msg: &str) {
-    // Safety: write(2) of our own buffer, below PIPE_BUF.
-    unsafe { libc::write(w.as_raw_fd(), msg.as_ptr().cast(), msg.len()) };
+/// Whether the whole message went (below PIPE_BUF: all or nothing).
+fn tell(w: &OwnedFd, msg: &str) -> bool {
+    // Safety: write(2) of our own buffer.
+    unsafe { libc::write(w.as_raw_fd(), msg.as_ptr().cast(), msg.len()) == msg.len() as isize }
 }
 
 /// In the forked child: a user namespace mapping the caller to itself, then the mount, PID
@@ -449,10 +450,13 @@ fn keeper(dir: &Path, hosts: &[Host], w: OwnedFd) -> i32 {
     match build(dir, hosts) {
         Ok(pids) => {
             let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
-            tell(&w, &format!("ok {}\n", list.join(" ")));
+            // Nobody to hear it (`hosts up` interrupted): the hosts go with the keeper.
+            if !tell(&w, &format!("ok {}\n", list.join(" "))) {
+                return 1;
+            }
         }
         Err(e) => {
-            tell(&w, &format!("error {e}\n"));
+            let _ = tell(&w, &format!("error {e}\n"));
             return 1;
         }
     }
