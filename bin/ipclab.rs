@@ -86,6 +86,13 @@ enum RelayCmd {
     },
     /// Stop it: the links are direct again.
     Off,
+    /// A record as a sequence chart across hosts: a line per piece (read, due, who to whom),
+    /// and with --svg a lifeline per process, each piece an arrow slanted by its delay.
+    Chart {
+        record: std::path::PathBuf,
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -543,6 +550,22 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
                 },
             )?;
             println!("relay {pid}: TCP between the hosts goes through it (ipclab hosts relay off)");
+            Ok(0)
+        }
+        HostsCmd::Relay {
+            cmd: RelayCmd::Chart { record, svg },
+        } => {
+            let text = std::fs::read_to_string(&record)
+                .map_err(|e| Error::io(&e, "read", record.display()).into_usage())?;
+            let pieces = ipclab::trace::relay::pieces(&text)
+                .map_err(|e| Error::usage(format!("{}: {e}", record.display())))?;
+            print!("{}", ipclab::trace::relay::text(&pieces));
+            if let Some(out) = svg {
+                let title = format!("relay record {}", record.display());
+                std::fs::write(&out, ipclab::trace::relay::svg(&pieces, &title))
+                    .map_err(|e| Error::io(&e, "write", out.display()))?;
+                println!("chart: {}", out.display());
+            }
             Ok(0)
         }
         HostsCmd::Relay { cmd: RelayCmd::Off } => {

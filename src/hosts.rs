@@ -279,6 +279,9 @@ impl Cluster {
         // syscalls in the forked child.
         unsafe {
             c.pre_exec(move || {
+                // This waiter dies with `hosts exec` (and the command with it, below): killing
+                // the exec kills what it runs.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 for fd in userns.iter().chain(&fds) {
                     if libc::setns(fd.as_raw_fd(), 0) != 0 {
                         return Err(std::io::Error::last_os_error());

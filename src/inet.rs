@@ -198,23 +198,41 @@ pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result
 /// first of them (read from /proc/PID/net/tcp, the socket matched by inode in /proc/PID/fd).
 pub fn tcp_listener_of(pids: &[i32], port: u16) -> Option<i32> {
     let first = pids.first()?;
-    let text = std::fs::read_to_string(format!("/proc/{first}/net/tcp")).ok()?;
-    let inodes: Vec<String> = parse_table(&text, false)
+    let inodes = tcp_inodes(*first, |e| e.state == "LISTEN" && e.local.port() == port);
+    pids.iter().copied().find(|pid| holds(*pid, &inodes))
+}
+
+/// The process that holds the TCP socket `which` picks in the network namespace of `ns_pid`
+/// (the table of /proc/NS_PID/net/tcp), among the processes of that namespace: the evidence
+/// of who is at either end of a connection, whatever the program said of itself.
+pub fn tcp_holder(ns_pid: i32, which: impl Fn(&SockEntry) -> bool) -> Option<i32> {
+    let inodes = tcp_inodes(ns_pid, which);
+    let ns = std::fs::read_link(format!("/proc/{ns_pid}/ns/net")).ok()?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| std::fs::read_link(format!("/proc/{p}/ns/net")).is_ok_and(|n| n == ns))
+        .find(|p| holds(*p, &inodes))
+}
+
+fn tcp_inodes(ns_pid: i32, which: impl Fn(&SockEntry) -> bool) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{ns_pid}/net/tcp")).unwrap_or_default();
+    parse_table(&text, false)
         .into_iter()
-        .filter(|e| e.state == "LISTEN" && e.local.port() == port)
+        .filter(which)
         .map(|e| format!("socket:[{}]", e.inode))
-        .collect();
-    if inodes.is_empty() {
-        return None;
-    }
-    pids.iter().copied().find(|pid| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|rd| {
+        .collect()
+}
+
+fn holds(pid: i32, inodes: &[String]) -> bool {
+    !inodes.is_empty()
+        && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|rd| {
             rd.flatten().any(|e| {
                 std::fs::read_link(e.path())
                     .is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
             })
         })
-    })
 }
 
 #[cfg(test)]

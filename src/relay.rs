@@ -1,12 +1,14 @@
 //! Message delay between namespace hosts (labs 8–15), in userspace: the kernel here has
 //! nftables but no netem qdisc. `ipclab hosts relay on` starts one relay process; nftables in
 //! each host's namespace redirects every TCP connection it opens to another host over a link
-//! named by a delay (over every link when recording; ssh aside) to the relay's listener on that host (127.0.0.1, port 1: below 1024, so no host's user can
-//! take it). The relay reads the original destination (SO_ORIGINAL_DST), connects there from
+//! named by a delay (over every link when recording; ssh aside) to the relay's listener on
+//! that host (127.0.0.1, port 1: below 1024, so no host's user can take it). The relay reads the original destination (SO_ORIGINAL_DST), connects there from
 //! the same host (its own sockets carry a mark the rule lets through, so the server sees the
 //! client's host address), and copies both ways, holding each piece back by its link's delay
 //! (a seeded jitter on top, order kept), and records every piece: when it was read, when it is
-//! due, from and to which endpoint, its bytes. `relay off` removes the rules and stops it;
+//! due, from and to which endpoint, its bytes; each connection's open line names the process at
+//! either end, found in the hosts' socket tables (`ipclab hosts relay chart` draws a lifeline per
+//! process from them). `relay off` removes the rules and stops it;
 //! `hosts down` stops it too. Connections open before `relay on` stay direct (the NAT chain
 //! exists from `hosts up`, so conntrack knows them), as do sockets marked with `MARK`.
 //!
@@ -429,10 +431,23 @@ fn relay_one(
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    rec.line(
-        serde_json::json!({"t": rec.t(Instant::now()), "conn": id, "ev": "open",
-        "from": ends.0, "to": ends.1}),
-    );
+    if rec.file.is_some() {
+        let t = rec.t(Instant::now());
+        // Who is at each end, from the hosts' socket tables: the client holding its end, the
+        // server its listener (its accepted socket may not be accepted yet).
+        let (from_proc, to_proc) = match (client.peer_addr(), from.sshd_pid(), to.sshd_pid()) {
+            (Ok(p), Some(fp), Some(tp)) => (
+                crate::inet::tcp_holder(fp, |e| e.local == p && e.state != "LISTEN"),
+                crate::inet::tcp_holder(tp, |e| {
+                    e.state == "LISTEN" && e.local.port() == dst.port()
+                }),
+            ),
+            _ => (None, None),
+        };
+        rec.line(serde_json::json!({"t": t, "conn": id, "ev": "open",
+            "from": ends.0, "to": ends.1,
+            "from_proc": from_proc.and_then(proc_name), "to_proc": to_proc.and_then(proc_name)}));
+    }
     let delay = |a: &str, b: &str| links.iter().rev().find(|l| l.matches(a, b)).cloned();
     let (there, back) = (delay(&from.name, &to.name), delay(&to.name, &from.name));
     let (c2, s2) = match (client.try_clone(), server.try_clone()) {
@@ -693,6 +708,20 @@ fn record(rec: &Recorder, id: u64, (from, to): (&str, &str), piece: &[u8]) {
         hex: (!end).then(|| hex(piece)),
         ev: end.then_some("eof"),
     });
+}
+
+/// `comm pid`, the pid as the process's own host sees it (the last of NSpid): what `ps`
+/// shows in an ssh session there.
+fn proc_name(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+    };
+    let inner = field("NSpid:")?.split_whitespace().last()?.to_string();
+    Some(format!("{} {inner}", field("Name:")?))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -400,6 +400,55 @@ fn hosts_as_a_normal_user_run_in_a_user_namespace() {
     .join()
     .unwrap();
     let peer = server.join().unwrap();
+    // Lab 8's programs through the relay, tcp-server on h2 and its client on h1: the chart of
+    // the record has a lifeline per process, named as each host's ps names it.
+    let mut tcp_server = as_nobody(&bin("ipclab"))
+        .unwrap()
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(["hosts", "exec", "h2", "--"])
+        .arg(bin("tcp-server"))
+        .args(["--port", "9875"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listening = String::new();
+    // Kept open until the server is killed: a closed pipe would kill it at its next line.
+    let mut server_out = BufReader::new(tcp_server.stdout.take().unwrap());
+    server_out.read_line(&mut listening).unwrap();
+    assert!(listening.starts_with("listening on"), "{listening}");
+    let tcp_client = bin("tcp-client").display().to_string();
+    let client = as_user(&[
+        "hosts",
+        "exec",
+        "h1",
+        "--",
+        &tcp_client,
+        "--host",
+        "h2",
+        "--port",
+        "9875",
+        "--message",
+        "hello",
+    ]);
+    assert!(client.status.success(), "{}", text(&client.stderr));
+    let server_pid = ipclab::inspect::all()
+        .into_iter()
+        .find(|p| p.comm == "tcp-server" && uid_of(p.pid) == NOBODY)
+        .expect("tcp-server on h2")
+        .pid;
+    // Its child (the server, in h2's PID namespace) dies with it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(tcp_server.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    tcp_server.wait().unwrap();
+    assert_eq!(
+        until_state(server_pid, |s| s.is_none()),
+        None,
+        "killing hosts exec left what it ran"
+    );
+    drop(server_out);
     let off = as_user(&["hosts", "relay", "off"]);
     assert!(off.status.success(), "{}", text(&off.stderr));
     assert!(took >= std::time::Duration::from_millis(150), "{took:?}");
@@ -411,6 +460,40 @@ fn hosts_as_a_normal_user_run_in_a_user_namespace() {
         .filter(|v| v["len"] == 1)
         .any(|v| v["due"].as_f64().unwrap() - v["t"].as_f64().unwrap() >= 0.149);
     assert!(held, "no piece held 150 ms in the record");
+    let svg = rec_dir.path().join("relay.svg");
+    let chart = ipclab(&[
+        "hosts",
+        "relay",
+        "chart",
+        rec.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let lines = text(&chart.stdout);
+    assert!(chart.status.success(), "{}", text(&chart.stderr));
+    let hello = lines
+        .lines()
+        .find(|l| l.contains("6 B \"hello\\n\""))
+        .unwrap_or_else(|| panic!("no hello piece:\n{lines}"));
+    assert!(
+        hello.contains("h1 tcp-client ") && hello.contains(" -> h2 tcp-server "),
+        "{hello}"
+    );
+    assert!(hello.contains("(held 150"), "{hello}");
+    let doc = std::fs::read_to_string(&svg).unwrap();
+    let xml = roxmltree::Document::parse(&doc).unwrap();
+    let lifelines: Vec<String> = xml
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("lifeline"))
+        .map(|n| n.descendants().filter_map(|t| t.text()).collect::<String>())
+        .collect();
+    assert!(
+        lifelines.iter().any(|l| l.starts_with("h1 tcp-client "))
+            && lifelines.iter().any(|l| l.starts_with("h2 tcp-server ")),
+        "{lifelines:?}"
+    );
+    let bad = ipclab(&["hosts", "relay", "chart", "/nonexistent/record"]);
+    assert_eq!(bad.status.code(), Some(2));
     // Lab 9's steps on another machine, as a student without root runs them: fingerd started
     // on h2 over ssh (as them, in their home), asked from h1, its log naming h1.
     let machines = rec_dir.path().join("machines");
@@ -749,6 +832,65 @@ fn walkthrough_on_two_hosts(c: &ipclab::hosts::Cluster) {
         assert!(out.contains(&stopped), "{out}");
     }
     assert!(!out.contains('✗'), "{out}");
+    // Stopped (SIGINT) while its program runs on h2, a walkthrough leaves nothing there: lab
+    // 8's remote shell kills its server when the ssh session ends, lab 9's walkthrough stops
+    // its daemon over ssh and removes the daemon's directory.
+    let h2 = c.host("h2").unwrap();
+    for (lab, client, server) in [
+        ("8", "udp-client", "udp-server"),
+        ("9", "fingercli", "fingerd"),
+    ] {
+        let mut child = Command::new(bin("ipclab"))
+            .args(["hosts", "exec", "h1", "--", ipclab_bin.as_str(), "lab", lab])
+            .args(["--hosts", file.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || drain(err));
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !(line.contains(client) && line.contains("--host h2")) {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "lab {lab}: no {client} line"
+            );
+        }
+        let on_h2: Vec<i32> = ipclab::faults::processes(h2)
+            .into_iter()
+            .filter(|p| ipclab::inspect::info(*p).is_some_and(|i| i.comm == server))
+            .collect();
+        assert_eq!(on_h2.len(), 1, "lab {lab}: {server} on h2: {on_h2:?}");
+        // The walkthrough is the exec's grandchild (the exec forks into h1's PID namespace,
+        // and waits).
+        let waiter = ipclab::inspect::children(child.id() as i32);
+        assert_eq!(waiter.len(), 1, "{waiter:?}");
+        let walk = ipclab::inspect::children(waiter[0].pid);
+        assert_eq!(walk.len(), 1, "{walk:?}");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(walk[0].pid),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let _ = drain(out);
+        let code = child.wait().unwrap().code();
+        let said = err.join().unwrap();
+        assert_eq!(code, Some(130), "lab {lab}: {said}");
+        assert_eq!(
+            until_state(on_h2[0], |s| s.is_none()),
+            None,
+            "lab {lab}: {server} left running on h2 ({said})"
+        );
+    }
+    let left: Vec<String> = std::fs::read_dir(&h2.home)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("ipclab-fingerd."))
+        .collect();
+    assert!(left.is_empty(), "fingerd's directory left on h2: {left:?}");
     std::fs::write(&file, "h2\n-oProxyCommand=id\n").unwrap();
     let (code, _, err) = on_h1(&["lab", "9", "--hosts", file.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");

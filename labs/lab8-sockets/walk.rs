@@ -35,12 +35,12 @@ fn remote(w: &mut Walk, hosts: &[String]) -> Result<()> {
         w,
         "ssh starts each server there on a port the kernel picks (--port 0: another student may
          hold 9875) and prints its pid; the programs are at the same path there, as on the
-         room's shared home. If you stop this walkthrough before the end, stop them yourself:
-         ssh HOST pkill -u $USER -x udp-server (or tcp-server).",
+         room's shared home. The shell there reads ssh's input: if you stop this walkthrough
+         (Ctrl-C), the session ends and that shell kills its server.",
         "ssh y lance chaque serveur sur un port que le noyau choisit (--port 0 : un autre
          étudiant peut tenir 9875) et affiche son pid ; les programmes sont au même chemin
-         là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce déroulé avant la fin,
-         arrêtez-les vous-même : ssh HÔTE pkill -u $USER -x udp-server (ou tcp-server)."
+         là-bas, comme sur le home partagé de la salle. Le shell là-bas lit l'entrée de ssh : si
+         vous arrêtez ce déroulé (Ctrl-C), la session finit et ce shell tue son serveur."
     ));
     let q = crate::walkthrough::sh_quote;
     let ssh = |cmd: String| crate::walkthrough::ssh_argv(&there, cmd);
@@ -48,9 +48,11 @@ fn remote(w: &mut Walk, hosts: &[String]) -> Result<()> {
         ("udp-server", "udp-client", &["--message", "hello"][..]),
         ("tcp-server", "tcp-client", &["--message", "hello"][..]),
     ] {
-        // The shell there says the server's pid, then waits for it: its lines come back here.
+        // The shell there says the server's pid, then reads ssh's input: its end (the session
+        // over, this walkthrough stopped however) kills the server; then it waits for it. The
+        // server's lines come back here.
         let argv = ssh(format!(
-            "{} --port 0 & echo \"pid $!\"; wait",
+            "{} --port 0 & echo \"pid $!\"; read _; kill $! 2>/dev/null; wait",
             q(&w.bin(server))
         ));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();

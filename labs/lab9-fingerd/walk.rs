@@ -302,12 +302,12 @@ fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
         w,
         "ssh starts the daemon there, in a private directory of that user's home, on a port the
          kernel picks (--port 0: another student may hold 7979). The programs are at the same
-         path there, as on the room's shared home. If you stop this walkthrough before the end,
-         stop that daemon yourself: ssh HOST 'kill $(cat DIR/fingerd.pid)'.",
+         path there, as on the room's shared home. If you stop this walkthrough (Ctrl-C), it
+         stops that daemon there too, over ssh.",
         "ssh y lance le démon, dans un répertoire privé du home de cet utilisateur, sur un port
          que le noyau choisit (--port 0 : un autre étudiant peut tenir 7979). Les programmes sont
          au même chemin là-bas, comme sur le home partagé de la salle. Si vous arrêtez ce
-         déroulé avant la fin, arrêtez ce démon vous-même : ssh HÔTE 'kill $(cat DIR/fingerd.pid)'."
+         déroulé (Ctrl-C), il arrête aussi ce démon là-bas, par ssh."
     ));
     let q = crate::walkthrough::sh_quote;
     let fingerd = q(&w.bin("fingerd"));
@@ -316,10 +316,16 @@ fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
         let v: Vec<&str> = argv.iter().map(String::as_str).collect();
         w.shell(&v)
     };
+    // The directory's name is drawn here, so that what stops the daemon if this walkthrough
+    // is stopped (Ctrl-C) is known before it starts: its pidfile there, then the directory.
+    let d = format!("\"$HOME/ipclab-fingerd.{:08x}\"", rand::random::<u32>());
+    let undo = crate::walkthrough::stop::undo_on_stop(ssh(format!(
+        "p=$(cat {d}/fingerd.pid 2>/dev/null) && kill \"$p\" && timeout 5 tail --pid=\"$p\" -f /dev/null; rm -rf {d}"
+    )));
     let (code, out) = run(
         w,
         ssh(format!(
-            "d=$(mktemp -d \"$HOME/ipclab-fingerd.XXXXXX\") && {fingerd} --dir \"$d\" --port 0"
+            "d={d} && mkdir -m 700 \"$d\" && {fingerd} --dir \"$d\" --port 0"
         )),
     )?;
     let pid = number_after(&out, "fingerd ");
@@ -344,6 +350,8 @@ fn remote(w: &mut Walk, hosts: &[String], me: &str) -> Result<()> {
                 format!("fingerd lancé sur {server} par ssh")
             ),
         );
+        // Its directory there goes (and a daemon, had one started).
+        run(w, undo.argv())?;
         return Ok(());
     };
     let (_, user) = run(w, ssh("id -un".into()))?;

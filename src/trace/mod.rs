@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod expected;
 pub mod parse;
+pub mod relay;
 pub mod wire;
 
 use crate::error::{Error, Result};

@@ -19,6 +19,83 @@ struct State {
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
+/// Commands that undo what a step started on another machine, by ticket (see `undo_on_stop`).
+static UNDO: std::sync::Mutex<Vec<(u64, Vec<String>)>> = std::sync::Mutex::new(Vec::new());
+static TICKETS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Safety net for each undo command (an ssh to a host that answers at once).
+const UNDO_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a step started where this process cannot kill it (a server started over ssh on
+/// another machine): `argv` undoes it if the walkthrough is stopped while the returned guard
+/// lives. The step drops the guard once it has undone it itself.
+pub fn undo_on_stop(argv: Vec<String>) -> Undo {
+    let ticket = TICKETS.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut u) = UNDO.lock() {
+        u.push((ticket, argv));
+    }
+    Undo(ticket)
+}
+
+/// While it lives, `stop` runs its command (see `undo_on_stop`).
+pub struct Undo(u64);
+
+impl Undo {
+    /// The command, for a step that undoes early what it started.
+    pub fn argv(&self) -> Vec<String> {
+        UNDO.lock()
+            .ok()
+            .and_then(|u| u.iter().find(|(t, _)| *t == self.0).map(|(_, a)| a.clone()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        // A step cut short by the stop (its command killed, an error returned) has not undone
+        // anything: `stop` runs the command.
+        let received = RECEIVED.get().is_some_and(|r| r.load(Ordering::SeqCst));
+        if STOPPING.load(Ordering::SeqCst) || received {
+            return;
+        }
+        if let Ok(mut u) = UNDO.lock() {
+            u.retain(|(t, _)| *t != self.0);
+        }
+    }
+}
+
+/// Runs the undo commands still registered, each within UNDO_WITHIN; how many succeeded.
+fn undo_all() -> usize {
+    let pending: Vec<Vec<String>> = match UNDO.lock() {
+        Ok(mut u) => u.drain(..).map(|(_, a)| a).collect(),
+        Err(_) => return 0,
+    };
+    let mut done = 0;
+    for argv in pending {
+        let Some((prog, args)) = argv.split_first() else {
+            continue;
+        };
+        // std's Command, not crate::process's: its spawns are frozen by now.
+        let child = std::process::Command::new(prog)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else { continue };
+        let fd = crate::process::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)).ok();
+        if let Some(fd) = &fd {
+            use std::os::fd::AsFd;
+            let _ = crate::signals::poll_fds(&[fd.as_fd()], Some(UNDO_WITHIN));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = child.kill();
+        }
+        if child.wait().is_ok_and(|s| s.success()) {
+            done += 1;
+        }
+    }
+    done
+}
 static STOPPING: AtomicBool = AtomicBool::new(false);
 /// Set by the handler itself, at delivery: a stop is coming even before the signal thread runs.
 /// The programs got the same Ctrl-C (it goes to the whole group), and one that ends cleanly on
@@ -144,7 +221,9 @@ pub fn stop(code: i32, why: &str) -> ! {
         }
         let _ = crate::process::reap_children_within(Duration::from_millis(500));
     }
-    let mut removed = 0;
+    // What steps started on other machines: after the local kills (an ssh session killed
+    // here leaves its remote program running).
+    let mut removed = undo_all();
     if let Some(st) = STATE.get() {
         removed += crate::shm::remove_orphaned("ipclab", &st.shm_before, true)
             .iter()
