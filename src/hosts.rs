@@ -359,8 +359,14 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 fn run(prog: &str, args: &[&str]) -> Result<()> {
-    let out = Command::new(prog)
-        .args(args)
+    let mut c = Command::new(prog);
+    c.args(args);
+    checked(&mut c, prog, &format!("{prog} {}", args.join(" ")))
+}
+
+/// Runs `c` (stdin /dev/null) to its end; a failure is its stderr, said as `what: ...`.
+pub(crate) fn checked(c: &mut Command, prog: &str, what: &str) -> Result<()> {
+    let out = c
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| Error::io(&e, "exec", prog).with_code(3))?;
@@ -368,8 +374,7 @@ fn run(prog: &str, args: &[&str]) -> Result<()> {
         return Ok(());
     }
     Err(Error::runtime(format!(
-        "{prog} {}: {}",
-        args.join(" "),
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     ))
     .with_code(3))
@@ -548,7 +553,6 @@ pub(crate) fn client_config(hosts: &[Host], port: Option<u16>) -> String {
 /// leaves behind) is reaped by it, and killing it makes the kernel kill and reap all of them —
 /// nothing of the host's user is left for a PID 1 that reaps late (or never).
 fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
-    use std::os::unix::process::CommandExt;
     let root = h.root();
     let config = format!(
         "# Written by ipclab hosts up for {name}.\n\
@@ -571,45 +575,81 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
         mkdir(privsep, 0o755, None)?;
     }
     let log = root.join("sshd.log").display().to_string();
-    // A bad configuration is said now, from sshd's own words, not as a timeout.
-    let test = Command::new(SSHD)
-        .args(["-t", "-f", &cfg.display().to_string()])
-        .env_clear()
-        .output()
-        .map_err(|e| Error::io(&e, "exec", SSHD).with_code(3))?;
-    if !test.status.success() {
-        return Err(Error::runtime(format!(
-            "sshd for {}: {}",
-            h.name,
-            String::from_utf8_lossy(&test.stderr).trim()
-        ))
-        .with_code(3));
-    }
     let netns = std::fs::File::open(Path::new("/run/netns").join(h.netns()))
         .map_err(|e| Error::io(&e, "open", h.netns()))?;
     let etc = root.join("etc");
-    let binds: Vec<(std::ffi::CString, std::ffi::CString)> = ["hosts", "passwd", "group"]
+    let binds = ["hosts", "passwd", "group"]
         .iter()
-        .filter_map(|f| {
-            let src = std::ffi::CString::new(etc.join(f).display().to_string()).ok()?;
-            let dst = std::ffi::CString::new(format!("/etc/{f}")).ok()?;
-            Some((src, dst))
-        })
+        .map(|f| (etc.join(f), PathBuf::from(format!("/etc/{f}"))))
         .collect();
-    let hostname = h.name.clone();
+    let pid = start_sshd_init(
+        &h.name,
+        &cfg,
+        &log,
+        Init {
+            netns: Some(netns),
+            binds,
+            clear_ambient: false,
+        },
+    )
+    .map_err(|e| Error::runtime(e).with_code(3))?;
+    write(&root.join("sshd.pid"), &format!("{pid}\n"), 0o644, None)
+}
+
+/// How a host's init differs between root's hosts and a normal user's.
+pub(crate) struct Init {
+    /// The host's network namespace to enter; None: a new one.
+    pub netns: Option<std::fs::File>,
+    /// Files bound over the machine's (its /etc/hosts, passwd, group), in its mount namespace.
+    pub binds: Vec<(PathBuf, PathBuf)>,
+    /// Drop the ambient capabilities (a normal user's keeper holds some for ip and nft).
+    pub clear_ambient: bool,
+}
+
+/// sshd (config `cfg`, log `log`) as the init of the host's PID namespace, with its own mount
+/// and UTS namespaces (hostname `name`) and the network namespace `init` says; what a session
+/// leaves running is reaped there, and killing the sshd makes the kernel kill and reap all of
+/// it. A bad configuration is said at once, in sshd's words. Its pid as the caller sees it.
+pub(crate) fn start_sshd_init(
+    name: &str,
+    cfg: &Path,
+    log: &str,
+    init: Init,
+) -> std::result::Result<i32, String> {
+    use std::os::unix::process::CommandExt;
+    let cfg = cfg.display().to_string();
+    let test = Command::new(SSHD)
+        .args(["-t", "-f", &cfg])
+        .env_clear()
+        .output()
+        .map_err(|e| format!("exec {SSHD}: {e}"))?;
+    if !test.status.success() {
+        return Err(format!(
+            "sshd for {name}: {}",
+            String::from_utf8_lossy(&test.stderr).trim()
+        ));
+    }
+    let to_c = |p: &Path| std::ffi::CString::new(p.display().to_string()).ok();
+    let binds: Vec<(std::ffi::CString, std::ffi::CString)> = init
+        .binds
+        .iter()
+        .filter_map(|(src, dst)| Some((to_c(src)?, to_c(dst)?)))
+        .collect();
+    let (netns, clear_ambient) = (init.netns, init.clear_ambient);
+    let hostname = name.to_string();
     // The intermediate child tells the sshd's pid (as this namespace sees it) through this pipe.
-    let (pid_r, pid_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::sys(e, "pipe2", "sshd pid"))?;
+    let (pid_r, pid_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
     let pid_w_fd = pid_w.as_raw_fd();
     let mut c = Command::new(SSHD);
-    c.args(["-D", "-f", &cfg.display().to_string(), "-E", &log])
+    c.args(["-D", "-f", &cfg, "-E", log])
         .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     // Safety: only syscalls in the forked child (setns, unshare, mount, sethostname, fork,
-    // write, _exit); the intermediate child never returns to Rust code that allocates.
+    // write, prctl, _exit); the intermediate child never returns to code that allocates.
     unsafe {
         c.pre_exec(move || {
             let check = |r: libc::c_int| {
@@ -619,10 +659,12 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
                     Ok(())
                 }
             };
-            check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
-            check(libc::unshare(
-                libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID,
-            ))?;
+            let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID;
+            match &netns {
+                Some(ns) => check(libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET))?,
+                None => flags |= libc::CLONE_NEWNET,
+            }
+            check(libc::unshare(flags))?;
             check(libc::mount(
                 c"none".as_ptr(),
                 c"/".as_ptr(),
@@ -662,25 +704,30 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 std::ptr::null(),
             ))?;
+            if clear_ambient {
+                // sshd and the sessions it starts hold no capability at all.
+                check(libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                ))?;
+            }
             Ok(())
         });
     }
-    let mut child = c
-        .spawn()
-        .map_err(|e| Error::io(&e, "exec", SSHD).with_code(3))?;
+    let mut child = c.spawn().map_err(|e| format!("exec {SSHD}: {e}"))?;
     drop(pid_w);
-    let status = child.wait().map_err(|e| Error::io(&e, "wait", SSHD))?;
+    let status = child.wait().map_err(|e| format!("wait sshd: {e}"))?;
     let mut b = [0u8; 4];
     let got = std::io::Read::read_exact(&mut std::fs::File::from(pid_r), &mut b);
     if !status.success() || got.is_err() {
-        return Err(Error::runtime(format!(
-            "sshd for {}: its PID namespace could not be made ({status})",
-            h.name
-        ))
-        .with_code(3));
+        return Err(format!(
+            "sshd for {name}: its namespaces could not be made ({status})"
+        ));
     }
-    let pid = i32::from_ne_bytes(b);
-    write(&root.join("sshd.pid"), &format!("{pid}\n"), 0o644, None)
+    Ok(i32::from_ne_bytes(b))
 }
 
 /// Until the host's sshd accepts a connection on its address, from inside the host's network

@@ -589,93 +589,21 @@ fn tool(prog: &str, pid: Option<i32>, args: &[&str]) -> std::result::Result<(), 
     ))
 }
 
-/// The host's sshd as the init of its own network, UTS, mount and PID namespaces; its pid as
-/// the keeper sees it.
+/// The host's sshd as the init of its own network, UTS, mount and PID namespaces, with no
+/// capability; its pid as the keeper sees it.
 fn start_sshd(dir: &Path, h: &Host) -> std::result::Result<i32, String> {
-    use std::os::unix::process::CommandExt;
     let d = dir.join(&h.name);
-    let cfg = d.join("sshd_config").display().to_string();
     let log = d.join("sshd.log").display().to_string();
-    let test = Command::new(SSHD)
-        .args(["-t", "-f", &cfg])
-        .env_clear()
-        .output()
-        .map_err(|e| format!("exec {SSHD}: {e}"))?;
-    if !test.status.success() {
-        return Err(format!(
-            "sshd for {}: {}",
-            h.name,
-            String::from_utf8_lossy(&test.stderr).trim()
-        ));
-    }
-    let hostname = h.name.clone();
-    let (pid_r, pid_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
-    let pid_w_fd = pid_w.as_raw_fd();
-    let mut c = Command::new(SSHD);
-    c.args(["-D", "-f", &cfg, "-E", &log])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // Safety: only syscalls in the forked child (unshare, mount, sethostname, fork, write,
-    // prctl, _exit); the intermediate child never returns to code that allocates.
-    unsafe {
-        c.pre_exec(move || {
-            let check = |r: libc::c_int| {
-                if r != 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            };
-            check(libc::unshare(
-                libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWPID,
-            ))?;
-            check(libc::sethostname(
-                hostname.as_ptr() as *const libc::c_char,
-                hostname.len(),
-            ))?;
-            match libc::fork() {
-                -1 => return Err(std::io::Error::last_os_error()),
-                0 => {}
-                pid => {
-                    let b = pid.to_ne_bytes();
-                    let ok = libc::write(pid_w_fd, b.as_ptr().cast(), b.len()) == b.len() as isize;
-                    libc::_exit(if ok { 0 } else { 1 });
-                }
-            }
-            check(libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            ))?;
-            // sshd and the sessions it starts hold no capability at all.
-            check(libc::prctl(
-                libc::PR_CAP_AMBIENT,
-                libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                0,
-                0,
-                0,
-            ))?;
-            Ok(())
-        });
-    }
-    let mut child = c.spawn().map_err(|e| format!("exec {SSHD}: {e}"))?;
-    drop(pid_w);
-    let status = child.wait().map_err(|e| format!("wait sshd: {e}"))?;
-    let mut b = [0u8; 4];
-    let got = std::io::Read::read_exact(&mut std::fs::File::from(pid_r), &mut b);
-    if !status.success() || got.is_err() {
-        return Err(format!(
-            "sshd for {}: its namespaces could not be made ({status})",
-            h.name
-        ));
-    }
-    Ok(i32::from_ne_bytes(b))
+    hosts::start_sshd_init(
+        &h.name,
+        &d.join("sshd_config"),
+        &log,
+        hosts::Init {
+            netns: None,
+            binds: Vec::new(),
+            clear_ambient: true,
+        },
+    )
 }
 
 /// Until the host's sshd listens on SSH_PORT (its socket table, which needs no capability);
@@ -771,18 +699,7 @@ pub fn nft(h: &Host, script: &str) -> Result<()> {
             raise_ambient(caps::Capability::CAP_NET_ADMIN.index() as u32)
         });
     }
-    let out = c
-        .output()
-        .map_err(|e| Error::io(&e, "exec", NFT).with_code(3))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::runtime(format!(
-        "nft on {}: {}",
-        h.name,
-        String::from_utf8_lossy(&out.stderr).trim()
-    ))
-    .with_code(3))
+    hosts::checked(&mut c, NFT, &format!("nft on {}", h.name))
 }
 
 /// Makes `cap` ambient (inheritable first, as the kernel requires), with raw capget/capset:

@@ -687,6 +687,37 @@ pub(super) fn arrow(
 }
 
 /// The SVG document around a chart's lines (drawn first) and labels (drawn over them).
+/// The lifelines of a chart: one vertical line per name from `top` to `bottom`, `gap` apart from
+/// `left`, each named above (in a `lifeline` group).
+pub(super) fn lifelines(
+    (wires, labels, groups): (&mut String, &mut Labels, &mut String),
+    names: &[String],
+    (left, gap): (f64, f64),
+    (top, bottom): (f64, f64),
+) {
+    for (i, name) in names.iter().enumerate() {
+        let x = left + gap * i as f64;
+        let _ = writeln!(
+            wires,
+            r##"<line x1="{x:.0}" y1="{top:.0}" x2="{x:.0}" y2="{bottom:.0}" stroke="#444" stroke-width="2"/>"##
+        );
+        let t = labels.text(x, top - 10.0, Anchor::Middle, name, "#000", true);
+        let _ = writeln!(groups, r##"<g class="lifeline">{t}</g>"##);
+    }
+}
+
+/// A row's time in the left margin, in milliseconds.
+pub(super) fn time_label(labels: &mut Labels, y: f64, ms: f64) -> String {
+    labels.text(
+        8.0,
+        y + 4.0,
+        Anchor::Start,
+        &format!("{ms:.3} ms"),
+        "#777",
+        false,
+    )
+}
+
 pub(super) fn document(width: f64, height: f64, title: &str, wires: &str, labels: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(

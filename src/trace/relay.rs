@@ -4,7 +4,7 @@
 //! relay read it to the moment it was due at the other end. A delay shows as a slant, and
 //! pieces that overtake one another (a Lamport diagram's anomaly) as crossing arrows.
 
-use super::chart::{arrow, document, esc, Anchor, Labels};
+use super::chart::{arrow, document, esc, lifelines, time_label, Labels};
 use crate::error::{Error, Result};
 use std::fmt::Write as _;
 
@@ -164,15 +164,12 @@ pub fn svg(pieces: &[Piece], title: &str) -> String {
     };
     let bottom = top + row * (instants.len() as f64 + 1.0);
     let (mut wires, mut groups, mut labels) = (String::new(), String::new(), Labels::default());
-    for (i, name) in cols.iter().enumerate() {
-        let x = left + gap * i as f64;
-        let _ = writeln!(
-            wires,
-            r##"<line x1="{x:.0}" y1="{top:.0}" x2="{x:.0}" y2="{bottom:.0}" stroke="#444" stroke-width="2"/>"##
-        );
-        let t = labels.text(x, top - 10.0, Anchor::Middle, name, "#000", true);
-        let _ = writeln!(groups, r##"<g class="lifeline">{t}</g>"##);
-    }
+    lifelines(
+        (&mut wires, &mut labels, &mut groups),
+        &cols,
+        (left, gap),
+        (top, bottom),
+    );
     let t0 = instants.first().copied().unwrap_or(0.0);
     for p in pieces {
         let (y1, y2) = (y_of(p.t), y_of(p.due));
@@ -185,14 +182,7 @@ pub fn svg(pieces: &[Piece], title: &str) -> String {
             (x_of(&p.to), y2),
             &label(p),
         );
-        let ms = labels.text(
-            8.0,
-            y1 + 4.0,
-            Anchor::Start,
-            &format!("{:.3} ms", (p.t - t0) * 1e3),
-            "#777",
-            false,
-        );
+        let ms = time_label(&mut labels, y1, (p.t - t0) * 1e3);
         let _ = writeln!(
             groups,
             r##"<g class="piece" data-conn="{}" data-held-ms="{:.1}">{t}{ms}</g>"##,

@@ -2,7 +2,7 @@
 //! segment from sender to receiver, named as the course names it (SYN, SYN-ACK, ACK, PSH-ACK
 //! with its bytes, FIN-ACK), time running down by rank with the capture's milliseconds beside.
 
-use super::chart::{arrow, document, esc, Anchor, Labels};
+use super::chart::{arrow, document, esc, lifelines, time_label, Labels};
 use crate::wire::Segment;
 use std::fmt::Write as _;
 use std::net::SocketAddrV4;
@@ -73,15 +73,13 @@ pub fn svg(segments: &[Segment], names: &[(SocketAddrV4, String)], title: &str) 
     let mut wires = String::new();
     let mut labels = Labels::default();
     let mut groups = String::new();
-    for (i, (_, name)) in cols.iter().enumerate() {
-        let x = left + gap * i as f64;
-        let _ = writeln!(
-            wires,
-            r##"<line x1="{x:.0}" y1="{top:.0}" x2="{x:.0}" y2="{bottom:.0}" stroke="#444" stroke-width="2"/>"##
-        );
-        let t = labels.text(x, top - 10.0, Anchor::Middle, name, "#000", true);
-        let _ = writeln!(groups, r##"<g class="lifeline">{t}</g>"##);
-    }
+    let names: Vec<String> = cols.iter().map(|(_, n)| n.clone()).collect();
+    lifelines(
+        (&mut wires, &mut labels, &mut groups),
+        &names,
+        (left, gap),
+        (top, bottom),
+    );
     let t0 = segments.first().map_or(0.0, |s| s.t);
     for (i, s) in segments.iter().enumerate() {
         let (Some(x1), Some(x2)) = (x_of(s.src), x_of(s.dst)) else {
@@ -91,14 +89,7 @@ pub fn svg(segments: &[Segment], names: &[(SocketAddrV4, String)], title: &str) 
         let y1 = top + row * (i as f64 + 0.5);
         let y2 = y1 + row * 0.6;
         let t = arrow(&mut wires, &mut labels, (x1, y1), (x2, y2), &label(s));
-        let ms = labels.text(
-            8.0,
-            y1 + 4.0,
-            Anchor::Start,
-            &format!("{:.3} ms", (s.t - t0) * 1e3),
-            "#777",
-            false,
-        );
+        let ms = time_label(&mut labels, y1, (s.t - t0) * 1e3);
         let _ = writeln!(
             groups,
             r##"<g class="segment" data-flags="{}">{t}{ms}</g>"##,
