@@ -63,6 +63,9 @@ enum HostsCmd {
         #[arg(long, value_name = "FILE")]
         replay: Option<std::path::PathBuf>,
     },
+    /// Who is connected to whom: the TCP connections between the hosts' programs, from the
+    /// kernel's tables (whatever the programs log), and whether they form one ring.
+    Links,
     /// Run CMD on HOST as its user, from its home (default: a shell), as if logged in there.
     Exec {
         host: String,
@@ -573,6 +576,45 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
                 println!("relay stopped: the links are direct");
             } else {
                 println!("no relay was running");
+            }
+            Ok(0)
+        }
+        HostsCmd::Links => {
+            let c = Cluster::current().ok_or_else(none)?;
+            let mut pids = Vec::new();
+            let mut names = Vec::new();
+            for h in &c.hosts {
+                for p in ipclab::faults::processes(h) {
+                    let Some(name) = ipclab::inspect::ns_name(p) else {
+                        continue;
+                    };
+                    pids.push(p);
+                    names.push(format!("{} {name}", h.name));
+                }
+            }
+            let links = ipclab::inet::tcp_links(&pids);
+            // Only the programs with a connection to another: shells and idle ones aside.
+            let mut linked: Vec<usize> = links.iter().flat_map(|(a, b)| [*a, *b]).collect();
+            linked.sort_unstable();
+            linked.dedup();
+            for (a, b) in &links {
+                println!("{} <-> {}", names[*a], names[*b]);
+            }
+            if linked.len() < 3 {
+                println!("{} program(s) connected: no ring", linked.len());
+                return Ok(0);
+            }
+            let sub: Vec<String> = linked.iter().map(|i| names[*i].clone()).collect();
+            let at = |i: usize| linked.iter().position(|x| *x == i).unwrap_or(0);
+            let sub_links: Vec<(usize, usize)> =
+                links.iter().map(|(a, b)| (at(*a), at(*b))).collect();
+            match ipclab::grade::props::ring(&sub, &sub_links) {
+                Ok(order) => {
+                    let mut walk: Vec<&str> = order.iter().map(|i| sub[*i].as_str()).collect();
+                    walk.push(&sub[order[0]]);
+                    println!("one ring of {}: {}", sub.len(), walk.join(" - "));
+                }
+                Err(why) => println!("not one ring: {why}"),
             }
             Ok(0)
         }

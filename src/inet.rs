@@ -235,9 +235,119 @@ fn holds(pid: i32, inodes: &[String]) -> bool {
         })
 }
 
+/// The established TCP connections between `pids`, each process's sockets read from its own
+/// descriptors and its own network namespace's table (so processes on different namespace
+/// hosts are matched by their addresses there): one pair of indices into `pids` (lower first)
+/// per connection. The kernel's view of who talks to whom, whatever the programs log. A
+/// connection through a relay is between each end and the relay, not between the two.
+pub fn tcp_links(pids: &[i32]) -> Vec<(usize, usize)> {
+    let ends: Vec<Vec<(SocketAddr, SocketAddr)>> = pids
+        .iter()
+        .map(|pid| {
+            let mine = socket_inodes(*pid);
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+            parse_table(&text, false)
+                .into_iter()
+                .filter(|e| e.state == "ESTAB" && mine.contains(&e.inode))
+                .map(|e| (e.local, e.remote))
+                .collect()
+        })
+        .collect();
+    let mut links = Vec::new();
+    for i in 0..pids.len() {
+        for (local, remote) in &ends[i] {
+            for (j, theirs) in ends.iter().enumerate().skip(i + 1) {
+                if theirs.iter().any(|(l, r)| l == remote && r == local) {
+                    links.push((i, j));
+                }
+            }
+        }
+    }
+    links
+}
+
+/// The inodes of the sockets `pid` holds (its /proc/PID/fd links `socket:[N]`).
+fn socket_inodes(pid: i32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let t = std::fs::read_link(e.path()).ok()?;
+                    t.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three processes joined in a ring over loopback (each connects to the next one's
+    /// listener) are three links, one per connection, each named by its two processes; a
+    /// fourth process with no connection has none.
+    #[test]
+    fn tcp_links_are_the_connections_between_processes() {
+        use std::io::{BufRead, Write};
+        let python = "/usr/bin/python3";
+        if !std::path::Path::new(python).exists() {
+            eprintln!("skipped: {python} is not installed");
+            return;
+        }
+        // Each: listen, say its port, read the next one's port, connect, say "up", then
+        // accept its predecessor and wait for the end of its input.
+        let script = "import socket,sys\n\
+l=socket.socket();l.bind(('127.0.0.1',0));l.listen()\n\
+print(l.getsockname()[1],flush=True)\n\
+n=int(sys.stdin.readline());c=socket.create_connection(('127.0.0.1',n))\n\
+a,_=l.accept();print('up',flush=True);sys.stdin.read()\n";
+        let mut kids: Vec<std::process::Child> = (0..4)
+            .map(|_| {
+                std::process::Command::new(python)
+                    .args(["-c", script])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut outs: Vec<_> = kids
+            .iter_mut()
+            .map(|k| std::io::BufReader::new(k.stdout.take().unwrap()))
+            .collect();
+        let ports: Vec<String> = outs
+            .iter_mut()
+            .map(|o| {
+                let mut l = String::new();
+                o.read_line(&mut l).unwrap();
+                l
+            })
+            .collect();
+        // 0 -> 1 -> 2 -> 0; the fourth connects to itself (one connection within it).
+        for (i, next) in [1, 2, 0, 3].into_iter().enumerate() {
+            let stdin = kids[i].stdin.as_mut().unwrap();
+            stdin.write_all(ports[next].as_bytes()).unwrap();
+            stdin.flush().unwrap();
+        }
+        for o in &mut outs {
+            let mut l = String::new();
+            o.read_line(&mut l).unwrap();
+            assert_eq!(l.trim(), "up");
+        }
+        let pids: Vec<i32> = kids.iter().map(|k| k.id() as i32).collect();
+        let mut links = tcp_links(&pids);
+        for k in &mut kids {
+            drop(k.stdin.take());
+            k.wait().unwrap();
+        }
+        links.sort();
+        assert_eq!(links, vec![(0, 1), (0, 2), (1, 2)]);
+    }
 
     /// /proc/net lines as the kernel writes them: a listener and a bound UDP socket.
     #[test]

@@ -57,6 +57,20 @@ pub fn info(pid: i32) -> Option<ProcInfo> {
     })
 }
 
+/// `comm pid`, the pid as the process's own PID namespace sees it (the last of NSpid): what
+/// `ps` shows in an ssh session on its host.
+pub fn ns_name(pid: i32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+    };
+    let inner = field("NSpid:")?.split_whitespace().last()?.to_string();
+    Some(format!("{} {inner}", field("Name:")?))
+}
+
 /// Every process that still has a /proc entry (zombies included).
 pub fn all() -> Vec<ProcInfo> {
     let Ok(iter) = procfs::process::all_processes() else {

@@ -446,7 +446,7 @@ fn relay_one(
         };
         rec.line(serde_json::json!({"t": t, "conn": id, "ev": "open",
             "from": ends.0, "to": ends.1,
-            "from_proc": from_proc.and_then(proc_name), "to_proc": to_proc.and_then(proc_name)}));
+            "from_proc": from_proc.and_then(crate::inspect::ns_name), "to_proc": to_proc.and_then(crate::inspect::ns_name)}));
     }
     let delay = |a: &str, b: &str| links.iter().rev().find(|l| l.matches(a, b)).cloned();
     let (there, back) = (delay(&from.name, &to.name), delay(&to.name, &from.name));
@@ -708,20 +708,6 @@ fn record(rec: &Recorder, id: u64, (from, to): (&str, &str), piece: &[u8]) {
         hex: (!end).then(|| hex(piece)),
         ev: end.then_some("eof"),
     });
-}
-
-/// `comm pid`, the pid as the process's own host sees it (the last of NSpid): what `ps`
-/// shows in an ssh session there.
-fn proc_name(pid: i32) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(str::trim)
-    };
-    let inner = field("NSpid:")?.split_whitespace().last()?.to_string();
-    Some(format!("{} {inner}", field("Name:")?))
 }
 
 fn hex(b: &[u8]) -> String {

@@ -218,6 +218,7 @@ fn hosts_run_real_sshd_and_leave_nothing() {
 
     relay_delays_each_link(&c);
     relay_copies_both_ways_at_once(&c);
+    links_show_the_ring(&c);
     walkthrough_on_two_hosts(&c);
     faults_follow_their_plan(&c);
 
@@ -784,6 +785,70 @@ fn relay_copies_both_ways_at_once(c: &ipclab::hosts::Cluster) {
     assert_eq!(bytes.get("h1"), Some(&(N as u64)), "{bytes:?}");
     assert_eq!(bytes.get("h2"), Some(&(N as u64 + 8)), "{bytes:?}");
     assert_eq!(ends, 2, "both ends recorded");
+}
+
+/// Three programs on h1, h2, h3, each connected to the next one's listener by name: `hosts
+/// links` finds the three connections in the kernel's tables and says they make one ring;
+/// once h3's program is gone, they do not.
+fn links_show_the_ring(c: &ipclab::hosts::Cluster) {
+    let script = "import socket,sys\n\
+l=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+l.bind(('0.0.0.0',7100));l.listen();print('listening',flush=True)\n\
+sys.stdin.readline();c=socket.create_connection((sys.argv[1],7100))\n\
+a,_=l.accept();print('up',flush=True);sys.stdin.read()\n";
+    let mut nodes: Vec<std::process::Child> = [("h1", "h2"), ("h2", "h3"), ("h3", "h1")]
+        .iter()
+        .map(|(h, next)| {
+            Command::new(bin("ipclab"))
+                .args([
+                    "hosts",
+                    "exec",
+                    h,
+                    "--",
+                    "/usr/bin/python3",
+                    "-c",
+                    script,
+                    next,
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outs: Vec<_> = nodes
+        .iter_mut()
+        .map(|n| BufReader::new(n.stdout.take().unwrap()))
+        .collect();
+    let line = |o: &mut BufReader<std::process::ChildStdout>| {
+        let mut l = String::new();
+        o.read_line(&mut l).unwrap();
+        l.trim().to_string()
+    };
+    for o in &mut outs {
+        assert_eq!(line(o), "listening");
+    }
+    // Every node listens: now each connects to the next.
+    for n in &mut nodes {
+        n.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    for o in &mut outs {
+        assert_eq!(line(o), "up");
+    }
+    let out = ipclab(&["hosts", "links"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(said.matches(" <-> ").count(), 3, "{said}");
+    assert!(said.contains("one ring of 3: h1 python3 "), "{said}");
+    // h3's node ends: two connections are left, no ring.
+    drop(nodes[2].stdin.take());
+    nodes[2].wait().unwrap();
+    let said = text(&ipclab(&["hosts", "links"]).stdout);
+    assert!(!said.contains("one ring"), "{said}");
+    for n in &mut nodes {
+        drop(n.stdin.take());
+        n.wait().unwrap();
+    }
 }
 
 /// `ipclab lab 9 --hosts FILE` run on h1 as its user (the file lists h2): the daemon started on

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod daemonized;
 pub mod harness;
 pub mod net;
+pub mod props;
 pub mod report;
 pub mod scenario;
 
