@@ -796,7 +796,11 @@ l=socket.socket();l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
 l.bind(('0.0.0.0',7100));l.listen();print('listening',flush=True)\n\
 sys.stdin.readline();c=socket.create_connection((sys.argv[1],7100))\n\
 a,_=l.accept();print('up',flush=True);sys.stdin.read()\n";
-    let mut nodes: Vec<std::process::Child> = [("h1", "h2"), ("h2", "h3"), ("h3", "h1")]
+    let names = c.names();
+    let ring: Vec<(&str, &str)> = (0..3)
+        .map(|i| (names[i].as_str(), names[(i + 1) % 3].as_str()))
+        .collect();
+    let mut nodes: Vec<std::process::Child> = ring
         .iter()
         .map(|(h, next)| {
             Command::new(bin("ipclab"))
