@@ -453,7 +453,18 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
     let none = || Error::usage("no hosts are up: ipclab hosts up K");
     match cmd {
         HostsCmd::Up { k } => {
+            // An interrupt while the hosts are made (under a second) is taken once they are:
+            // then everything goes, as if up had never run.
+            ipclab::signals::watch_interrupts()?;
             let c = Cluster::up(k)?;
+            if let Some(sig) = ipclab::signals::interrupted() {
+                Cluster::down()?;
+                return Err(Error::runtime(format!(
+                    "{} received: the hosts were removed",
+                    sig.as_str()
+                ))
+                .with_code(128 + sig as i32));
+            }
             for h in &c.hosts {
                 println!(
                     "{}\t{}\tuser {}\tsshd pid {}",

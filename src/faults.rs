@@ -177,12 +177,28 @@ fn signal_all(pids: &[i32], sig: Signal) {
     }
 }
 
+/// Waits `d` on the plan's clock (what is scheduled, not a handshake), or until SIGINT, SIGTERM
+/// or SIGHUP: then the error that ends the run, exit status 128 + the signal.
+fn hold(sigs: &mut crate::signals::SignalPipe, d: Duration) -> Result<()> {
+    match sigs.wait(Some(d))?.first() {
+        None => Ok(()),
+        Some(sig) => Err(Error::runtime(format!(
+            "{} received: the plan stopped, the fault under way undone",
+            sig.as_str()
+        ))
+        .with_code(128 + *sig as i32)),
+    }
+}
+
 /// Applies the plan on the live hosts, in order and on time, calling `record` at each edge of
-/// each fault. On an error, a paused host is continued and a cut healed before it is returned.
+/// each fault. On an error or an interrupt (SIGINT, SIGTERM, SIGHUP), a paused host is
+/// continued and a cut healed before it is returned: nothing stays stopped or cut.
 pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Result<()> {
     for f in plan {
         c.host(&f.host)?;
     }
+    let mut sigs =
+        crate::signals::SignalPipe::new(&[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])?;
     let t0 = Instant::now();
     let mut edge = |f: &Fault, phase, pids: &[i32]| {
         let t_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
@@ -194,13 +210,13 @@ pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Res
         });
     };
     for f in plan {
-        // The plan's clock: each fault waits for its time (what is scheduled, not a handshake).
+        // The plan's clock: each fault waits for its time.
         let due = t0 + Duration::from_millis(f.at_ms);
         if let Some(left) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(left);
+            hold(&mut sigs, left)?;
         }
         let h = c.host(&f.host)?;
-        let hold = Duration::from_millis(f.ms);
+        let last = Duration::from_millis(f.ms);
         match f.kind {
             Kind::Crash => {
                 let pids = processes(h);
@@ -211,16 +227,18 @@ pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Res
                 let pids = processes(h);
                 signal_all(&pids, Signal::SIGSTOP);
                 edge(f, "start", &pids);
-                std::thread::sleep(hold);
+                let held = hold(&mut sigs, last);
                 signal_all(&pids, Signal::SIGCONT);
                 edge(f, "end", &pids);
+                held?;
             }
             Kind::Restart => {
                 let pids = processes(h);
                 let progs = leaders(&pids);
                 signal_all(&pids, Signal::SIGKILL);
                 edge(f, "killed", &pids);
-                std::thread::sleep(hold);
+                // Interrupted or not, what was killed is started again.
+                let held = hold(&mut sigs, last);
                 for p in &progs {
                     relaunch(c, &f.host, p)?;
                 }
@@ -229,6 +247,7 @@ pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Res
                     .filter(|p| !pids.contains(p))
                     .collect();
                 edge(f, "started", &now);
+                held?;
             }
             Kind::Partition => {
                 let others: Vec<String> = c.names().into_iter().filter(|n| *n != f.host).collect();
@@ -237,9 +256,10 @@ pub fn run(c: &Cluster, plan: &[Fault], record: &mut dyn FnMut(&Applied)) -> Res
                     return Err(e);
                 }
                 edge(f, "start", &[]);
-                std::thread::sleep(hold);
+                let held = hold(&mut sigs, last);
                 c.heal()?;
                 edge(f, "end", &[]);
+                held?;
             }
         }
     }

@@ -1140,6 +1140,61 @@ fn faults_follow_their_plan(c: &ipclab::hosts::Cluster) {
     );
     // Killed, then reaped by h2's init (its sshd).
     assert_eq!(until_state(v, |s| s.is_none()), None, "the crash left it");
+    // Interrupted during a long pause, then a long partition, the plan undoes the fault under
+    // way: the program runs again, the link is back, and the run ends with 128 + the signal.
+    let out = ipclab(&[
+        "hosts",
+        "exec",
+        "h1",
+        "--",
+        "ssh",
+        "h2",
+        "nohup sleep 301 >/dev/null 2>&1 &",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (kind, sig) in [
+        ("pause", nix::sys::signal::Signal::SIGINT),
+        ("partition", nix::sys::signal::Signal::SIGTERM),
+    ] {
+        std::fs::write(
+            &file,
+            format!("{{\"at_ms\":0,\"host\":\"h2\",\"kind\":\"{kind}\",\"ms\":600000}}\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(bin("ipclab"))
+            .args(["hosts", "faults", "--replay"])
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let start: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(start["phase"], "start", "{start}");
+        let stopped: Vec<i32> = start["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_i64().map(|p| p as i32))
+            .collect();
+        assert_eq!(kind == "pause", !stopped.is_empty(), "{start}");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let end: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(end["phase"], "end", "{end}");
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(128 + sig as i32), "{kind}");
+        assert!(
+            text(&out.stderr).contains("the fault under way undone"),
+            "{}",
+            text(&out.stderr)
+        );
+        for p in stopped {
+            assert_ne!(state_of(p), Some('T'), "{kind}: pid {p} left stopped");
+        }
+        let across = ipclab(&["hosts", "exec", "h1", "--", "ssh", "h2", "true"]);
+        assert!(across.status.success(), "{kind}: h1 cannot reach h2 after");
+    }
     for bad in [
         &["hosts", "faults", "--on", "h9"][..],
         &["hosts", "faults", "--replay", "/nonexistent/plan"][..],
