@@ -287,9 +287,12 @@ fn hosts_as_a_normal_user_run_in_a_user_namespace() {
     assert!(out.status.success(), "up: {}", text(&out.stderr));
     let again = as_user(&["hosts", "up", "2"]);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    // "PID START-TIME"
     let keeper: i32 = std::fs::read_to_string(state.join("keeper.pid"))
         .unwrap()
-        .trim()
+        .split_whitespace()
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     let sshd = |h: &str| -> i32 {

@@ -48,19 +48,27 @@ pub fn state_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/ipclab-hosts-{uid}"))
 }
 
-/// The keeper's pid (as this PID namespace sees it), if it is alive and the caller's.
+/// The keeper's pid (as this PID namespace sees it), if it is alive and the caller's: the
+/// pid and start time recorded by `up` (a pid used again by another process does not match).
 pub fn keeper_pid() -> Option<i32> {
     use std::os::unix::fs::MetadataExt;
-    let pid: i32 = std::fs::read_to_string(state_dir().join("keeper.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let text = std::fs::read_to_string(state_dir().join("keeper.pid")).ok()?;
+    let mut w = text.split_whitespace();
+    let pid: i32 = w.next()?.parse().ok()?;
+    let started: u64 = w.next()?.parse().ok()?;
     let mine = std::fs::metadata(format!("/proc/{pid}"))
         .is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw());
-    crate::inspect::info(pid)
-        .filter(|i| mine && !i.is_zombie() && i.comm == "ipclab")
-        .map(|_| pid)
+    let alive = crate::inspect::info(pid).is_some_and(|i| !i.is_zombie());
+    (mine && alive && start_time(pid) == Some(started)).then_some(pid)
+}
+
+/// When `pid` started (clock ticks after boot): with the pid, a process's identity.
+fn start_time(pid: i32) -> Option<u64> {
+    procfs::process::Process::new(pid)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|s| s.starttime)
 }
 
 /// The keeper's user namespace, which `hosts exec` joins first (the caller owns it, so it
@@ -112,11 +120,9 @@ pub fn down() -> Result<Vec<String>> {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .filter(|p| {
-            // Still ours and still the relay (a forked ipclab), not a pid used again.
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(format!("/proc/{p}"))
-                .is_ok_and(|m| m.uid() == nix::unistd::getuid().as_raw())
-                && crate::inspect::info(*p).is_some_and(|i| i.comm == "ipclab")
+            // Still the relay, not a pid used again: it joined the keeper's user namespace.
+            let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            keeper_pid().is_some_and(|k| ns(k).is_some() && ns(k) == ns(*p))
         })
     {
         let _ = nix::sys::signal::kill(
@@ -362,7 +368,13 @@ fn start_keeper(dir: &Path, hosts: &[Host]) -> Result<()> {
                 if let Some(p) = line.strip_prefix("pid ") {
                     keeper = p.trim().parse::<i32>().ok();
                     if let Some(k) = keeper {
-                        hosts::write(&dir.join("keeper.pid"), &format!("{k}\n"), 0o600, None)?;
+                        let started = start_time(k).unwrap_or(0);
+                        hosts::write(
+                            &dir.join("keeper.pid"),
+                            &format!("{k} {started}\n"),
+                            0o600,
+                            None,
+                        )?;
                     }
                 } else if let Some(pids) = line.strip_prefix("ok") {
                     local = Some(
