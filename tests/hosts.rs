@@ -275,6 +275,21 @@ fn hosts_as_a_normal_user_run_in_a_user_namespace() {
         eprintln!("skipped: needs root (to become a normal user) and openssh-server");
         return;
     }
+    // A kernel that refuses unprivileged user namespaces (a sysctl, an LSM) gives no hosts to
+    // a normal user: doctor says so; this test has nothing to try there.
+    let userns = as_nobody(std::path::Path::new("/usr/bin/unshare"))
+        .unwrap()
+        .args(["--user", "--map-current-user", "--net", "--mount", "--pid"])
+        .args(["--fork", "true"])
+        .output()
+        .unwrap();
+    if !userns.status.success() {
+        eprintln!(
+            "skipped: user namespaces refused to a normal user here: {}",
+            text(&userns.stderr)
+        );
+        return;
+    }
     let state = std::path::PathBuf::from(format!("/tmp/ipclab-hosts-{NOBODY}"));
     struct UserDown;
     impl Drop for UserDown {
