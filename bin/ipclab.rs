@@ -24,7 +24,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum HostsCmd {
     /// Make K hosts h1..hK (1..=64), each with its address, user, home and sshd.
-    Up { k: usize },
+    Up {
+        k: usize,
+        /// Perturb every program started on the hosts (grade --race's shim, set by each sshd
+        /// with this seed); `hosts perturbed` lists them.
+        #[arg(long, value_name = "SEED")]
+        race: Option<u64>,
+    },
+    /// The programs the race injection perturbed on each host (`hosts up --race`).
+    Perturbed,
     /// Remove the hosts: what runs on them, their namespaces, users, keys.
     Down,
     /// The machine file: one hostname a line.
@@ -452,11 +460,18 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
     use ipclab::hosts::Cluster;
     let none = || Error::usage("no hosts are up: ipclab hosts up K");
     match cmd {
-        HostsCmd::Up { k } => {
+        HostsCmd::Up { k, race } => {
+            let race = match race {
+                Some(seed) => Some(ipclab::hosts::Race {
+                    seed,
+                    shim: ipclab::grade::race_library()?,
+                }),
+                None => None,
+            };
             // An interrupt while the hosts are made (under a second) is taken once they are:
             // then everything goes, as if up had never run.
             ipclab::signals::watch_interrupts()?;
-            let c = Cluster::up(k)?;
+            let c = Cluster::up(k, race.as_ref())?;
             if let Some(sig) = ipclab::signals::interrupted() {
                 Cluster::down()?;
                 return Err(Error::runtime(format!(
@@ -472,6 +487,13 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
                     h.addr,
                     h.user,
                     h.sshd_pid().unwrap_or(0)
+                );
+            }
+            if let Some(r) = &race {
+                println!(
+                    "race: every program started over ssh is perturbed (seed {}); ipclab hosts \
+                     perturbed lists them",
+                    r.seed
                 );
             }
             println!("try: ipclab hosts exec h1 -- ssh h2 hostname");
@@ -587,6 +609,25 @@ fn hosts(cmd: HostsCmd) -> Result<i32> {
                 println!("relay stopped: the links are direct");
             } else {
                 println!("no relay was running");
+            }
+            Ok(0)
+        }
+        HostsCmd::Perturbed => {
+            let c = Cluster::current().ok_or_else(none)?;
+            if c.race_seed().is_none() {
+                return Err(Error::usage(
+                    "no race injection on these hosts: ipclab hosts up K --race SEED",
+                ));
+            }
+            // A normal user's hosts share one home, so one log; read once each. The log is
+            // the hosts' users' file: read without following a link they could plant.
+            let mut logs: Vec<std::path::PathBuf> =
+                c.hosts.iter().map(ipclab::hosts::race_log).collect();
+            logs.dedup();
+            for log in logs {
+                if let Some(text) = ipclab::grade::checks::read_box_file(&log, 1 << 20) {
+                    print!("{text}");
+                }
             }
             Ok(0)
         }

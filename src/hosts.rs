@@ -128,6 +128,44 @@ impl Host {
     }
 }
 
+/// Race injection on the hosts (`hosts up --race SEED`): the LD_PRELOAD shim of `grade --race`,
+/// which each sshd sets with the seed for every session (sshd passes no environment of the
+/// client's: its own `SetEnv` is the way in). A program that resets its environment escapes it:
+/// the log each perturbed program appends to says which were.
+#[derive(Debug, Clone)]
+pub struct Race {
+    pub seed: u64,
+    /// The shim (`libipclab_race.so`), copied into the hosts' state where every host user
+    /// can map it.
+    pub shim: PathBuf,
+}
+
+/// The sshd_config line that perturbs every session on `h` (empty without race).
+pub(crate) fn race_env(dir: &Path, h: &Host, race: Option<&Race>) -> String {
+    race.map_or_else(String::new, |r| {
+        format!(
+            "SetEnv IPCLAB_RACE_SEED={} LD_PRELOAD={} IPCLAB_RACE_LOG={}\n",
+            r.seed,
+            dir.join("race.so").display(),
+            race_log(h).display()
+        )
+    })
+}
+
+/// Where the programs perturbed on `h` note themselves: `HOST PID COMM` a line.
+pub fn race_log(h: &Host) -> PathBuf {
+    h.home.join(".ipclab-race.log")
+}
+
+/// The shim and the seed into the hosts' state (`dir`), for the sshds to name.
+pub(crate) fn install_race(dir: &Path, race: &Race) -> Result<()> {
+    let so = dir.join("race.so");
+    std::fs::copy(&race.shim, &so).map_err(|e| Error::io(&e, "copy", race.shim.display()))?;
+    std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io(&e, "chmod", so.display()))?;
+    write(&dir.join("race"), &format!("{}\n", race.seed), 0o644, None)
+}
+
 /// The hosts that are up, as `up` recorded them.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -162,6 +200,15 @@ pub fn state_dir() -> PathBuf {
 }
 
 impl Cluster {
+    /// The seed of the race injection the hosts were made with (`hosts up --race`), if any.
+    pub fn race_seed(&self) -> Option<u64> {
+        std::fs::read_to_string(state().join("race"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The hosts that are up, or None.
     pub fn current() -> Option<Cluster> {
         let text = std::fs::read_to_string(state().join("cluster")).ok()?;
@@ -203,13 +250,13 @@ impl Cluster {
     }
 
     /// Brings up `k` hosts; on any failure removes what it made and says why.
-    pub fn up(k: usize) -> Result<Cluster> {
+    pub fn up(k: usize, race: Option<&Race>) -> Result<Cluster> {
         if !(1..=MAX_HOSTS).contains(&k) {
             return Err(Error::usage(format!("bad host count {k}: 1..={MAX_HOSTS}")));
         }
         if !is_root() {
             // In a user namespace of the caller's (src/hosts/user.rs).
-            return crate::hosts::user::up(k).map(|hosts| Cluster { hosts });
+            return crate::hosts::user::up(k, race).map(|hosts| Cluster { hosts });
         }
         for tool in ["/usr/sbin/ip", SSHD, "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
             if !Path::new(tool).exists() {
@@ -225,7 +272,7 @@ impl Cluster {
                 "hosts are up already: ipclab hosts down first (ipclab hosts list names them)",
             ));
         }
-        let made = build(k);
+        let made = build(k, race);
         if made.is_err() {
             // Nothing half-made stays: what was recorded and the namespaces go.
             teardown();
@@ -414,9 +461,12 @@ pub(crate) fn keygen(path: &Path, comment: &str) -> Result<String> {
         .map_err(|e| Error::io(&e, "read", pubf))
 }
 
-fn build(k: usize) -> Result<Cluster> {
+fn build(k: usize, race: Option<&Race>) -> Result<Cluster> {
     let dir = state();
     mkdir(&dir, 0o711, None)?;
+    if let Some(r) = race {
+        install_race(&dir, r)?;
+    }
     // The run's client key: every host user gets it, and so does the caller (`hosts exec` is
     // the usual way in; the key lets an ssh run inside any host reach any other).
     let key = dir.join("id_ed25519");
@@ -482,7 +532,7 @@ fn build(k: usize) -> Result<Cluster> {
             0o644,
             Some(h.uid),
         )?;
-        start_sshd(h, &dir)?;
+        start_sshd(h, &dir, race)?;
     }
     for h in &hosts {
         wait_listening(h)?;
@@ -552,7 +602,7 @@ pub(crate) fn client_config(hosts: &[Host], port: Option<u16>) -> String {
 /// and a PID namespace whose init it is: what runs on the host (sessions, daemons a student
 /// leaves behind) is reaped by it, and killing it makes the kernel kill and reap all of them —
 /// nothing of the host's user is left for a PID 1 that reaps late (or never).
-fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
+fn start_sshd(h: &Host, dir: &Path, race: Option<&Race>) -> Result<()> {
     let root = h.root();
     let config = format!(
         "# Written by ipclab hosts up for {name}.\n\
@@ -560,12 +610,13 @@ fn start_sshd(h: &Host, dir: &Path) -> Result<()> {
          AuthorizedKeysFile {dir}/authorized_keys\nAllowUsers {user}\n\
          PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
          PermitRootLogin no\nPrintMotd no\nPrintLastLog no\nAcceptEnv LANG LC_*\n\
-         Subsystem sftp internal-sftp\n",
+         Subsystem sftp internal-sftp\n{race}",
         name = h.name,
         addr = h.addr,
         root = root.display(),
         dir = dir.display(),
         user = h.user,
+        race = race_env(dir, h, race),
     );
     let cfg = root.join("sshd_config");
     write(&cfg, &config, 0o644, None)?;

@@ -258,6 +258,47 @@ fn hosts_run_real_sshd_and_leave_nothing() {
     }
 }
 
+/// `hosts up --race SEED`: a program started over ssh on h2 has the shim mapped and the seed
+/// in its environment (sshd sets them: it passes none of the client's), and `hosts perturbed`
+/// lists it under h2's name; hosts made without --race say there is nothing to list.
+#[test]
+fn hosts_race_perturbs_what_ssh_starts() {
+    let _forks = fork_guard();
+    if !ready() {
+        return;
+    }
+    let _down = Down;
+    let out = ipclab(&["hosts", "up", "2"]);
+    assert!(out.status.success(), "up: {}", text(&out.stderr));
+    let none = ipclab(&["hosts", "perturbed"]);
+    assert_eq!(none.status.code(), Some(2), "{}", text(&none.stderr));
+    assert!(ipclab(&["hosts", "down"]).status.success());
+    let out = ipclab(&["hosts", "up", "2", "--race", "7"]);
+    assert!(out.status.success(), "up --race: {}", text(&out.stderr));
+    let out = ipclab(&[
+        "hosts",
+        "exec",
+        "h1",
+        "--",
+        "ssh",
+        "h2",
+        "echo seed $IPCLAB_RACE_SEED; cat /proc/self/maps",
+    ]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(said.starts_with("seed 7\n"), "{said}");
+    assert!(
+        said.contains("/race.so"),
+        "the shim is not mapped in cat:\n{said}"
+    );
+    let listed = text(&ipclab(&["hosts", "perturbed"]).stdout);
+    let cat: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.starts_with("h2 ") && l.ends_with(" cat"))
+        .collect();
+    assert_eq!(cat.len(), 1, "{listed}");
+}
+
 /// `ipclab hosts ARGS` as NOBODY (a normal user: no capability, its own state directory).
 fn as_user(args: &[&str]) -> std::process::Output {
     let mut c = as_nobody(&bin("ipclab")).expect("root");

@@ -8,6 +8,10 @@
 //! statically linked programs, and calls glibc makes internally (fopen, printf's own write go
 //! through internal symbols). Without IPCLAB_RACE_SEED it adds nothing.
 //!
+//! On namespace hosts made with `ipclab hosts up --race SEED`, sshd sets IPCLAB_RACE_SEED,
+//! LD_PRELOAD and IPCLAB_RACE_LOG for every session (it passes no environment of the client's):
+//! each program started there is perturbed and notes itself in the log.
+//!
 //! Delays: 1 call in 8 sleeps 0-10 ms, the others 0-200 µs, with clock_nanosleep only.
 //! vfork is run as fork (a wrapper cannot return twice into a shared stack).
 
@@ -35,6 +39,62 @@ extern "C" fn init() {
     // Each exec'd program of the lineage mixes in how deep it is (parent's draws are its own).
     STATE.store(mix(seed ^ 0x5EED), Ordering::SeqCst);
     ENABLED.store(true, Ordering::SeqCst);
+    note_perturbed();
+}
+
+/// With IPCLAB_RACE_LOG (hosts made by `ipclab hosts up --race`, where sshd sets the
+/// environment of every session), one line per perturbed program: `HOST PID COMM`, appended
+/// in one write (lines of concurrent programs never tear), never through a symbolic link.
+fn note_perturbed() {
+    // Safety: getenv, uname, open, write and close on buffers we own; nothing here allocates.
+    unsafe {
+        let path = libc::getenv(c"IPCLAB_RACE_LOG".as_ptr());
+        if path.is_null() {
+            return;
+        }
+        let mut line = [0u8; 160];
+        let mut n = 0;
+        let mut put = |b: &[u8]| {
+            for &c in b {
+                if n < line.len() - 1 {
+                    line[n] = c;
+                    n += 1;
+                }
+            }
+        };
+        let mut u: libc::utsname = std::mem::zeroed();
+        if libc::uname(&mut u) == 0 {
+            let host = std::ffi::CStr::from_ptr(u.nodename.as_ptr());
+            put(host.to_bytes());
+        }
+        put(b" ");
+        let mut digits = [0u8; 12];
+        let (mut pid, mut k) = (libc::getpid() as u32, digits.len());
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        put(&digits[k..]);
+        put(b" ");
+        let mut comm = [0u8; 17];
+        libc::prctl(libc::PR_GET_NAME, comm.as_mut_ptr());
+        let len = comm.iter().position(|c| *c == 0).unwrap_or(16);
+        put(&comm[..len]);
+        put(b"\n");
+        let fd = libc::open(
+            path,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        );
+        if fd >= 0 {
+            libc::write(fd, line.as_ptr().cast(), n);
+            libc::close(fd);
+        }
+    }
 }
 
 fn mix(mut z: u64) -> u64 {

@@ -843,7 +843,7 @@ fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// The LD_PRELOAD shim built beside ipclab (`libipclab_race.so`).
-fn race_library() -> Result<PathBuf> {
+pub fn race_library() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| Error::io(&e, "readlink", "/proc/self/exe"))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     for cand in [

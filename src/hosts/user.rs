@@ -84,7 +84,7 @@ pub fn userns() -> Result<OwnedFd> {
 }
 
 /// Brings up `k` hosts for the caller; on any failure removes what it made and says why.
-pub fn up(k: usize) -> Result<Vec<Host>> {
+pub fn up(k: usize, race: Option<&hosts::Race>) -> Result<Vec<Host>> {
     for tool in [IP, SSHD, "/usr/bin/ssh-keygen", "/usr/bin/ssh"] {
         if !Path::new(tool).exists() {
             return Err(Error::runtime(format!(
@@ -102,7 +102,7 @@ pub fn up(k: usize) -> Result<Vec<Host>> {
     // A stale directory (a keeper killed by hand, a reboot of /run) goes first.
     remove_state(&dir)?;
     hosts::mkdir(&dir, 0o700, None)?;
-    let made = prepare(&dir, k).and_then(|hosts| start_keeper(&dir, &hosts).map(|_| hosts));
+    let made = prepare(&dir, k, race).and_then(|hosts| start_keeper(&dir, &hosts).map(|_| hosts));
     if made.is_err() {
         let _ = down();
     }
@@ -161,7 +161,7 @@ fn remove_state(dir: &Path) -> Result<()> {
 }
 
 /// Keys, configs and the record, all in `dir`: nothing is written anywhere else.
-fn prepare(dir: &Path, k: usize) -> Result<Vec<Host>> {
+fn prepare(dir: &Path, k: usize, race: Option<&hosts::Race>) -> Result<Vec<Host>> {
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
     let me = nix::unistd::User::from_uid(uid.into()).ok().flatten();
@@ -194,6 +194,9 @@ fn prepare(dir: &Path, k: usize) -> Result<Vec<Host>> {
             home: home.clone(),
         })
         .collect();
+    if let Some(r) = race {
+        hosts::install_race(dir, r)?;
+    }
     let key = dir.join("id_ed25519");
     let client_pub = hosts::keygen(&key, "ipclab-hosts")?;
     hosts::write(
@@ -218,10 +221,11 @@ fn prepare(dir: &Path, k: usize) -> Result<Vec<Host>> {
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
              PrintMotd no\nPrintLastLog no\nAcceptEnv LANG LC_*\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n{race}",
             name = h.name,
             d = d.display(),
             dir = dir.display(),
+            race = hosts::race_env(dir, h, race),
         );
         hosts::write(&d.join("sshd_config"), &config, 0o600, None)?;
     }
