@@ -119,6 +119,18 @@ impl Host {
         std::fs::File::open(format!("/proc/{pid}/ns/net"))
     }
 
+    /// Its line in the hosts' record (`Cluster::current` reads it back).
+    pub(crate) fn record_line(&self) -> String {
+        format!(
+            "{} {} {} {} {}\n",
+            self.name,
+            self.addr,
+            self.uid,
+            self.user,
+            self.home.display()
+        )
+    }
+
     /// The inode of the host's network namespace (what /proc/PID/ns/net links to).
     pub fn netns_inode(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
@@ -194,7 +206,8 @@ fn state() -> PathBuf {
     }
 }
 
-/// The hosts' state directory (root's, under /run): the relay keeps its pid there too.
+/// The hosts' state directory (root's under /run, a normal user's of theirs): the relay keeps
+/// its pid there too.
 pub fn state_dir() -> PathBuf {
     state()
 }
@@ -486,21 +499,14 @@ fn build(k: usize, race: Option<&Race>) -> Result<Cluster> {
         let name = format!("h{i}");
         let hb = HostBox::create(&name)?;
         let h = Host {
-            addr: Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8),
+            addr: address(i),
             uid: hb.uid,
             user: format!("{name}-user"),
             home: hb.root.join("home"),
             name,
         };
         // Recorded before its namespace is made, so a failure from here on is torn down.
-        record.push_str(&format!(
-            "{} {} {} {} {}\n",
-            h.name,
-            h.addr,
-            h.uid,
-            h.user,
-            h.home.display()
-        ));
+        record.push_str(&h.record_line());
         write(&dir.join("cluster"), &record, 0o644, None)?;
         link(&h, i)?;
         hosts.push(h);
@@ -510,10 +516,8 @@ fn build(k: usize, race: Option<&Race>) -> Result<Cluster> {
         let host_pub = keygen(&h.root().join("host_key"), &h.name)?;
         known.push_str(&format!("{},{} {host_pub}\n", h.name, h.addr));
     }
-    let etc_hosts: String = std::iter::once("127.0.0.1\tlocalhost\n".to_string())
-        .chain(hosts.iter().map(|h| format!("{}\t{}\n", h.addr, h.name)))
-        .collect();
-    let ssh_config = client_config(&hosts, None);
+    let etc_hosts = etc_hosts(&hosts);
+    let ssh_config = client_config(&hosts, None, "~/.ssh/id_ed25519", "~/.ssh/known_hosts");
     write(&dir.join("known_hosts"), &known, 0o644, None)?;
     write(&dir.join("ssh_config"), &ssh_config, 0o644, None)?;
     write(&dir.join("machines"), &machine_lines(&hosts), 0o644, None)?;
@@ -540,7 +544,19 @@ fn build(k: usize, race: Option<&Race>) -> Result<Cluster> {
     Ok(Cluster { hosts })
 }
 
-fn machine_lines(hosts: &[Host]) -> String {
+/// The address of host `i` (h1 is .1): in our namespaces only.
+pub(crate) fn address(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8)
+}
+
+/// /etc/hosts inside every host: localhost and each host by name.
+pub(crate) fn etc_hosts(hosts: &[Host]) -> String {
+    std::iter::once("127.0.0.1\tlocalhost\n".to_string())
+        .chain(hosts.iter().map(|h| format!("{}\t{}\n", h.addr, h.name)))
+        .collect()
+}
+
+pub(crate) fn machine_lines(hosts: &[Host]) -> String {
     hosts.iter().map(|h| format!("{}\n", h.name)).collect()
 }
 
@@ -578,8 +594,13 @@ pub(crate) fn relay_chains() -> String {
 pub const RELAY_TABLE: &str = "ipclab_relay";
 
 /// ~/.ssh/config of every host user: each host by name and address, with its user (and the
-/// sshd's port when it is not 22: a normal user's hosts).
-pub(crate) fn client_config(hosts: &[Host], port: Option<u16>) -> String {
+/// sshd's port when it is not 22: a normal user's hosts), the run's key and known hosts.
+pub(crate) fn client_config(
+    hosts: &[Host],
+    port: Option<u16>,
+    identity: &str,
+    known_hosts: &str,
+) -> String {
     let mut s = String::from("# Written by ipclab hosts up: the run's hosts, keys and users.\n");
     for h in hosts {
         s.push_str(&format!(
@@ -590,10 +611,10 @@ pub(crate) fn client_config(hosts: &[Host], port: Option<u16>) -> String {
             s.push_str(&format!("    Port {p}\n"));
         }
     }
-    s.push_str(
-        "Host *\n    IdentityFile ~/.ssh/id_ed25519\n    UserKnownHostsFile ~/.ssh/known_hosts\n    \
-         StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n",
-    );
+    s.push_str(&format!(
+        "Host *\n    IdentityFile {identity}\n    UserKnownHostsFile {known_hosts}\n    \
+         StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n"
+    ));
     s
 }
 

@@ -2,7 +2,8 @@
 //! nftables but no netem qdisc. `ipclab hosts relay on` starts one relay process; nftables in
 //! each host's namespace redirects every TCP connection it opens to another host over a link
 //! named by a delay (over every link when recording; ssh aside) to the relay's listener on
-//! that host (127.0.0.1, port 1: below 1024, so no host's user can take it). The relay reads the original destination (SO_ORIGINAL_DST), connects there from
+//! that host (127.0.0.1, port 1: below 1024, so no host's user can take it). The relay reads
+//! the original destination (SO_ORIGINAL_DST), connects there from
 //! the same host (its own sockets carry a mark the rule lets through, so the server sees the
 //! client's host address), and copies both ways, holding each piece back by its link's delay
 //! (a seeded jitter on top, order kept), and records every piece: when it was read, when it is
@@ -14,7 +15,7 @@
 //!
 //! A connection whose links have no delay is copied both ways by one thread that polls a
 //! little (`SPIN`) before it sleeps, one connection at a time, and writes its records out before
-//! sleeping (and at `relay off`): a relayed round trip then costs about 1.4–1.8× a direct one
+//! sleeping (and at `relay off`): a relayed round trip then costs about 1.4–1.9× a direct one
 //! (`make bench-hosts`), not the 2–4× of a thread per direction that sleeps after each piece.
 //!
 //! What differs from a direct connection: connect succeeds at once (the relay accepts), and a
@@ -516,17 +517,8 @@ fn pump(
             // FIFO: a piece is never due before the one read before it.
             let due = (now + Duration::from_millis(ms + extra)).max(last);
             last = due;
-            if n > 0 {
-                rec.line(
-                    serde_json::json!({"t": rec.t(now), "due": rec.t(due), "conn": id,
-                    "from": from, "to": to, "len": n, "hex": hex(&buf[..n])}),
-                );
-            } else {
-                rec.line(
-                    serde_json::json!({"t": rec.t(now), "due": rec.t(due), "conn": id,
-                    "from": from, "to": to, "ev": "eof"}),
-                );
-            }
+            record(rec, id, (from, to), &buf[..n], (now, due));
+            rec.flush();
             if tx.send((due, buf[..n].to_vec())).is_err() || n == 0 {
                 break;
             }
@@ -545,15 +537,9 @@ fn copy(mut src: TcpStream, mut dst: TcpStream, id: u64, (from, to): (&str, &str
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => 0,
         };
-        if rec.file.is_some() {
-            let t = rec.t(Instant::now());
-            rec.line(if n > 0 {
-                serde_json::json!({"t": t, "due": t, "conn": id, "from": from, "to": to,
-                    "len": n, "hex": hex(&buf[..n])})
-            } else {
-                serde_json::json!({"t": t, "due": t, "conn": id, "from": from, "to": to, "ev": "eof"})
-            });
-        }
+        let now = Instant::now();
+        record(rec, id, (from, to), &buf[..n], (now, now));
+        rec.flush();
         if n == 0 || dst.write_all(&buf[..n]).is_err() {
             break;
         }
@@ -653,7 +639,8 @@ fn copy_both_until_end(mut s: [TcpStream; 2], id: u64, ends: [&str; 2], rec: &Re
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => 0,
                 };
-                record(rec, id, (ends[o], ends[to]), &buf[..n]);
+                let now = Instant::now();
+                record(rec, id, (ends[o], ends[to]), &buf[..n], (now, now));
                 if n == 0 {
                     open[o] = false;
                     let _ = s[to].shutdown(std::net::Shutdown::Write);
@@ -676,9 +663,16 @@ const SPIN: Duration = Duration::from_micros(200);
 /// The connection (id + 1) spinning now, 0 if none.
 static SPINNER: AtomicU64 = AtomicU64::new(0);
 
-/// One piece (or, empty, the end) read from `from`, recorded as copied at once: the same
-/// line as `pump`'s, serialised without building a JSON value (it is on the round trip).
-fn record(rec: &Recorder, id: u64, (from, to): (&str, &str), piece: &[u8]) {
+/// One piece (or, empty, the end) read from `from` at `read`, due at the other end at `due`:
+/// its line held until the next flush, serialised without building a JSON value (it is on the
+/// round trip of a relay without delay).
+fn record(
+    rec: &Recorder,
+    id: u64,
+    (from, to): (&str, &str),
+    piece: &[u8],
+    (read, due): (Instant, Instant),
+) {
     #[derive(serde::Serialize)]
     struct Piece<'a> {
         t: f64,
@@ -696,11 +690,10 @@ fn record(rec: &Recorder, id: u64, (from, to): (&str, &str), piece: &[u8]) {
     if rec.file.is_none() {
         return;
     }
-    let t = rec.t(Instant::now());
     let end = piece.is_empty();
     rec.line_later(&Piece {
-        t,
-        due: t,
+        t: rec.t(read),
+        due: rec.t(due),
         conn: id,
         from,
         to,

@@ -20,7 +20,6 @@
 
 use crate::error::{Error, Result};
 use crate::hosts::{self, Host};
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,12 +182,7 @@ fn prepare(dir: &Path, k: usize, race: Option<&hosts::Race>) -> Result<Vec<Host>
     let hosts: Vec<Host> = (1..=k)
         .map(|i| Host {
             name: format!("h{i}"),
-            addr: Ipv4Addr::new(
-                hosts::SUBNET[0],
-                hosts::SUBNET[1],
-                hosts::SUBNET[2],
-                i as u8,
-            ),
+            addr: hosts::address(i),
             uid,
             user: user.clone(),
             home: home.clone(),
@@ -230,19 +224,15 @@ fn prepare(dir: &Path, k: usize, race: Option<&hosts::Race>) -> Result<Vec<Host>
         hosts::write(&d.join("sshd_config"), &config, 0o600, None)?;
     }
     hosts::write(&dir.join("known_hosts"), &known, 0o600, None)?;
-    let mut ssh_config = hosts::client_config(&hosts, Some(SSH_PORT));
     // Absolute paths: ~ is the passwd home, which may not hold them.
-    ssh_config = ssh_config
-        .replace("~/.ssh/id_ed25519", &key.display().to_string())
-        .replace(
-            "~/.ssh/known_hosts",
-            &dir.join("known_hosts").display().to_string(),
-        );
+    let ssh_config = hosts::client_config(
+        &hosts,
+        Some(SSH_PORT),
+        &key.display().to_string(),
+        &dir.join("known_hosts").display().to_string(),
+    );
     hosts::write(&dir.join("ssh_config"), &ssh_config, 0o644, None)?;
-    let etc_hosts: String = std::iter::once("127.0.0.1\tlocalhost\n".to_string())
-        .chain(hosts.iter().map(|h| format!("{}\t{}\n", h.addr, h.name)))
-        .collect();
-    hosts::write(&dir.join("hosts"), &etc_hosts, 0o644, None)?;
+    hosts::write(&dir.join("hosts"), &hosts::etc_hosts(&hosts), 0o644, None)?;
     hosts::write(
         &dir.join("passwd"),
         &passwd(uid, gid, &user, &home),
@@ -260,26 +250,11 @@ fn prepare(dir: &Path, k: usize, race: Option<&hosts::Race>) -> Result<Vec<Host>
     )?;
     hosts::write(
         &dir.join("machines"),
-        &hosts
-            .iter()
-            .map(|h| format!("{}\n", h.name))
-            .collect::<String>(),
+        &hosts::machine_lines(&hosts),
         0o644,
         None,
     )?;
-    let record: String = hosts
-        .iter()
-        .map(|h| {
-            format!(
-                "{} {} {} {} {}\n",
-                h.name,
-                h.addr,
-                h.uid,
-                h.user,
-                h.home.display()
-            )
-        })
-        .collect();
+    let record: String = hosts.iter().map(Host::record_line).collect();
     hosts::write(&dir.join("cluster"), &record, 0o600, None)?;
     Ok(hosts)
 }
